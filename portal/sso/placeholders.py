@@ -1,0 +1,213 @@
+"""Template placeholders (`%Name%`, `%Name:modifier%`) and their context-aware encoding."""
+
+from __future__ import annotations
+
+import base64
+import enum
+import json
+import re
+from collections.abc import Callable, Mapping
+from urllib.parse import quote, quote_plus
+
+from portal.sso.errors import TemplateError
+
+PLACEHOLDERS: frozenset[str] = frozenset(
+    {
+        "ClientID",
+        "ClientSecret",
+        "BasicAuth",
+        "RedirectURL",
+        "State",
+        "Nonce",
+        "Scope",
+        "CodeChallenge",
+        "CodeVerifier",
+        "Code",
+        "Token",
+        "IDToken",
+        "RefreshToken",
+        "ReturnToURL",
+    }
+)
+
+_TOKEN_REQUEST = frozenset(
+    {
+        "ClientID",
+        "ClientSecret",
+        "BasicAuth",
+        "RedirectURL",
+        "Code",
+        "CodeVerifier",
+        "Nonce",
+        "State",
+    }
+)
+_PROFILE_REQUEST = frozenset({"ClientID", "Token", "IDToken"})
+
+TEMPLATE_FIELDS: dict[str, frozenset[str]] = {
+    "login_url": frozenset({"ClientID", "RedirectURL", "State", "Nonce", "Scope", "CodeChallenge"}),
+    "token_url": _TOKEN_REQUEST,
+    "token_headers": _TOKEN_REQUEST,
+    "token_body": _TOKEN_REQUEST,
+    "profile_url": _PROFILE_REQUEST,
+    "profile_headers": _PROFILE_REQUEST,
+    "logout_url": frozenset({"ClientID", "ReturnToURL", "IDToken"}),
+    "profile_edit_url": frozenset({"ClientID", "ReturnToURL"}),
+}
+
+#: Human label of each template field, as the admin form shows it.
+FIELD_LABELS: dict[str, str] = {
+    "login_url": "Identity Provider Login URL",
+    "token_url": "Token API URL",
+    "token_headers": "Token API Headers",
+    "token_body": "Token API Post Body",
+    "profile_url": "Profile API URL",
+    "profile_headers": "Profile API Headers",
+    "logout_url": "Alternate Logout URL",
+    "profile_edit_url": "Alternate Profile Edit URL",
+}
+
+MODIFIERS: frozenset[str] = frozenset({"base64"})
+
+
+class Context(enum.Enum):
+    """Where a rendered value lands, which decides how it is encoded."""
+
+    URL = "url"
+    FORM = "form"
+    JSON = "json"
+    HEADER = "header"
+
+
+# CamelCase name: starts upper case and holds at least one lower-case letter, so that
+# percent-escapes such as %C3%A9 never look like placeholders.
+_PLACEHOLDER_RE = re.compile(
+    r"%(?=[A-Z][A-Za-z0-9]*[a-z])([A-Z][A-Za-z0-9]*)(?::([A-Za-z0-9_]+))?%"
+)
+
+# RFC 7230 token characters.
+_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_FORBIDDEN_IN_HEADER = ("\r", "\n", "\0")
+
+
+def find_placeholders(template: str) -> list[str]:
+    """Return the placeholder names used in a template, in order of appearance."""
+    return [m.group(1) for m in _PLACEHOLDER_RE.finditer(template or "")]
+
+
+def validate_template(template: str, field: str) -> list[str]:
+    """Return one human message per placeholder problem in a template field."""
+    if not template:
+        return []
+    offered = TEMPLATE_FIELDS.get(field, frozenset())
+    label = FIELD_LABELS.get(field, field)
+    problems: list[str] = []
+    for match in _PLACEHOLDER_RE.finditer(template):
+        name, modifier = match.group(1), match.group(2)
+        if name not in PLACEHOLDERS:
+            message = f"Unknown placeholder %{name}% in the {label}."
+        elif name not in offered:
+            message = f"%{name}% is not available in the {label}."
+        elif modifier is not None and modifier not in MODIFIERS:
+            message = f'Unknown modifier "{modifier}" in {match.group(0)} in the {label}.'
+        else:
+            continue
+        if message not in problems:
+            problems.append(message)
+    return problems
+
+
+def _json_escape(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)[1:-1]
+
+
+def _header_value(value: str) -> str:
+    if any(ch in value for ch in _FORBIDDEN_IN_HEADER):
+        # The value itself may be a secret: name the problem, never the value.
+        raise TemplateError("a placeholder value holds a line break or NUL; refused in a header")
+    return value
+
+
+_ENCODERS: dict[Context, Callable[[str], str]] = {
+    Context.URL: lambda v: quote(v, safe=""),
+    Context.FORM: quote_plus,
+    Context.JSON: _json_escape,
+    Context.HEADER: _header_value,
+}
+
+
+def encode_value(value: str, context: Context, modifier: str | None = None) -> str:
+    """Encode one placeholder value for a context, after applying its modifier."""
+    if modifier == "base64":
+        value = base64.b64encode(value.encode("utf-8")).decode("ascii")
+    elif modifier is not None:
+        raise TemplateError(f'unknown placeholder modifier "{modifier}"')
+    return _ENCODERS[context](value)
+
+
+def render(template: str, context: Context, values: Mapping[str, str]) -> str:
+    """Substitute placeholders, encoding each value for the context."""
+
+    def substitute(match: re.Match[str]) -> str:
+        value = values.get(match.group(1))
+        return encode_value("" if value is None else str(value), context, match.group(2))
+
+    return _PLACEHOLDER_RE.sub(substitute, template or "")
+
+
+def basic_auth(client_id: str, client_secret: str) -> str:
+    """Return the HTTP Basic credentials for a client (RFC 6749 section 2.3.1)."""
+    raw = f"{quote_plus(client_id)}:{quote_plus(client_secret)}"
+    return base64.b64encode(raw.encode("utf-8")).decode("ascii")
+
+
+def _split_header_line(line: str) -> tuple[str, str] | None:
+    name, sep, value = line.partition(":")
+    if not sep:
+        return None
+    return name.strip(), value.strip()
+
+
+def validate_header_lines(text: str) -> list[str]:
+    """Return one human message per malformed line of a `Name: value` list."""
+    problems: list[str] = []
+    for number, line in enumerate((text or "").splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = _split_header_line(line)
+        if parts is None:
+            problems.append(f'Line {number} is not of the form "Name: value".')
+        elif not _HEADER_NAME_RE.match(parts[0]):
+            problems.append(f'Line {number}: "{parts[0]}" is not a valid header name.')
+    return problems
+
+
+def parse_header_lines(text: str) -> list[tuple[str, str]]:
+    """Parse one `Name: value` per line, ignoring blank lines."""
+    problems = validate_header_lines(text)
+    if problems:
+        raise TemplateError(" ".join(problems))
+    headers: list[tuple[str, str]] = []
+    for line in (text or "").splitlines():
+        parts = _split_header_line(line) if line.strip() else None
+        if parts is not None:
+            headers.append(parts)
+    return headers
+
+
+def render_headers(text: str, values: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Parse a header list and render each value in the HEADER context."""
+    return [
+        (name, render(value, Context.HEADER, values)) for name, value in parse_header_lines(text)
+    ]
+
+
+def body_context(headers: list[tuple[str, str]]) -> Context:
+    """Return JSON when the Content-Type header names JSON, else FORM."""
+    for name, value in headers:
+        if name.lower() == "content-type":
+            media_type = value.split(";", 1)[0].strip().lower()
+            if media_type == "application/json" or media_type.endswith("+json"):
+                return Context.JSON
+            return Context.FORM
+    return Context.FORM
