@@ -1,0 +1,7 @@
+"""Public sign-in: local accounts and the SSO flow."""
+
+from flask import Blueprint
+
+bp = Blueprint("auth", __name__)
+
+from portal.auth import views  # noqa: E402,F401

@@ -1,0 +1,113 @@
+"""Authentication systems: the configuration a community manager fills in."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.extensions import db
+from portal.models.base import utcnow
+from portal.models.user import Team
+
+TYPE_OAUTH2 = "oauth2"
+TYPES = {TYPE_OAUTH2: "OAuth 2.0"}
+
+LOGIN_LOCAL_ONLY = "local_only"
+LOGIN_LOCAL_AND_REMOTE = "local_and_remote"
+LOGIN_REMOTE_ONLY = "remote_only"
+LOGIN_MODES = {
+    LOGIN_LOCAL_ONLY: "Local Login Only",
+    LOGIN_LOCAL_AND_REMOTE: "Local and Remote Logins",
+    LOGIN_REMOTE_ONLY: "Remote Login Only",
+}
+
+
+class AuthSystem(db.Model):
+    """One configured identity provider."""
+
+    __tablename__ = "auth_systems"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: Only ``oauth2`` for now.
+    type: Mapped[str] = mapped_column(sa.String(20), default=TYPE_OAUTH2)
+    name: Mapped[str] = mapped_column(sa.String(120))
+    #: Lower-cased name; unique so names differ by more than case.
+    name_key: Mapped[str] = mapped_column(sa.String(120), unique=True)
+    #: URL identifier derived from the name; part of the Redirect URL.
+    slug: Mapped[str] = mapped_column(sa.String(120), unique=True)
+    client_id: Mapped[str] = mapped_column(sa.String(255))
+    #: Fernet token of the client secret (MultiFernet, newest key first).
+    client_secret_encrypted: Mapped[str] = mapped_column(sa.Text, default="")
+    login_url: Mapped[str] = mapped_column(sa.Text)
+    token_url: Mapped[str] = mapped_column(sa.Text)
+    #: ``POST`` (default) or ``GET``.
+    token_method: Mapped[str] = mapped_column(sa.String(10), default="POST")
+    token_headers: Mapped[str] = mapped_column(sa.Text, default="")
+    token_body: Mapped[str] = mapped_column(sa.Text, default="")
+    access_token_path: Mapped[str] = mapped_column(sa.String(255), default="access_token")
+    profile_url: Mapped[str] = mapped_column(sa.Text, default="")
+    profile_headers: Mapped[str] = mapped_column(sa.Text, default="")
+    #: OpenID Connect issuer; with ``jwks_url`` it turns on id_token validation.
+    issuer: Mapped[str] = mapped_column(sa.Text, default="")
+    jwks_url: Mapped[str] = mapped_column(sa.Text, default="")
+    #: Value of ``%Scope%``.
+    scope: Mapped[str] = mapped_column(sa.String(255), default="openid email profile")
+    logout_url: Mapped[str] = mapped_column(sa.Text, default="")
+    profile_edit_url: Mapped[str] = mapped_column(sa.Text, default="")
+    login_label: Mapped[str] = mapped_column(sa.String(120), default="")
+    #: One of ``LOGIN_MODES``.
+    login_mode: Mapped[str] = mapped_column(sa.String(20), default=LOGIN_LOCAL_ONLY)
+    onboarding_team_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("teams.id", ondelete="SET NULL")
+    )
+    enabled: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    onboarding_team: Mapped[Team | None] = relationship()
+    params: Mapped[list[ProfileParamRow]] = relationship(
+        back_populates="auth_system", cascade="all, delete-orphan", order_by="ProfileParamRow.id"
+    )
+
+    @property
+    def type_label(self) -> str:
+        """Return the human name of the type."""
+        return TYPES.get(self.type, self.type)
+
+    @property
+    def login_mode_label(self) -> str:
+        """Return the human name of the Alternate Login mode."""
+        return LOGIN_MODES.get(self.login_mode, self.login_mode)
+
+    def param(self, field: str) -> ProfileParamRow | None:
+        """Return the profile parameter row for ``field``, if any."""
+        return next((p for p in self.params if p.field == field), None)
+
+    def __repr__(self) -> str:
+        return f"<AuthSystem {self.slug!r}>"
+
+
+class ProfileParamRow(db.Model):
+    """Where one profile field is found in the provider's profile JSON."""
+
+    __tablename__ = "profile_params"
+    __table_args__ = (sa.UniqueConstraint("auth_system_id", "field", name="uq_profile_params_field"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    auth_system_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("auth_systems.id", ondelete="CASCADE"), index=True
+    )
+    #: Key from ``portal.sso.engine.PROFILE_FIELDS`` (``user_id``, ``email`` ...).
+    field: Mapped[str] = mapped_column(sa.String(40))
+    #: JMESPath expression into the profile JSON; empty when not mapped.
+    path: Mapped[str] = mapped_column(sa.Text, default="")
+    #: "User can upgrade from this field".
+    can_upgrade: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    #: "Provider must supply this value".
+    must_supply: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+
+    auth_system: Mapped[AuthSystem] = relationship(back_populates="params")

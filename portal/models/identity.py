@@ -1,0 +1,66 @@
+"""SSO bindings and login attempts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.extensions import db
+from portal.models.auth_system import AuthSystem
+from portal.models.base import utcnow
+from portal.models.user import User
+
+
+class Identity(db.Model):
+    """A user's binding to an authentication system, keyed by the provider's User ID."""
+
+    __tablename__ = "identities"
+    __table_args__ = (
+        sa.UniqueConstraint("auth_system_id", "subject", name="uq_identities_subject"),
+        sa.UniqueConstraint("user_id", "auth_system_id", name="uq_identities_user_system"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    auth_system_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("auth_systems.id", ondelete="CASCADE"), index=True
+    )
+    #: The provider's stable User ID for this person.
+    subject: Mapped[str] = mapped_column(sa.String(255))
+    #: Profile fields this provider supplies and the member may not edit here.
+    locked_fields: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+    user: Mapped[User] = relationship(back_populates="identities")
+    auth_system: Mapped[AuthSystem] = relationship()
+
+
+class LoginAttempt(db.Model):
+    """One SSO sign-in in progress: state, nonce and PKCE verifier, used once."""
+
+    __tablename__ = "login_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: SHA-256 of the ``state`` sent to the provider (the state itself is not stored).
+    state_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    #: SHA-256 of a random key kept in this browser's session: binds the attempt to it.
+    browser_hash: Mapped[str] = mapped_column(sa.String(64))
+    auth_system_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("auth_systems.id", ondelete="CASCADE"), index=True
+    )
+    #: Issuer expected in the callback's ``iss`` (RFC 9207), copied at start.
+    issuer: Mapped[str] = mapped_column(sa.Text, default="")
+    nonce: Mapped[str] = mapped_column(sa.String(255))
+    #: PKCE verifier, encrypted like the client secret.
+    code_verifier_encrypted: Mapped[str] = mapped_column(sa.Text)
+    #: Where to go after signing in (a same-site path).
+    next_path: Mapped[str] = mapped_column(sa.Text, default="")
+    #: Started from the admin's test screen: trace, don't sign in.
+    is_test: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), default=utcnow, index=True
+    )
+    used_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))

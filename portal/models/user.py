@@ -1,0 +1,97 @@
+"""Accounts: members and community managers, and the teams they belong to."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from flask_login import UserMixin
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from portal.extensions import db
+from portal.models.base import utcnow
+
+ROLE_MEMBER = "member"
+ROLE_MANAGER = "manager"
+ROLES = (ROLE_MEMBER, ROLE_MANAGER)
+
+team_members = sa.Table(
+    "team_members",
+    db.metadata,
+    sa.Column("team_id", sa.ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("user_id", sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class User(UserMixin, db.Model):
+    """A person who can sign in, locally or through an authentication system."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: Lower-cased email address; unique. Empty until an SSO member supplies one.
+    email: Mapped[str | None] = mapped_column(sa.String(254), unique=True)
+    #: Public alias; unique (case-insensitively, stored as typed in ``username``).
+    username: Mapped[str | None] = mapped_column(sa.String(80))
+    #: Lower-cased username, the key of the uniqueness check.
+    username_key: Mapped[str | None] = mapped_column(sa.String(80), unique=True)
+    first_name: Mapped[str] = mapped_column(sa.String(120), default="")
+    last_name: Mapped[str] = mapped_column(sa.String(120), default="")
+    #: Werkzeug hash; ``None`` for accounts that only sign in through SSO.
+    password_hash: Mapped[str | None] = mapped_column(sa.String(255))
+    #: ``member`` or ``manager`` (community manager).
+    role: Mapped[str] = mapped_column(sa.String(20), default=ROLE_MEMBER)
+    #: Membership status and type as the identity provider last reported them.
+    membership_status: Mapped[str | None] = mapped_column(sa.String(120))
+    membership_type: Mapped[str | None] = mapped_column(sa.String(120))
+    membership_synced_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    #: Profile fields the member still has to supply on *Complete your profile*.
+    pending_fields: Mapped[list[str] | None] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+    teams: Mapped[list[Team]] = relationship(secondary=team_members, back_populates="members")
+    identities: Mapped[list[Any]] = relationship(
+        "Identity", back_populates="user", cascade="all, delete-orphan"
+    )
+
+    @property
+    def is_manager(self) -> bool:
+        """Tell whether this user is a community manager."""
+        return self.role == ROLE_MANAGER
+
+    @property
+    def display_name(self) -> str:
+        """Return the best human name for this user."""
+        full = f"{self.first_name} {self.last_name}".strip()
+        return full or self.username or self.email or f"user {self.id}"
+
+    def set_password(self, password: str) -> None:
+        """Store a hash of ``password``."""
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        """Tell whether ``password`` matches the stored hash."""
+        return bool(self.password_hash) and check_password_hash(self.password_hash, password)
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.email!r}>"
+
+
+class Team(db.Model):
+    """A group of people that new SSO members can be onboarded into."""
+
+    __tablename__ = "teams"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(120))
+    #: Lower-cased name, unique.
+    name_key: Mapped[str] = mapped_column(sa.String(120), unique=True)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+    members: Mapped[list[User]] = relationship(secondary=team_members, back_populates="teams")
+
+    def __repr__(self) -> str:
+        return f"<Team {self.name!r}>"

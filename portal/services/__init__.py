@@ -1,0 +1,1 @@
+"""Operations used by views and the CLI, named verb_noun."""

@@ -1,0 +1,128 @@
+"""Local accounts: create, authenticate, promote; teams."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from email_validator import EmailNotValidError, validate_email
+
+from portal.extensions import db
+from portal.models import ROLE_MANAGER, ROLE_MEMBER, Team, User
+from portal.models.base import utcnow
+
+
+class AccountError(ValueError):
+    """Bad input for an account operation; the message is for the person who typed it."""
+
+
+@dataclass
+class NewUser:
+    """What is needed to create a local account."""
+
+    email: str
+    password: str
+    username: str | None = None
+    first_name: str = ""
+    last_name: str = ""
+    role: str = ROLE_MEMBER
+
+
+def normalize_email(email: str) -> str:
+    """Validate an email address's syntax and return it lower-cased."""
+    try:
+        result = validate_email(email.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise AccountError(f"Email address is not valid: {exc}") from exc
+    return result.normalized.lower()
+
+
+def get_user_by_email(email: str) -> User | None:
+    """Return the user with this email address (any case)."""
+    return db.session.scalar(sa.select(User).where(User.email == email.strip().lower()))
+
+
+def get_user_by_username(username: str) -> User | None:
+    """Return the user with this username (any case)."""
+    return db.session.scalar(sa.select(User).where(User.username_key == username.strip().lower()))
+
+
+def create_user(data: NewUser) -> User:
+    """Create a local account, refusing duplicates with a clear message."""
+    email = normalize_email(data.email)
+    if len(data.password) < 8:
+        raise AccountError("Password must be at least 8 characters.")
+    if data.role not in (ROLE_MEMBER, ROLE_MANAGER):
+        raise AccountError(f"Unknown role {data.role!r}.")
+    if get_user_by_email(email):
+        raise AccountError(f"An account with the email address {email} already exists.")
+    username = (data.username or email.split("@")[0]).strip()
+    if get_user_by_username(username):
+        raise AccountError(f"The username {username} is already taken.")
+    user = User(
+        email=email,
+        username=username,
+        username_key=username.lower(),
+        first_name=data.first_name.strip(),
+        last_name=data.last_name.strip(),
+        role=data.role,
+    )
+    user.set_password(data.password)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+def authenticate_local(email: str, password: str) -> User | None:
+    """Return the user when the email and password match a local account."""
+    user = get_user_by_email(email)
+    if user is None or not user.check_password(password):
+        return None
+    return user
+
+
+def record_login(user: User) -> None:
+    """Stamp the user's last sign-in time."""
+    user.last_login_at = utcnow()
+    db.session.commit()
+
+
+def create_team(name: str) -> Team:
+    """Create a team with a unique (case-insensitive) name."""
+    name = name.strip()
+    if not name:
+        raise AccountError("Team name is required.")
+    if len(name) > 120:
+        raise AccountError("Team name must be at most 120 characters.")
+    if db.session.scalar(sa.select(Team).where(Team.name_key == name.lower())):
+        raise AccountError(f"A team named {name} already exists.")
+    team = Team(name=name, name_key=name.lower())
+    db.session.add(team)
+    db.session.commit()
+    return team
+
+
+def rename_team(team: Team, name: str) -> Team:
+    """Rename a team, keeping names unique."""
+    name = name.strip()
+    if not name:
+        raise AccountError("Team name is required.")
+    clash = db.session.scalar(
+        sa.select(Team).where(Team.name_key == name.lower(), Team.id != team.id)
+    )
+    if clash:
+        raise AccountError(f"A team named {name} already exists.")
+    team.name, team.name_key = name, name.lower()
+    db.session.commit()
+    return team
+
+
+def delete_team(team: Team) -> None:
+    """Delete a team; systems that onboarded into it stop onboarding."""
+    db.session.delete(team)
+    db.session.commit()
+
+
+def list_teams() -> list[Team]:
+    """Return every team, by name."""
+    return list(db.session.scalars(sa.select(Team).order_by(Team.name_key)))
