@@ -31,7 +31,9 @@ def create_admin_command(email: str, password: str, username: str | None) -> Non
     from portal.services.accounts import AccountError, NewUser, create_user
 
     try:
-        user = create_user(NewUser(email=email, password=password, username=username, role=ROLE_MANAGER))
+        user = create_user(
+            NewUser(email=email, password=password, username=username, role=ROLE_MANAGER)
+        )
     except AccountError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"Created community manager {user.email}.")

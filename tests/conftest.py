@@ -113,7 +113,9 @@ def create_user(app: Flask) -> Callable[..., User]:
         counter["n"] += 1
         email = (email or f"user{counter['n']}@example.com").lower()
         username = username or email.split("@")[0]
-        user = User(email=email, username=username, username_key=username.lower(), role=role, **fields)
+        user = User(
+            email=email, username=username, username_key=username.lower(), role=role, **fields
+        )
         user.set_password(password)
         db.session.add(user)
         db.session.commit()
@@ -178,7 +180,7 @@ def create_auth_system(app: Flask) -> Callable[..., AuthSystem]:
 
     def make(
         name: str = "Example IdP",
-        client_secret: str = "s3cr3t+/=&\"value",
+        client_secret: str = 's3cr3t+/=&"value',
         params: dict[str, dict[str, Any]] | None = None,
         **fields: Any,
     ) -> AuthSystem:
@@ -198,7 +200,11 @@ def create_auth_system(app: Flask) -> Callable[..., AuthSystem]:
         values.update(fields)
         system = AuthSystem(name=name, name_key=name.lower(), slug=slugify(name), **values)
         store_client_secret(system, client_secret)
-        rows = params if params is not None else {"user_id": {"path": "sub"}, "email": {"path": "email"}}
+        rows = (
+            params
+            if params is not None
+            else {"user_id": {"path": "sub"}, "email": {"path": "email"}}
+        )
         for field, opts in rows.items():
             system.params.append(ProfileParamRow(field=field, **opts))
         db.session.add(system)

@@ -84,7 +84,11 @@ def test_next_same_site_path_is_followed(client, member):
     """A same-site `next` path is where the member lands after signing in."""
     response = client.post(
         "/login",
-        data={"email": "member@example.com", "password": "member-password-1", "next": "/account?x=1"},
+        data={
+            "email": "member@example.com",
+            "password": "member-password-1",
+            "next": "/account?x=1",
+        },
     )
     assert response.headers["Location"] == "/account?x=1"
 

@@ -35,9 +35,11 @@ def empty_database_url(database_url, tmp_path):
 
 
 def test_migrations_apply_from_empty_and_match_models(empty_database_url, tmp_path, monkeypatch):
-    """Upgrading an empty database yields exactly the models' schema (autogenerate finds nothing)."""
+    """An empty database upgraded by the migrations matches the models (no autogenerate diff)."""
     monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path))
-    app = create_app({"SQLALCHEMY_DATABASE_URI": empty_database_url, "PORTAL_ENCRYPTION_KEYS": [TEST_KEY]})
+    app = create_app(
+        {"SQLALCHEMY_DATABASE_URI": empty_database_url, "PORTAL_ENCRYPTION_KEYS": [TEST_KEY]}
+    )
     with app.app_context():
         upgrade()
         with db.engine.connect() as conn:

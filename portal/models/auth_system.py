@@ -95,7 +95,9 @@ class ProfileParamRow(db.Model):
     """Where one profile field is found in the provider's profile JSON."""
 
     __tablename__ = "profile_params"
-    __table_args__ = (sa.UniqueConstraint("auth_system_id", "field", name="uq_profile_params_field"),)
+    __table_args__ = (
+        sa.UniqueConstraint("auth_system_id", "field", name="uq_profile_params_field"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     auth_system_id: Mapped[int] = mapped_column(
