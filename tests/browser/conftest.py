@@ -227,17 +227,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     """One headless Debian Chromium for the whole session (sync Playwright API)."""
-    missing = None
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        missing = f"Chromium is not installed at {CHROMIUM} (Debian package 'chromium')"
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:  # pragma: no cover - the test extra is not installed
-        missing = f"Playwright for Python is not installed ({exc})"
-    if missing:
-        if in_ci():
-            pytest.fail(f"{missing}: CI=true requires the browser tests to run.")
-        pytest.skip(missing)
+    require_chromium()
+    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -247,6 +238,23 @@ def browser() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+def require_chromium(path: str | None = None) -> None:
+    """Skip when Chromium or Playwright is missing; with ``CI=true``, fail instead."""
+    path = path or CHROMIUM
+    missing = None
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        missing = f"Chromium is not installed at {path} (Debian package 'chromium')"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError as exc:  # pragma: no cover - the test extra is not installed
+            missing = f"Playwright for Python is not installed ({exc})"
+    if missing:
+        if in_ci():
+            pytest.fail(f"{missing}: CI=true requires the browser tests to run.", pytrace=False)
+        pytest.skip(missing)
 
 
 def _screenshot_name(nodeid: str) -> str:
