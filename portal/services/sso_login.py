@@ -1,0 +1,482 @@
+"""The runtime SSO sign-in: start a login attempt, finish it, and resolve the account.
+
+Views call `start_sso_login` and `complete_sso_login`; the Flask-free engine in
+`portal.sso.engine` does the protocol work, and `resolve_account` turns its `SSOResult`
+into a local account in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.exc import IntegrityError
+
+from portal.extensions import db
+from portal.models import AuthSystem, Identity, LoginAttempt, User
+from portal.models.auth_system import (
+    LOGIN_LOCAL_AND_REMOTE,
+    LOGIN_LOCAL_ONLY,
+    LOGIN_REMOTE_ONLY,
+)
+from portal.models.base import utcnow
+from portal.services.auth_systems import get_system_by_slug, read_client_secret
+from portal.services.secrets import decrypt_secret, encrypt_secret
+from portal.sso.engine import (
+    ACCOUNT_FIELDS,
+    FIELD_LABEL,
+    ProfileParam,
+    SSOConfig,
+    SSOResult,
+    begin_login,
+    finish_login,
+)
+from portal.sso.errors import IssuerMismatch, SSOError, StateInvalid
+from portal.sso.http import HttpSettings, get_http_client
+from portal.sso.idtoken import get_jwks_cache
+from portal.sso.placeholders import Context, render
+from portal.urls import redirect_url_for, safe_next
+
+log = logging.getLogger(__name__)
+
+#: How long a login attempt (its `state`) stays usable.
+ATTEMPT_LIFETIME = timedelta(minutes=10)
+#: Account fields that are unique across users, so a match on them means "same person?".
+UNIQUE_FIELDS: tuple[str, ...] = ("email", "username")
+#: How many times account resolution is retried after losing a race on a unique constraint.
+RESOLVE_ATTEMPTS = 3
+
+
+class AccountConflict(SSOError):
+    """A unique field from the provider matches a local account that may not be upgraded."""
+
+    code = "account_conflict"
+
+    def __init__(self, field: str, log_detail: str = "") -> None:
+        self.field = field
+        label = FIELD_LABEL[field]
+        super().__init__(
+            log_detail or f"{label} matches an existing account without upgrade",
+            user_message=(
+                f"An account with the same {label} already exists on this site, and it cannot "
+                "be connected to your identity provider account automatically. Please contact "
+                "the community team; nothing was changed."
+            ),
+        )
+
+
+class EmailNotVerified(SSOError):
+    """An upgrade by Email Address was refused: the provider says the email is unverified."""
+
+    code = "email_not_verified"
+    default_user_message = (
+        "Your identity provider has not verified your email address, so it cannot be used to "
+        "connect to your existing account here. Verify your email address with your identity "
+        "provider and sign in again, or contact the community team."
+    )
+
+
+class SystemUnavailable(Exception):
+    """The authentication system is unknown, disabled, or not offered to this person."""
+
+
+@dataclass
+class SignIn:
+    """A finished SSO sign-in: who, through which system, and where to go next."""
+
+    user: User
+    system: AuthSystem
+    id_token: str | None
+    next_path: str
+    created: bool
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+def http_settings() -> HttpSettings:
+    """Return the outbound HTTP settings from the app config."""
+    cfg = current_app.config
+    return HttpSettings(
+        connect_timeout=float(cfg["PORTAL_HTTP_CONNECT_TIMEOUT"]),
+        read_timeout=float(cfg["PORTAL_HTTP_READ_TIMEOUT"]),
+        max_bytes=int(cfg["PORTAL_HTTP_MAX_BYTES"]),
+    )
+
+
+def build_sso_config(system: AuthSystem) -> SSOConfig:
+    """Return the engine's configuration for a saved system (secret decrypted)."""
+    params = {
+        row.field: ProfileParam(
+            path=row.path or "", can_upgrade=row.can_upgrade, must_supply=row.must_supply
+        )
+        for row in system.params
+    }
+    return SSOConfig(
+        slug=system.slug,
+        client_id=system.client_id,
+        client_secret=read_client_secret(system),
+        redirect_url=redirect_url_for(system.slug),
+        login_url=system.login_url,
+        token_url=system.token_url,
+        token_method=system.token_method or "POST",
+        token_headers=system.token_headers or "",
+        token_body=system.token_body or "",
+        access_token_path=system.access_token_path or "access_token",
+        profile_url=system.profile_url or "",
+        profile_headers=system.profile_headers or "",
+        issuer=system.issuer or "",
+        jwks_url=system.jwks_url or "",
+        scope=system.scope or "",
+        params=params,
+    )
+
+
+def get_login_system(slug: str, *, is_manager: bool = False) -> AuthSystem:
+    """Return the enabled system for ``slug`` that this person may sign in with.
+
+    *Local Login Only* hides a system from the public, but a community manager may still
+    try its flow.
+    """
+    system = get_system_by_slug(slug)
+    if system is None or not system.enabled:
+        raise SystemUnavailable(slug)
+    if system.login_mode == LOGIN_LOCAL_ONLY and not is_manager:
+        raise SystemUnavailable(slug)
+    return system
+
+
+def public_login_systems(systems: list[AuthSystem]) -> list[AuthSystem]:
+    """Return the systems whose SSO link the public sees on the login page."""
+    return [s for s in systems if s.login_mode in (LOGIN_LOCAL_AND_REMOTE, LOGIN_REMOTE_ONLY)]
+
+
+def remote_only_in_force(systems: list[AuthSystem]) -> bool:
+    """Tell whether an enabled system is Remote Login Only (members can't sign in locally)."""
+    return any(s.login_mode == LOGIN_REMOTE_ONLY for s in systems)
+
+
+# -- login attempts ---------------------------------------------------------------------------
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def new_browser_key() -> str:
+    """Return a random key to keep in the browser's session; attempts are bound to its hash."""
+    return secrets.token_urlsafe(32)
+
+
+def start_sso_login(system: AuthSystem, *, browser_key: str, next_path: str = "") -> str:
+    """Record a new login attempt for this browser and return the IdP login URL."""
+    attempt = begin_login(build_sso_config(system))
+    db.session.add(
+        LoginAttempt(
+            state_hash=_digest(attempt.state),
+            browser_hash=_digest(browser_key),
+            auth_system_id=system.id,
+            issuer=system.issuer or "",
+            nonce=attempt.nonce,
+            code_verifier_encrypted=encrypt_secret(attempt.code_verifier),
+            next_path=safe_next(next_path, default=""),
+        )
+    )
+    db.session.commit()
+    return attempt.url
+
+
+def _as_aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; they were stored in UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def consume_login_attempt(
+    system: AuthSystem, state: str | None, browser_key: str | None
+) -> LoginAttempt:
+    """Return the attempt matching ``state`` for this browser and mark it used, or raise.
+
+    Missing, unknown, used, expired, other-system and other-browser states are all refused
+    without writing anything; a valid one is marked used atomically, so a replay (even a
+    concurrent one) loses.
+    """
+    if not state:
+        raise StateInvalid("the callback carried no state")
+    attempt = db.session.scalar(
+        sa.select(LoginAttempt).where(LoginAttempt.state_hash == _digest(state))
+    )
+    if attempt is None:
+        raise StateInvalid("unknown state")
+    if attempt.auth_system_id != system.id:
+        raise StateInvalid("state belongs to another authentication system")
+    if attempt.used_at is not None:
+        raise StateInvalid("state already used")
+    if utcnow() - _as_aware(attempt.created_at) > ATTEMPT_LIFETIME:
+        raise StateInvalid("state expired")
+    if not browser_key or not hmac.compare_digest(attempt.browser_hash, _digest(browser_key)):
+        raise StateInvalid("state was issued to another browser session")
+    claimed = db.session.execute(
+        sa.update(LoginAttempt)
+        .where(LoginAttempt.id == attempt.id, LoginAttempt.used_at.is_(None))
+        .values(used_at=utcnow())
+    )
+    db.session.commit()
+    if claimed.rowcount != 1:
+        raise StateInvalid("state already used (concurrent callback)")
+    db.session.refresh(attempt)
+    return attempt
+
+
+def purge_login_attempts(older_than: timedelta = timedelta(days=1)) -> int:
+    """Delete login attempts older than ``older_than``; return how many."""
+    cutoff = utcnow() - older_than
+    result = db.session.execute(sa.delete(LoginAttempt).where(LoginAttempt.created_at < cutoff))
+    db.session.commit()
+    return result.rowcount or 0
+
+
+def complete_sso_login(
+    system: AuthSystem, params: Mapping[str, str], *, browser_key: str | None
+) -> SignIn:
+    """Check the callback's state and issuer, finish the login and resolve the account."""
+    attempt = consume_login_attempt(system, params.get("state"), browser_key)
+    # RFC 9207: the issuer named in the response must be the one this attempt was sent to.
+    if attempt.issuer and params.get("iss") and params["iss"] != attempt.issuer:
+        raise IssuerMismatch(f"callback iss {params['iss']!r}, expected {attempt.issuer!r}")
+    http = get_http_client(http_settings())
+    result = finish_login(
+        build_sso_config(system),
+        params=params,
+        nonce=attempt.nonce,
+        code_verifier=decrypt_secret(attempt.code_verifier_encrypted),
+        http=http,
+        jwks_cache=get_jwks_cache(),
+    )
+    user, created = resolve_account(system, result)
+    return SignIn(
+        user=user,
+        system=system,
+        id_token=result.id_token,
+        next_path=attempt.next_path or "/",
+        created=created,
+    )
+
+
+# -- account resolution -----------------------------------------------------------------------
+
+
+def _email_unverified(result: SSOResult) -> bool:
+    """Tell whether the provider explicitly says the email address is not verified."""
+    for doc in (result.id_claims or {}, result.profile or {}):
+        value = doc.get("email_verified") if isinstance(doc, dict) else None
+        if value is False or (isinstance(value, str) and value.strip().lower() == "false"):
+            return True
+    return False
+
+
+def _values(system: AuthSystem, result: SSOResult) -> dict[str, str | None]:
+    """Return the provider's field values, normalized as they are stored.
+
+    Membership fields are present only when the system maps them, so that a system that
+    doesn't describe membership never clears what another one set.
+    """
+    values: dict[str, str | None] = {key: result.fields.get(key) for key in ACCOUNT_FIELDS}
+    if values["email"]:
+        values["email"] = values["email"].strip().lower()
+    for key in ("membership_status", "membership_type"):
+        row = system.param(key)
+        if row is not None and row.path:
+            values[key] = result.fields.get(key)
+    return values
+
+
+def _find_match(field: str, value: str) -> User | None:
+    if field == "email":
+        return db.session.scalar(sa.select(User).where(User.email == value))
+    return db.session.scalar(sa.select(User).where(User.username_key == value.lower()))
+
+
+def _locked_fields(system: AuthSystem, values: Mapping[str, Any]) -> list[str]:
+    """Return the must-supply fields the provider supplied: the member may not edit them here."""
+    return [
+        row.field
+        for row in system.params
+        if row.field in ACCOUNT_FIELDS and row.must_supply and values.get(row.field)
+    ]
+
+
+def _apply_fields(user: User, values: Mapping[str, Any], locked: list[str], *, fill_only: bool):
+    """Copy provider values onto the user.
+
+    Locked (provider-owned) fields are always refreshed; the others only fill empty fields,
+    so a member's own edits of fields the provider does not own are kept.
+    """
+    for key in ACCOUNT_FIELDS:
+        value = values.get(key)
+        if not value:
+            continue
+        current = getattr(user, key)
+        if key in locked or not fill_only or not current:
+            if key == "email" and value != user.email:
+                other = _find_match("email", value)
+                if other is not None and other.id != user.id:
+                    raise AccountConflict("email", "new Email Address belongs to another account")
+            if key == "username" and (user.username_key or "") != value.lower():
+                other = _find_match("username", value)
+                if other is not None and other.id != user.id:
+                    raise AccountConflict("username", "new Username belongs to another account")
+                user.username_key = value.lower()
+            setattr(user, key, value)
+    if "membership_status" in values or "membership_type" in values:
+        if "membership_status" in values:
+            user.membership_status = values["membership_status"]
+        if "membership_type" in values:
+            user.membership_type = values["membership_type"]
+        user.membership_synced_at = utcnow()
+
+
+#: Test hook: called after the lookups and before the writes (used to force a race).
+_before_write: Callable[[], None] | None = None
+
+
+def _resolve_once(system: AuthSystem, result: SSOResult) -> tuple[User, bool]:
+    values = _values(system, result)
+    locked = _locked_fields(system, values)
+    now = utcnow()
+
+    identity = db.session.scalar(
+        sa.select(Identity).where(
+            Identity.auth_system_id == system.id, Identity.subject == result.subject
+        )
+    )
+    if identity is not None:
+        if _before_write:
+            _before_write()
+        user = identity.user
+        _apply_fields(user, values, locked, fill_only=True)
+        identity.locked_fields = locked
+        identity.last_login_at = now
+        user.last_login_at = now
+        return user, False
+
+    # Which local accounts share a unique field with this person?
+    matches: dict[str, User] = {}
+    for field in UNIQUE_FIELDS:
+        value = values.get(field)
+        if value:
+            found = _find_match(field, value)
+            if found is not None:
+                matches[field] = found
+
+    user: User | None = None
+    if matches:
+        upgradable = [f for f in matches if (p := system.param(f)) is not None and p.can_upgrade]
+        if not upgradable:
+            raise AccountConflict(next(iter(matches)))
+        target = matches[upgradable[0]]
+        for field, found in matches.items():
+            if found.id != target.id:
+                raise AccountConflict(field, f"{FIELD_LABEL[field]} matches a different account")
+        if "email" in upgradable and _email_unverified(result):
+            # Linking on an unverified email is an account takeover: anyone can create an
+            # account at the provider with someone else's address and, if we linked it, sign
+            # in here as that person. So an upgrade by Email Address needs the provider not to
+            # say the address is unverified (`email_verified: false`).
+            raise EmailNotVerified("upgrade by Email Address refused: email_verified is false")
+        if any(i.auth_system_id == system.id for i in target.identities):
+            raise AccountConflict(
+                upgradable[0], "matching account is already bound to another User ID"
+            )
+        user = target
+
+    if _before_write:
+        _before_write()
+    created = user is None
+    if user is None:
+        user = User(first_name="", last_name="")
+        db.session.add(user)
+        _apply_fields(user, values, locked, fill_only=False)
+        # Fields the provider did not supply are asked once, on *Complete your profile*.
+        user.pending_fields = [key for key in ACCOUNT_FIELDS if not values.get(key)] or None
+        if system.onboarding_team is not None:
+            user.teams.append(system.onboarding_team)
+    else:
+        _apply_fields(user, values, locked, fill_only=True)
+    user.last_login_at = now
+    db.session.add(
+        Identity(
+            user=user,
+            auth_system_id=system.id,
+            subject=result.subject,
+            locked_fields=locked,
+            last_login_at=now,
+        )
+    )
+    return user, created
+
+
+def resolve_account(system: AuthSystem, result: SSOResult) -> tuple[User, bool]:
+    """Sign in, upgrade or create the account for an SSO result, in one transaction.
+
+    Returns the user and whether it was created. Two simultaneous first logins of the same
+    person race on the unique constraints; the loser rolls back and tries again, and then
+    finds the binding the winner made.
+    """
+    system_id = system.id
+    for attempt in range(RESOLVE_ATTEMPTS):
+        try:
+            user, created = _resolve_once(system, result)
+            db.session.commit()
+            return user, created
+        except IntegrityError:
+            db.session.rollback()
+            log.info("SSO account resolution lost a race (try %d), retrying", attempt + 1)
+            system = db.session.get(AuthSystem, system_id)
+        except BaseException:
+            db.session.rollback()
+            raise
+    raise AccountConflict("email", "unique constraint still violated after retries")
+
+
+# -- logout and profile links -----------------------------------------------------------------
+
+
+def logout_redirect_url(
+    system: AuthSystem | None, *, return_to: str, id_token: str | None
+) -> str | None:
+    """Return the rendered Alternate Logout URL, or ``None`` when the system has none."""
+    if system is None or not system.logout_url:
+        return None
+    values = {"ClientID": system.client_id, "ReturnToURL": return_to, "IDToken": id_token or ""}
+    return render(system.logout_url, Context.URL, values)
+
+
+def profile_edit_url(system: AuthSystem, *, return_to: str) -> str | None:
+    """Return the rendered Alternate Profile Edit URL, or ``None`` when the system has none."""
+    if not system.profile_edit_url:
+        return None
+    values = {"ClientID": system.client_id, "ReturnToURL": return_to}
+    return render(system.profile_edit_url, Context.URL, values)
+
+
+def seal_id_token(id_token: str | None) -> str | None:
+    """Encrypt an ID token to keep in the session until logout."""
+    return encrypt_secret(id_token) if id_token else None
+
+
+def unseal_id_token(sealed: str | None) -> str | None:
+    """Decrypt an ID token kept in the session; ``None`` when absent or unreadable."""
+    if not sealed:
+        return None
+    try:
+        return decrypt_secret(sealed) or None
+    except Exception:  # noqa: BLE001  (an old key or a tampered value: just omit the hint)
+        return None
