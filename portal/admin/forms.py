@@ -1,8 +1,29 @@
 """Forms of the admin screens."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from flask_wtf import FlaskForm
-from wtforms import StringField, SubmitField
+from wtforms import (
+    BooleanField,
+    PasswordField,
+    SelectField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
 from wtforms.validators import DataRequired, Length
+
+from portal.models.auth_system import LOGIN_MODES, TYPES
+from portal.services.auth_systems import LABELS, TOKEN_METHODS, param_error_key
+from portal.sso.engine import OPTION_FIELDS, PROFILE_FIELDS
+
+#: Per-row options of a profile parameter: (suffix of the field name, visible label).
+PARAM_OPTIONS: tuple[tuple[str, str], ...] = (
+    ("can_upgrade", "User can upgrade from this field"),
+    ("must_supply", "Provider must supply this value"),
+)
 
 
 class TeamForm(FlaskForm):
@@ -16,3 +37,93 @@ class ConfirmForm(FlaskForm):
     """A bare form that carries the CSRF token of a confirmation."""
 
     submit = SubmitField("Confirm")
+
+
+class AuthSystemForm(FlaskForm):
+    """Add or edit an authentication system; the rules live in the auth_systems service."""
+
+    type = SelectField(LABELS["type"], choices=list(TYPES.items()))
+    name = StringField(LABELS["name"])
+    client_id = StringField(LABELS["client_id"])
+    # Write-only: PasswordField never renders a value back, and neither does render_kw.
+    client_secret = PasswordField(
+        LABELS["client_secret"], render_kw={"value": "", "autocomplete": "new-password"}
+    )
+    login_url = StringField(LABELS["login_url"])
+    token_url = StringField(LABELS["token_url"])
+    token_method = SelectField(LABELS["token_method"], choices=[(m, m) for m in TOKEN_METHODS])
+    token_headers = TextAreaField(LABELS["token_headers"], render_kw={"rows": 3})
+    token_body = TextAreaField(LABELS["token_body"], render_kw={"rows": 3})
+    access_token_path = StringField(LABELS["access_token_path"])
+    profile_url = StringField(LABELS["profile_url"])
+    profile_headers = TextAreaField(LABELS["profile_headers"], render_kw={"rows": 3})
+    issuer = StringField(LABELS["issuer"])
+    jwks_url = StringField(LABELS["jwks_url"])
+    scope = StringField(LABELS["scope"])
+    logout_url = StringField(LABELS["logout_url"])
+    profile_edit_url = StringField(LABELS["profile_edit_url"])
+    login_label = StringField(LABELS["login_label"])
+    login_mode = SelectField(LABELS["login_mode"], choices=list(LOGIN_MODES.items()))
+    onboarding_team_id = SelectField(LABELS["onboarding_team_id"], choices=[("", "None")])
+    enabled = BooleanField(LABELS["enabled"])
+    submit = SubmitField("Save")
+
+    def set_team_choices(self, teams: list[Any]) -> None:
+        """Offer the existing teams, and None, as Onboarding Team."""
+        self.onboarding_team_id.choices = [("", "None")] + [(str(t.id), t.name) for t in teams]
+
+    def param_rows(self) -> list[dict[str, Any]]:
+        """Return each profile parameter row: key, label, path field and option fields."""
+        return [
+            {
+                "key": key,
+                "label": label,
+                "path": self[f"param_{key}_path"],
+                "options": [self[f"param_{key}_{suffix}"] for suffix, _ in PARAM_OPTIONS]
+                if key in OPTION_FIELDS
+                else [],
+            }
+            for key, label in PROFILE_FIELDS
+        ]
+
+    def to_data(self) -> dict[str, Any]:
+        """Return the typed values as the service's data mapping."""
+        data: dict[str, Any] = {name: self[name].data for name in LABELS}
+        data["client_secret"] = self.client_secret.data or ""
+        data["params"] = {}
+        for row in self.param_rows():
+            values: dict[str, Any] = {"path": row["path"].data or ""}
+            for option, (suffix, _) in zip(row["options"], PARAM_OPTIONS, strict=False):
+                values[suffix] = bool(option.data)
+            data["params"][row["key"]] = values
+        return data
+
+    @classmethod
+    def form_data(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """Flatten the service's data mapping into this form's field names."""
+        flat = {key: value for key, value in data.items() if key != "params"}
+        flat["client_secret"] = ""
+        team = flat.get("onboarding_team_id")
+        flat["onboarding_team_id"] = "" if team is None else str(team)
+        for key, values in data.get("params", {}).items():
+            flat[f"param_{key}_path"] = values.get("path", "")
+            for suffix, _ in PARAM_OPTIONS:
+                flat[f"param_{key}_{suffix}"] = bool(values.get(suffix))
+        return flat
+
+    def apply_errors(self, errors: dict[str, list[str]]) -> None:
+        """Show the service's messages beside the fields they are about."""
+        for key, messages in errors.items():
+            name = key
+            for field_key, _label in PROFILE_FIELDS:
+                if key == param_error_key(field_key):
+                    name = f"param_{field_key}_path"
+            target = self._fields.get(name) or self.name
+            target.errors = [*target.errors, *messages]
+
+
+for _key, _label in PROFILE_FIELDS:
+    setattr(AuthSystemForm, f"param_{_key}_path", StringField(_label))
+    if _key in OPTION_FIELDS:
+        for _suffix, _option in PARAM_OPTIONS:
+            setattr(AuthSystemForm, f"param_{_key}_{_suffix}", BooleanField(_option))

@@ -1,12 +1,27 @@
-"""Admin views: dashboard and teams."""
+"""Admin views: authentication systems and teams."""
 
 from flask import abort, flash, redirect, render_template, url_for
 
 from portal.admin import bp
-from portal.admin.forms import ConfirmForm, TeamForm
+from portal.admin.forms import AuthSystemForm, ConfirmForm, TeamForm
 from portal.extensions import db
-from portal.models import Team
+from portal.models import AuthSystem, Team
 from portal.services.accounts import AccountError, create_team, delete_team, list_teams, rename_team
+from portal.services.auth_systems import (
+    AuthSystemInvalid,
+    auth_system_data,
+    count_auth_system_bindings,
+    create_auth_system,
+    default_auth_system_data,
+    delete_auth_system,
+    get_auth_system,
+    list_auth_systems,
+    set_auth_system_enabled,
+    slugify,
+    update_auth_system,
+)
+from portal.sso.placeholders import TEMPLATE_FIELDS
+from portal.urls import redirect_url_for
 
 
 @bp.route("/")
@@ -59,7 +74,95 @@ def remove_team(team_id: int):
 
 @bp.route("/auth-systems")
 def auth_systems():
-    """List the authentication systems (placeholder until the form lands)."""
-    from portal.services.auth_systems import list_auth_systems
+    """List the authentication systems."""
+    return render_template(
+        "admin/auth_systems.html",
+        systems=list_auth_systems(),
+        confirm=ConfirmForm(),
+        redirect_url_for=redirect_url_for,
+    )
 
-    return render_template("admin/auth_systems.html", systems=list_auth_systems(), confirm=ConfirmForm())
+
+def _render_auth_system_form(form: AuthSystemForm, system: AuthSystem | None):
+    """Render the add/edit form with its Redirect URL and placeholder help."""
+    slug = slugify(form.name.data or "")
+    return render_template(
+        "admin/auth_system_form.html",
+        form=form,
+        system=system,
+        redirect_url=redirect_url_for(slug) if slug else "",
+        redirect_url_pattern=redirect_url_for("__SLUG__"),
+        placeholders={key: sorted(names) for key, names in TEMPLATE_FIELDS.items()},
+    )
+
+
+@bp.route("/auth-systems/new", methods=["GET", "POST"])
+def new_auth_system():
+    """Add a New Authentication System."""
+    form = AuthSystemForm(data=AuthSystemForm.form_data(default_auth_system_data()))
+    form.set_team_choices(list_teams())
+    if form.validate_on_submit():
+        try:
+            system = create_auth_system(form.to_data())
+        except AuthSystemInvalid as exc:
+            form.apply_errors(exc.errors)
+        else:
+            flash(f"Authentication system {system.name} added.", "success")
+            return redirect(url_for("admin.auth_systems"))
+    return _render_auth_system_form(form, None)
+
+
+@bp.route("/auth-systems/<int:system_id>/edit", methods=["GET", "POST"])
+def edit_auth_system(system_id: int):
+    """Edit an authentication system; a blank Client Secret keeps the stored one."""
+    system = get_auth_system(system_id) or abort(404)
+    form = AuthSystemForm(data=AuthSystemForm.form_data(auth_system_data(system)))
+    form.set_team_choices(list_teams())
+    if form.validate_on_submit():
+        try:
+            update_auth_system(system, form.to_data())
+        except AuthSystemInvalid as exc:
+            form.apply_errors(exc.errors)
+        else:
+            flash(f"Authentication system {system.name} saved.", "success")
+            return redirect(url_for("admin.auth_systems"))
+    return _render_auth_system_form(form, system)
+
+
+@bp.route("/auth-systems/<int:system_id>/enable", methods=["POST"])
+def enable_auth_system(system_id: int):
+    """Turn an authentication system on."""
+    return _set_enabled(system_id, True)
+
+
+@bp.route("/auth-systems/<int:system_id>/disable", methods=["POST"])
+def disable_auth_system(system_id: int):
+    """Turn an authentication system off."""
+    return _set_enabled(system_id, False)
+
+
+def _set_enabled(system_id: int, enabled: bool):
+    system = get_auth_system(system_id) or abort(404)
+    if ConfirmForm().validate_on_submit():
+        set_auth_system_enabled(system, enabled)
+        state = "enabled" if enabled else "disabled"
+        flash(f"Authentication system {system.name} {state}.", "success")
+    return redirect(url_for("admin.auth_systems"))
+
+
+@bp.route("/auth-systems/<int:system_id>/delete", methods=["GET", "POST"])
+def delete_auth_system_view(system_id: int):
+    """Ask for confirmation, then delete an authentication system and its member bindings."""
+    system = get_auth_system(system_id) or abort(404)
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        name = system.name
+        delete_auth_system(system)
+        flash(f"Authentication system {name} deleted.", "success")
+        return redirect(url_for("admin.auth_systems"))
+    return render_template(
+        "admin/auth_system_delete.html",
+        system=system,
+        form=form,
+        bindings=count_auth_system_bindings(system),
+    )

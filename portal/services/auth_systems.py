@@ -4,13 +4,111 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from portal.extensions import db
-from portal.models import AuthSystem
+from portal.models import AuthSystem, Identity, LoginAttempt, ProfileParamRow, Team
+from portal.models.auth_system import LOGIN_LOCAL_ONLY, LOGIN_MODES, TYPE_OAUTH2, TYPES
 from portal.services.secrets import decrypt_secret, encrypt_secret, rotate_secret
+from portal.sso.engine import OPTION_FIELDS, PROFILE_FIELDS
+from portal.sso.paths import validate_path
+from portal.sso.placeholders import (
+    PLACEHOLDERS,
+    TEMPLATE_FIELDS,
+    Context,
+    find_placeholders,
+    render,
+    validate_header_lines,
+    validate_template,
+)
+
+#: Visible label of every field of an authentication system, as the admin form shows it.
+LABELS: dict[str, str] = {
+    "type": "Type",
+    "name": "Name",
+    "client_id": "Client ID",
+    "client_secret": "Client Secret",
+    "login_url": "Identity Provider Login URL",
+    "token_url": "Token API URL",
+    "token_method": "Token API Method",
+    "token_headers": "Token API Headers",
+    "token_body": "Token API Post Body",
+    "access_token_path": "Access Token Path",
+    "profile_url": "Profile API URL",
+    "profile_headers": "Profile API Headers",
+    "issuer": "Issuer",
+    "jwks_url": "JWKS URL",
+    "scope": "Scope",
+    "logout_url": "Alternate Logout URL",
+    "profile_edit_url": "Alternate Profile Edit URL",
+    "login_label": "Alternate Login Label",
+    "login_mode": "Alternate Login",
+    "onboarding_team_id": "Onboarding Team",
+    "enabled": "Enabled",
+}
+
+#: Text fields, in form order, with their column lengths (None: unbounded text).
+TEXT_FIELDS: dict[str, int | None] = {
+    "name": 120,
+    "client_id": 255,
+    "login_url": None,
+    "token_url": None,
+    "token_headers": None,
+    "token_body": None,
+    "access_token_path": 255,
+    "profile_url": None,
+    "profile_headers": None,
+    "issuer": None,
+    "jwks_url": None,
+    "scope": 255,
+    "logout_url": None,
+    "profile_edit_url": None,
+    "login_label": 120,
+}
+#: Fields holding an address (templates or plain), checked as absolute http(s) URLs.
+URL_FIELDS: tuple[str, ...] = (
+    "login_url",
+    "token_url",
+    "profile_url",
+    "issuer",
+    "jwks_url",
+    "logout_url",
+    "profile_edit_url",
+)
+HEADER_FIELDS: tuple[str, ...] = ("token_headers", "profile_headers")
+TOKEN_METHODS: tuple[str, ...] = ("POST", "GET")
+LOCAL_HOSTS: frozenset[str] = frozenset({"localhost", "127.0.0.1", "::1"})
+
+DEFAULT_LOGIN_URL = (
+    "https://idp.example.com/oauth2/authorize?response_type=code&client_id=%ClientID%"
+    "&redirect_uri=%RedirectURL%&scope=%Scope%&state=%State%&nonce=%Nonce%"
+    "&code_challenge=%CodeChallenge%&code_challenge_method=S256"
+)
+DEFAULT_TOKEN_BODY = (
+    "grant_type=authorization_code&code=%Code%&redirect_uri=%RedirectURL%"
+    "&client_id=%ClientID%&client_secret=%ClientSecret%"
+)
+DEFAULT_PARAM_PATHS: dict[str, str] = {
+    "user_id": "sub",
+    "email": "email",
+    "first_name": "given_name",
+    "last_name": "family_name",
+}
+
+
+class AuthSystemInvalid(ValueError):
+    """The data of an authentication system breaks a rule; ``errors`` says which, per field."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__("The authentication system is not valid.")
+        self.errors = errors
 
 
 def slugify(name: str) -> str:
@@ -69,3 +167,286 @@ def rotate_all_secrets() -> int:
             count += 1
     db.session.commit()
     return count
+
+
+def param_error_key(field: str) -> str:
+    """Return the key under which errors about a profile parameter's path are reported."""
+    return f"params.{field}"
+
+
+def default_auth_system_data() -> dict[str, Any]:
+    """Return the values a new authentication system starts from."""
+    return {
+        "type": TYPE_OAUTH2,
+        "name": "",
+        "client_id": "",
+        "client_secret": "",
+        "login_url": DEFAULT_LOGIN_URL,
+        "token_url": "",
+        "token_method": "POST",
+        "token_headers": "",
+        "token_body": DEFAULT_TOKEN_BODY,
+        "access_token_path": "access_token",
+        "profile_url": "",
+        "profile_headers": "",
+        "issuer": "",
+        "jwks_url": "",
+        "scope": "openid email profile",
+        "logout_url": "",
+        "profile_edit_url": "",
+        "login_label": "",
+        "login_mode": LOGIN_LOCAL_ONLY,
+        "onboarding_team_id": None,
+        "enabled": False,
+        "params": {
+            key: {
+                "path": DEFAULT_PARAM_PATHS.get(key, ""),
+                "can_upgrade": False,
+                "must_supply": False,
+            }
+            for key, _label in PROFILE_FIELDS
+        },
+    }
+
+
+def auth_system_data(system: AuthSystem) -> dict[str, Any]:
+    """Return the editable values of a saved system; the client secret is left out (blank)."""
+    data = default_auth_system_data()
+    for key in TEXT_FIELDS:
+        data[key] = getattr(system, key) or ""
+    data.update(
+        type=system.type,
+        token_method=system.token_method,
+        login_mode=system.login_mode,
+        onboarding_team_id=system.onboarding_team_id,
+        enabled=bool(system.enabled),
+        client_secret="",
+    )
+    for key, _label in PROFILE_FIELDS:
+        row = system.param(key)
+        data["params"][key] = {
+            "path": row.path if row else "",
+            "can_upgrade": bool(row and row.can_upgrade),
+            "must_supply": bool(row and row.must_supply),
+        }
+    return data
+
+
+def _clean(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``data`` over the defaults, with text stripped and types made plain."""
+    clean = default_auth_system_data()
+    for key, value in data.items():
+        if key == "params" or key not in clean:
+            continue
+        clean[key] = value
+    for key in (*TEXT_FIELDS, "type", "token_method", "login_mode"):
+        clean[key] = str(clean[key] or "").strip()
+    # Multi-line templates keep their inner layout; only the ends are trimmed above.
+    clean["client_secret"] = str(clean["client_secret"] or "")
+    clean["token_method"] = clean["token_method"].upper()
+    clean["enabled"] = bool(clean["enabled"])
+    team = clean["onboarding_team_id"]
+    if team in (None, ""):
+        clean["onboarding_team_id"] = None
+    elif str(team).isdigit():
+        clean["onboarding_team_id"] = int(team)
+    params = data.get("params") or {}
+    for key, _label in PROFILE_FIELDS:
+        given = params.get(key) or {}
+        row = clean["params"][key]
+        row["path"] = str(given.get("path") or "").strip()
+        row["can_upgrade"] = bool(given.get("can_upgrade")) and key in OPTION_FIELDS
+        row["must_supply"] = bool(given.get("must_supply")) and key in OPTION_FIELDS
+    return clean
+
+
+def _url_problem(value: str, label: str) -> str | None:
+    """Return why ``value`` is not an acceptable absolute http(s) address, or None."""
+    if any(ch.isspace() for ch in value):
+        return f"The {label} must not contain spaces or line breaks."
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or not parts.hostname:
+        return f"The {label} must be an absolute http:// or https:// address."
+    if parts.scheme == "http" and parts.hostname not in LOCAL_HOSTS:
+        if not current_app.config.get("PORTAL_ALLOW_INSECURE_HTTP"):
+            return (
+                f"The {label} must use https:// (plain http:// is only allowed for "
+                "localhost and 127.0.0.1)."
+            )
+    return None
+
+
+def _substituted(template: str) -> str:
+    """Return ``template`` with every placeholder replaced by a harmless dummy value."""
+    return render(template, Context.URL, {name: "x" for name in PLACEHOLDERS})
+
+
+def _find_by_name_key(name_key: str) -> AuthSystem | None:
+    return db.session.scalar(sa.select(AuthSystem).where(AuthSystem.name_key == name_key))
+
+
+def validate_auth_system_data(
+    data: Mapping[str, Any], system: AuthSystem | None = None
+) -> dict[str, list[str]]:
+    """Return the problems of ``data`` per field (``params.<key>`` for paths); empty when valid.
+
+    ``system`` is the saved system being edited (None when creating): it is left out of the
+    uniqueness checks, and with it a blank Client Secret keeps the stored one.
+    """
+    clean = _clean(data)
+    errors: dict[str, list[str]] = {}
+
+    def add(key: str, message: str) -> None:
+        errors.setdefault(key, []).append(message)
+
+    required = ["name", "client_id", "login_url", "token_url", "access_token_path"]
+    if clean["login_mode"] != LOGIN_LOCAL_ONLY:
+        required.append("login_label")
+    for key in required:
+        if not clean[key]:
+            add(key, f"{LABELS[key]} is required.")
+    if system is None and not clean["client_secret"]:
+        add("client_secret", "Client Secret is required.")
+    if not clean["params"]["user_id"]["path"]:
+        add(param_error_key("user_id"), "User ID path is required.")
+
+    for key, limit in TEXT_FIELDS.items():
+        if limit is not None and len(clean[key]) > limit:
+            add(key, f"{LABELS[key]} must be at most {limit} characters.")
+    if len(clean["client_secret"]) > 4096:
+        add("client_secret", "Client Secret must be at most 4096 characters.")
+
+    if clean["type"] not in TYPES:
+        add("type", "Choose a supported Type.")
+    if clean["token_method"] not in TOKEN_METHODS:
+        add("token_method", "Token API Method must be POST or GET.")
+    if clean["login_mode"] not in LOGIN_MODES:
+        add("login_mode", "Choose one of the Alternate Login modes.")
+    team_id = clean["onboarding_team_id"]
+    known_team = isinstance(team_id, int) and db.session.get(Team, team_id) is not None
+    if team_id is not None and not known_team:
+        add("onboarding_team_id", "Choose an existing team, or None.")
+
+    if clean["name"]:
+        slug = slugify(clean["name"])
+        other = _find_by_name_key(clean["name"].lower())
+        if other is not None and other is not system:
+            add("name", f"An authentication system named {other.name} already exists.")
+        elif not slug:
+            add("name", "Name needs at least one letter or digit (it makes the Redirect URL).")
+        else:
+            same_slug = get_system_by_slug(slug)
+            if same_slug is not None and same_slug is not system:
+                add(
+                    "name",
+                    f'This Name gives the Redirect URL identifier "{slug}", already used by '
+                    f"{same_slug.name}; choose a more distinct Name.",
+                )
+
+    # Placeholders first; a template is then checked as a URL with dummy values substituted.
+    for key in TEMPLATE_FIELDS:
+        if clean[key]:
+            for message in validate_template(clean[key], key):
+                add(key, message)
+    if clean["login_url"] and "State" not in find_placeholders(clean["login_url"]):
+        add("login_url", "The Identity Provider Login URL must contain %State%.")
+    for key in HEADER_FIELDS:
+        for message in validate_header_lines(clean[key]):
+            add(key, message)
+    for key in URL_FIELDS:
+        if clean[key] and key not in errors:
+            problem = _url_problem(_substituted(clean[key]), LABELS[key])
+            if problem:
+                add(key, problem)
+    if clean["jwks_url"] and not clean["issuer"]:
+        add("issuer", "Issuer is required with a JWKS URL (both turn on ID token validation).")
+
+    if clean["access_token_path"]:
+        problem = validate_path(clean["access_token_path"])
+        if problem:
+            add("access_token_path", f"Not a valid path: {problem}")
+    for key, label in PROFILE_FIELDS:
+        path = clean["params"][key]["path"]
+        if path:
+            problem = validate_path(path)
+            if problem:
+                add(param_error_key(key), f"{label}: not a valid path: {problem}")
+    return errors
+
+
+def _apply(system: AuthSystem, clean: dict[str, Any]) -> None:
+    """Copy validated values onto ``system`` (the secret only when one was typed)."""
+    for key in TEXT_FIELDS:
+        setattr(system, key, clean[key])
+    system.name_key = clean["name"].lower()
+    system.slug = slugify(clean["name"])
+    system.type = clean["type"]
+    system.token_method = clean["token_method"]
+    system.login_mode = clean["login_mode"]
+    system.onboarding_team_id = clean["onboarding_team_id"]
+    system.enabled = clean["enabled"]
+    if clean["client_secret"]:
+        store_client_secret(system, clean["client_secret"])
+    for key, _label in PROFILE_FIELDS:
+        values = clean["params"][key]
+        row = system.param(key)
+        if row is None:
+            row = ProfileParamRow(field=key)
+            system.params.append(row)
+        row.path = values["path"]
+        row.can_upgrade = values["can_upgrade"]
+        row.must_supply = values["must_supply"]
+
+
+def _commit_or_conflict() -> None:
+    """Commit; a unique-name race becomes the same error the check gives."""
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise AuthSystemInvalid(
+            {"name": ["An authentication system with this Name or Redirect URL already exists."]}
+        ) from exc
+
+
+def create_auth_system(data: Mapping[str, Any]) -> AuthSystem:
+    """Validate ``data`` and save a new authentication system; raise AuthSystemInvalid."""
+    errors = validate_auth_system_data(data)
+    if errors:
+        raise AuthSystemInvalid(errors)
+    system = AuthSystem()
+    _apply(system, _clean(data))
+    db.session.add(system)
+    _commit_or_conflict()
+    return system
+
+
+def update_auth_system(system: AuthSystem, data: Mapping[str, Any]) -> AuthSystem:
+    """Validate ``data`` and save it over ``system``; a blank Client Secret keeps the stored one."""
+    errors = validate_auth_system_data(data, system=system)
+    if errors:
+        raise AuthSystemInvalid(errors)
+    _apply(system, _clean(data))
+    _commit_or_conflict()
+    return system
+
+
+def set_auth_system_enabled(system: AuthSystem, enabled: bool) -> None:
+    """Turn a system on or off for sign-in."""
+    system.enabled = enabled
+    db.session.commit()
+
+
+def count_auth_system_bindings(system: AuthSystem) -> int:
+    """Return how many member accounts are bound to ``system``."""
+    query = sa.select(sa.func.count()).where(Identity.auth_system_id == system.id)
+    return db.session.scalar(query) or 0
+
+
+def delete_auth_system(system: AuthSystem) -> None:
+    """Delete a system with its profile parameters, member bindings and login attempts."""
+    # Explicit deletes, so SQLite without enforced foreign keys leaves nothing orphaned.
+    db.session.execute(sa.delete(Identity).where(Identity.auth_system_id == system.id))
+    db.session.execute(sa.delete(LoginAttempt).where(LoginAttempt.auth_system_id == system.id))
+    db.session.delete(system)
+    db.session.commit()

@@ -1,0 +1,131 @@
+"""Fixtures of the admin tests: a signed-in manager, valid form data, HTML helpers."""
+
+from __future__ import annotations
+
+import html
+import re
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+
+from portal.services.auth_systems import DEFAULT_TOKEN_BODY
+
+#: A client secret distinctive enough to search pages, logs and columns for.
+SECRET = 'Plain-Secret-7Qx9+/=&"end'
+
+
+@pytest.fixture
+def signed_in(client, auth, manager):
+    """Return a client signed in as a community manager."""
+    auth.login_manager()
+    return client
+
+
+@pytest.fixture
+def form_data() -> dict[str, Any]:
+    """Return the fields of a valid Add a New Authentication System submission."""
+    return {
+        "type": "oauth2",
+        "name": "Acme SSO",
+        "client_id": "acme-client",
+        "client_secret": SECRET,
+        "login_url": "https://idp.acme.test/authorize?response_type=code&client_id=%ClientID%"
+        "&redirect_uri=%RedirectURL%&state=%State%&scope=%Scope%",
+        "token_url": "https://idp.acme.test/token",
+        "token_method": "POST",
+        "token_headers": "Accept: application/json",
+        "token_body": DEFAULT_TOKEN_BODY,
+        "access_token_path": "access_token",
+        "profile_url": "https://idp.acme.test/userinfo",
+        "profile_headers": "Authorization: Bearer %Token%",
+        "issuer": "",
+        "jwks_url": "",
+        "scope": "openid email",
+        "logout_url": "https://idp.acme.test/logout?return=%ReturnToURL%",
+        "profile_edit_url": "",
+        "login_label": "Sign in with Acme",
+        "login_mode": "local_and_remote",
+        "onboarding_team_id": "",
+        "enabled": "y",
+        "param_user_id_path": "sub",
+        "param_email_path": "email",
+        "param_email_can_upgrade": "y",
+        "param_email_must_supply": "y",
+        "param_first_name_path": "given_name",
+        "param_last_name_path": "family_name",
+        "param_groups_path": "groups",
+    }
+
+
+def errors_beside(page: str, field_id: str) -> list[str]:
+    """Return the error messages shown beside the field with this id."""
+    pattern = re.compile(rf'<p class="error" id="{re.escape(field_id)}-error">(.*?)</p>', re.S)
+    return [html.unescape(m) for m in pattern.findall(page)]
+
+
+def secret_in(text: str, secret: str = SECRET) -> bool:
+    """Tell whether the secret appears in text, raw or HTML-escaped."""
+    return secret in text or html.escape(secret) in text or html.escape(secret, quote=False) in text
+
+
+class PageParser(HTMLParser):
+    """Collect the ids, labels, fieldset legends and controls of a page."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.ids: dict[str, dict[str, str | None]] = {}
+        self.labels: list[dict[str, Any]] = []
+        self.controls: list[dict[str, Any]] = []
+        self._label: dict[str, Any] | None = None
+        self._fieldsets: list[dict[str, Any]] = []
+        self._legend: dict[str, Any] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        attributes["_tag"] = tag
+        if attributes.get("id"):
+            self.ids[attributes["id"] or ""] = attributes
+        if tag == "label":
+            self._label = {"for": attributes.get("for"), "text": ""}
+            self.labels.append(self._label)
+        elif tag == "fieldset":
+            self._fieldsets.append({"legend": ""})
+        elif tag == "legend" and self._fieldsets:
+            self._legend = self._fieldsets[-1]
+        elif tag in ("input", "select", "textarea"):
+            attributes["_groups"] = [f["legend"] for f in self._fieldsets]
+            self.controls.append(attributes)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "label":
+            self._label = None
+        elif tag == "legend":
+            self._legend = None
+        elif tag == "fieldset" and self._fieldsets:
+            self._fieldsets.pop()
+
+    def handle_data(self, data: str) -> None:
+        if self._label is not None:
+            self._label["text"] += data
+        if self._legend is not None:
+            self._legend["legend"] += data
+
+    def label_texts(self) -> list[str]:
+        """Return every label's text, whitespace collapsed."""
+        return [" ".join(label["text"].split()) for label in self.labels]
+
+    def control_for(self, text: str) -> dict[str, Any]:
+        """Return the control whose label text is exactly ``text`` (there must be one)."""
+        matches = [label for label in self.labels if " ".join(label["text"].split()) == text]
+        assert len(matches) == 1, f"{len(matches)} labels read {text!r}"
+        target = matches[0]["for"]
+        assert target in self.ids, f"label {text!r} points at missing id {target!r}"
+        return next(c for c in self.controls if c.get("id") == target)
+
+
+def parse_page(page: str) -> PageParser:
+    """Parse an HTML page."""
+    parser = PageParser()
+    parser.feed(page)
+    return parser
