@@ -42,7 +42,7 @@ _TOKEN_REQUEST = frozenset(
         "State",
     }
 )
-_PROFILE_REQUEST = frozenset({"ClientID", "Token", "IDToken"})
+_PROFILE_REQUEST = frozenset({"ClientID", "Token", "IDToken", "RefreshToken"})
 
 TEMPLATE_FIELDS: dict[str, frozenset[str]] = {
     "login_url": frozenset({"ClientID", "RedirectURL", "State", "Nonce", "Scope", "CodeChallenge"}),

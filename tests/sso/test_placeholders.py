@@ -65,6 +65,15 @@ def test_validate_template_names_unknown_placeholder_and_field():
     ]
 
 
+def test_profile_request_offers_the_tokens():
+    """The profile URL and headers may use the access, ID and refresh tokens."""
+    template = "Authorization: Bearer %Token%\nX-Id: %IDToken%\nX-Refresh: %RefreshToken%"
+    assert validate_template(template, "profile_headers") == []
+    assert validate_template("https://x/?c=%Code%", "profile_url") == [
+        "%Code% is not available in the Profile API URL."
+    ]
+
+
 def test_validate_template_rejects_unavailable_placeholder():
     """%Code% cannot be used in the login URL."""
     assert validate_template("https://x/?c=%Code%", "login_url") == [
