@@ -1,6 +1,8 @@
 """The database models, one module per aggregate."""
 
 from portal.models.auth_system import AuthSystem, ProfileParamRow
+from portal.models.content import ContentItem, content_groups
+from portal.models.group import GroupMappingSettings, GroupMembership, GroupRule, MemberGroup
 from portal.models.identity import Identity, LoginAttempt
 from portal.models.user import ROLE_MANAGER, ROLE_MEMBER, Team, User
 
@@ -8,6 +10,12 @@ __all__ = [
     "ROLE_MANAGER",
     "ROLE_MEMBER",
     "AuthSystem",
+    "ContentItem",
+    "GroupMappingSettings",
+    "GroupMembership",
+    "GroupRule",
+    "MemberGroup",
+    "content_groups",
     "Identity",
     "LoginAttempt",
     "ProfileParamRow",

@@ -1,0 +1,101 @@
+"""Admin: users, their SSO bindings, groups and role."""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from portal.admin import bp
+from portal.admin.forms import ConfirmForm
+from portal.admin.group_forms import AssignGroupForm
+from portal.models import User
+from portal.services import groups as group_svc
+from portal.services import users as svc
+
+
+def _user_or_404(user_id: int) -> User:
+    return svc.get_user(user_id) or abort(404)
+
+
+@bp.route("/users")
+def users():
+    """Search users by name or email, paginated."""
+    search = request.args.get("q", "")
+    page = svc.search_users(search, request.args.get("page", 1, type=int))
+    return render_template("admin/users.html", page=page, search=search)
+
+
+@bp.route("/users/<int:user_id>")
+def user(user_id: int):
+    """Show a user: SSO bindings, locked fields, groups with their source, membership, role."""
+    person = _user_or_404(user_id)
+    form = AssignGroupForm()
+    form.group.choices = [(g.id, g.name) for g in group_svc.list_groups()]
+    return render_template(
+        "admin/users_detail.html",
+        person=person,
+        memberships=group_svc.list_user_memberships(person),
+        assign_form=form,
+        confirm=ConfirmForm(),
+        manager_count=svc.count_managers(),
+    )
+
+
+@bp.route("/users/<int:user_id>/identities/<int:identity_id>/unlink", methods=["POST"])
+def unlink_user_identity(user_id: int, identity_id: int):
+    """Remove one SSO binding of a user."""
+    person = _user_or_404(user_id)
+    identity = svc.get_identity(person, identity_id) or abort(404)
+    if ConfirmForm().validate_on_submit():
+        name = identity.auth_system.name
+        svc.unlink_identity(person, identity)
+        flash(f"{person.display_name} is no longer linked to {name}.", "success")
+    return redirect(url_for("admin.user", user_id=person.id))
+
+
+@bp.route("/users/<int:user_id>/groups", methods=["POST"])
+def assign_user_group(user_id: int):
+    """Assign a member group to a user by hand."""
+    person = _user_or_404(user_id)
+    form = AssignGroupForm()
+    form.group.choices = [(g.id, g.name) for g in group_svc.list_groups()]
+    if form.validate_on_submit():
+        group = group_svc.get_group(form.group.data) or abort(404)
+        if group_svc.assign_manual_group(person, group):
+            flash(f"{person.display_name} is now in {group.name} (assigned by hand).", "success")
+        else:
+            flash(f"{person.display_name} was already assigned to {group.name}.", "info")
+    return redirect(url_for("admin.user", user_id=person.id))
+
+
+@bp.route("/users/<int:user_id>/groups/<int:group_id>/remove", methods=["POST"])
+def remove_user_group(user_id: int, group_id: int):
+    """Remove a group a manager assigned by hand."""
+    person = _user_or_404(user_id)
+    group = group_svc.get_group(group_id) or abort(404)
+    if ConfirmForm().validate_on_submit():
+        if group_svc.remove_manual_group(person, group):
+            flash(f"{group.name} removed from {person.display_name}.", "success")
+        else:
+            flash(f"{person.display_name} had no hand-assigned {group.name}.", "info")
+    return redirect(url_for("admin.user", user_id=person.id))
+
+
+@bp.route("/users/<int:user_id>/role", methods=["POST"])
+def set_user_role(user_id: int):
+    """Promote a user to community manager or demote them to member."""
+    person = _user_or_404(user_id)
+    if ConfirmForm().validate_on_submit():
+        if request.form.get("role") == "manager":
+            svc.promote_user(person)
+            flash(f"{person.display_name} is now a community manager.", "success")
+        else:
+            try:
+                svc.demote_user(person)
+            except svc.UserAdminError as exc:
+                flash(str(exc), "error")
+            else:
+                flash(f"{person.display_name} is now a member.", "success")
+                if person.id == current_user.id:
+                    return redirect(url_for("site.home"))
+    return redirect(url_for("admin.user", user_id=person.id))
