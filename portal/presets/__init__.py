@@ -1,0 +1,251 @@
+"""Provider presets: starting values for the authentication-system form, one JSON file each.
+
+Each ``<key>.json`` file beside this module describes one identity provider as its own
+documentation does: the URL templates, headers, body, Access Token Path and profile paths,
+with the parts a community manager must complete marked ``{like-this}``. The form refuses a
+value that still holds such a marker (see ``unfinished_markers``).
+
+A preset whose provider does not speak OAuth 2.0 has ``"supported": false``, an explanation in
+its notes, and no form values.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+PRESETS_DIR = Path(__file__).resolve().parent
+
+#: Form fields a preset may fill, in the form's order.
+FORM_FIELDS: tuple[str, ...] = (
+    "login_url",
+    "token_url",
+    "token_method",
+    "token_headers",
+    "token_body",
+    "access_token_path",
+    "profile_url",
+    "profile_headers",
+    "issuer",
+    "jwks_url",
+    "scope",
+    "logout_url",
+    "profile_edit_url",
+)
+
+#: Profile parameters, in the form's order (keys of ``portal.sso.engine.PROFILE_FIELDS``).
+PARAM_FIELDS: tuple[str, ...] = (
+    "user_id",
+    "username",
+    "email",
+    "first_name",
+    "last_name",
+    "membership_status",
+    "membership_type",
+    "groups",
+)
+
+#: How far a preset was checked against the provider's documentation.
+VERIFICATIONS = frozenset({"documented", "partial", "best-effort"})
+
+#: Order of the "Start from" list: generic first, then the identity platforms, then the
+#: WordPress plugins and association-management systems.
+ORDER: tuple[str, ...] = (
+    "generic-oidc",
+    "okta",
+    "auth0",
+    "entra-id",
+    "google",
+    "salesforce",
+    "wordpress-miniorange",
+    "wordpress-wp-oauth-server",
+    "novi-ams",
+    "memberclicks",
+    "yourmembership",
+    "imis",
+    "membes",
+    "personify360",
+)
+
+# A marker is a brace-delimited name a manager replaces: {tenant}, {your-site}, {org_id}.
+# It starts with a letter and holds only letters, digits, '-', '_' and '.', so JSON bodies
+# ({"a": 1}) and JMESPath hashes ({a: b}) never look like one.
+_MARKER_RE = re.compile(r"\{[A-Za-z][A-Za-z0-9_.-]*\}")
+
+
+def unfinished_markers(text: str | None) -> list[str]:
+    """Return the ``{...}`` markers still in ``text`` (each once, in order of appearance)."""
+    found: list[str] = []
+    for marker in _MARKER_RE.findall(text or ""):
+        if marker not in found:
+            found.append(marker)
+    return found
+
+
+def marker_messages(text: str | None) -> list[str]:
+    """Return one validation message per unfinished marker: ``Replace {tenant} with your value.``"""
+    return [f"Replace {marker} with your value." for marker in unfinished_markers(text)]
+
+
+@dataclass(frozen=True)
+class PresetParam:
+    """Where one profile field is found, and its two options."""
+
+    path: str = ""
+    can_upgrade: bool = False
+    must_supply: bool = False
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One provider's starting configuration."""
+
+    key: str
+    name: str
+    #: The page the values follow.
+    documentation_url: str
+    #: Other pages consulted.
+    references: tuple[str, ...]
+    #: What the manager should know or check, one paragraph each.
+    notes: tuple[str, ...]
+    #: False when the provider does not speak OAuth 2.0: no form values then.
+    supported: bool
+    #: ``documented``, ``partial`` or ``best-effort`` (see docs/presets.md).
+    verification: str
+    #: Form values by field name (``FORM_FIELDS``); empty when unsupported.
+    form: Mapping[str, str] = field(default_factory=dict)
+    #: Profile parameters by key (``PARAM_FIELDS``); empty when unsupported.
+    params: Mapping[str, PresetParam] = field(default_factory=dict)
+
+    def markers(self) -> list[str]:
+        """Return every marker the manager must replace, in form order."""
+        found: list[str] = []
+        for text in list(self.form.values()) + [p.path for p in self.params.values()]:
+            for marker in unfinished_markers(text):
+                if marker not in found:
+                    found.append(marker)
+        return found
+
+    def form_values(self) -> dict[str, str]:
+        """Return a value for every form field (empty when the preset leaves it blank)."""
+        return {name: self.form.get(name, "") for name in FORM_FIELDS}
+
+    def param_values(self) -> dict[str, dict[str, Any]]:
+        """Return every profile parameter as ``{"path", "can_upgrade", "must_supply"}``."""
+        return {
+            key: {
+                "path": param.path,
+                "can_upgrade": param.can_upgrade,
+                "must_supply": param.must_supply,
+            }
+            for key in PARAM_FIELDS
+            for param in [self.params.get(key, PresetParam())]
+        }
+
+    def form_data(self) -> dict[str, Any]:
+        """Return the preset as the admin form's data (``validate_auth_system_data`` shape).
+
+        Only the fields a preset fills: the caller adds Name, Client ID, Client Secret etc.
+        """
+        return {**self.form_values(), "params": self.param_values()}
+
+    def with_markers_replaced(self, values: Mapping[str, str]) -> Preset:
+        """Return a copy with each ``{marker}`` replaced by ``values[marker]`` when given."""
+
+        def fill(text: str) -> str:
+            return _MARKER_RE.sub(lambda m: values.get(m.group(0), m.group(0)), text)
+
+        return Preset(
+            key=self.key,
+            name=self.name,
+            documentation_url=self.documentation_url,
+            references=self.references,
+            notes=self.notes,
+            supported=self.supported,
+            verification=self.verification,
+            form={name: fill(value) for name, value in self.form.items()},
+            params={
+                key: PresetParam(fill(p.path), p.can_upgrade, p.must_supply)
+                for key, p in self.params.items()
+            },
+        )
+
+
+class PresetError(ValueError):
+    """A preset data file is malformed (a packaging or editing mistake, not user input)."""
+
+
+def _require(cond: bool, key: str, message: str) -> None:
+    if not cond:
+        raise PresetError(f"preset {key!r}: {message}")
+
+
+def _load(path: Path) -> Preset:
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    key = raw.get("key")
+    _require(key == path.stem, str(key), f"key must equal the file name {path.stem!r}")
+    supported = raw.get("supported", True)
+    verification = raw.get("verification", "")
+    _require(isinstance(supported, bool), key, "supported must be true or false")
+    _require(verification in VERIFICATIONS, key, f"verification must be one of {VERIFICATIONS}")
+    _require(bool(raw.get("name")), key, "name is required")
+    _require(str(raw.get("documentation_url", "")).startswith("https://"), key, "doc URL")
+    notes = raw.get("notes", [])
+    _require(isinstance(notes, list) and bool(notes), key, "notes must be a non-empty list")
+
+    form = raw.get("form", {})
+    params_raw = raw.get("params", {})
+    _require(isinstance(form, dict) and isinstance(params_raw, dict), key, "form/params objects")
+    unknown = set(form) - set(FORM_FIELDS)
+    _require(not unknown, key, f"unknown form fields {sorted(unknown)}")
+    unknown = set(params_raw) - set(PARAM_FIELDS)
+    _require(not unknown, key, f"unknown params {sorted(unknown)}")
+    _require(all(isinstance(v, str) for v in form.values()), key, "form values must be strings")
+    if not supported:
+        _require(not form and not params_raw, key, "an unsupported preset has no form values")
+    else:
+        _require(bool(form.get("login_url")) and bool(form.get("token_url")), key, "URLs")
+        _require(bool(params_raw.get("user_id", {}).get("path")), key, "user_id path")
+        _require(form.get("token_method", "POST") in ("POST", "GET"), key, "token_method")
+
+    params = {
+        name: PresetParam(
+            path=str(p.get("path", "")),
+            can_upgrade=bool(p.get("can_upgrade", False)),
+            must_supply=bool(p.get("must_supply", False)),
+        )
+        for name, p in params_raw.items()
+    }
+    return Preset(
+        key=key,
+        name=str(raw["name"]),
+        documentation_url=str(raw["documentation_url"]),
+        references=tuple(str(u) for u in raw.get("references", [])),
+        notes=tuple(str(n) for n in notes),
+        supported=supported,
+        verification=verification,
+        form=dict(form),
+        params=params,
+    )
+
+
+@cache
+def _all() -> dict[str, Preset]:
+    presets = {p.key: p for p in (_load(path) for path in sorted(PRESETS_DIR.glob("*.json")))}
+    rank = {key: i for i, key in enumerate(ORDER)}
+    return dict(sorted(presets.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
+
+
+def list_presets() -> list[Preset]:
+    """Return every preset, in the order of the "Start from" list."""
+    return list(_all().values())
+
+
+def get_preset(key: str) -> Preset | None:
+    """Return the preset with this key, or None."""
+    return _all().get(key)
