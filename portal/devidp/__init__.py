@@ -1,0 +1,42 @@
+"""Loopback identity providers for development and tests (never started in production).
+
+- :class:`OIDCProvider` / :func:`create_oidc_app`: a standards-shaped OpenID Connect provider.
+- :class:`AMSProvider` / :func:`create_ams_app`: an association-management-system provider
+  with non-standard quirks (JSON-only token endpoint, ``X-Api-Key`` profile API).
+- :class:`LiveServer` / :func:`serve` / :func:`closed_port_url`: the background runner.
+"""
+
+from portal.devidp.ams import AMSProvider, create_ams_app
+from portal.devidp.base import (
+    AuthorizeFailed,
+    Fault,
+    Faults,
+    Member,
+    Members,
+    RecordedRequest,
+    RegisteredClient,
+    RequestLog,
+    demo_members,
+)
+from portal.devidp.oidc import OIDCProvider, create_oidc_app, s256
+from portal.devidp.server import LiveServer, closed_port_url, serve
+
+__all__ = [
+    "AMSProvider",
+    "AuthorizeFailed",
+    "Fault",
+    "Faults",
+    "LiveServer",
+    "Member",
+    "Members",
+    "OIDCProvider",
+    "RecordedRequest",
+    "RegisteredClient",
+    "RequestLog",
+    "closed_port_url",
+    "create_ams_app",
+    "create_oidc_app",
+    "demo_members",
+    "s256",
+    "serve",
+]
