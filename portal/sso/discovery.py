@@ -1,0 +1,297 @@
+"""OpenID Connect discovery: fill a configuration from an issuer's discovery document.
+
+Flask-free, like the rest of the engine. ``discover_issuer`` fetches the provider's metadata
+through the engine's HTTP client, checks that the document speaks for the issuer the manager
+typed (OpenID Connect Discovery 1.0 section 4.3, RFC 8414 section 3.3), and maps its endpoints
+onto the form's templates. Every failure is a typed ``SSOError`` whose ``user_message`` is
+written for the community manager who pressed *Import from issuer*.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from portal.sso.errors import (
+    IssuerMismatch,
+    ProviderBadResponse,
+    ProviderHTTPError,
+    SSOError,
+)
+from portal.sso.http import HttpClient, TraceRecorder, parse_json_or_form
+
+WELL_KNOWN = "/.well-known/openid-configuration"
+
+#: Scopes asked for by default, kept only when the provider lists them (``openid`` always).
+DEFAULT_SCOPES = ("openid", "email", "profile")
+
+CLIENT_SECRET_BASIC = "client_secret_basic"
+CLIENT_SECRET_POST = "client_secret_post"
+
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+class DiscoveryInvalid(ProviderBadResponse):
+    """The discovery document is JSON but not usable (missing or unsafe endpoints)."""
+
+    code = "discovery_invalid"
+    default_user_message = "The provider's OpenID Connect discovery document is not usable."
+
+
+@dataclass(frozen=True)
+class DiscoveredConfig:
+    """What a discovery document tells the authentication-system form.
+
+    Field names match the form's (and ``AuthSystem``'s) so ``form_values()`` can fill it.
+    """
+
+    issuer: str
+    login_url: str
+    token_url: str
+    token_method: str
+    token_headers: str
+    token_body: str
+    profile_url: str
+    profile_headers: str
+    jwks_url: str
+    scope: str
+    logout_url: str
+    #: ``client_secret_basic`` or ``client_secret_post``: how the token request authenticates.
+    token_auth_method: str
+    #: Whether the login URL sends a PKCE S256 challenge (and the token body its verifier).
+    pkce: bool
+    #: The URL the document was read from.
+    discovery_url: str
+
+    def form_values(self) -> dict[str, str]:
+        """Return the values to put into the form, keyed by field name."""
+        values = asdict(self)
+        for key in ("token_auth_method", "pkce", "discovery_url"):
+            values.pop(key)
+        return values
+
+
+def discovery_url_for(issuer_url: str) -> str:
+    """Return the discovery URL of an issuer (a terminating ``/`` is removed first)."""
+    issuer = issuer_url.strip()
+    if issuer.endswith("/"):
+        issuer = issuer[:-1]
+    return issuer + WELL_KNOWN
+
+
+def issuer_matches(given: str, document_issuer: str) -> bool:
+    """Return whether the document's ``issuer`` is the issuer the manager gave.
+
+    The comparison is an exact string match (no case folding, no default-port or
+    percent-encoding normalisation). The only leniency is a single terminating ``/``, which
+    OpenID Connect Discovery removes from the issuer before appending the well-known path:
+    ``https://tenant.auth0.com`` finds the document whose issuer is ``https://tenant.auth0.com/``.
+    """
+    given = given.strip()
+    if given == document_issuer:
+        return True
+    return given.removesuffix("/") == document_issuer.removesuffix("/") and (
+        given.endswith("/") != document_issuer.endswith("/")
+    )
+
+
+def _is_secure_url(url: str) -> bool:
+    """Return whether ``url`` is absolute https, or http on a loopback host (development)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    if not parts.netloc or not parts.hostname:
+        return False
+    if parts.scheme == "https":
+        return True
+    return parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS
+
+
+def _check_issuer_url(issuer_url: str) -> None:
+    if not _is_secure_url(issuer_url):
+        raise DiscoveryInvalid(
+            "issuer URL is not an absolute https URL",
+            user_message=(
+                "The issuer must be an absolute https:// URL, such as "
+                "https://login.example.com or https://example.okta.com/oauth2/default."
+            ),
+        )
+    parts = urlsplit(issuer_url)
+    if parts.query or parts.fragment:
+        raise DiscoveryInvalid(
+            "issuer URL has a query or fragment",
+            user_message="The issuer URL must not contain a query (?...) or a fragment (#...).",
+        )
+
+
+def _endpoint(doc: Mapping[str, Any], name: str, *, required: bool) -> str:
+    value = doc.get(name)
+    if value is None or value == "":
+        if required:
+            raise DiscoveryInvalid(
+                f"discovery document has no {name}",
+                user_message=f"The provider's discovery document does not give a {name}.",
+            )
+        return ""
+    if not isinstance(value, str) or not _is_secure_url(value):
+        raise DiscoveryInvalid(
+            f"{name} is not an absolute https URL",
+            user_message=(
+                f"The provider's discovery document gives a {name} that is not an https URL."
+            ),
+        )
+    return value
+
+
+def _string_list(doc: Mapping[str, Any], name: str) -> list[str] | None:
+    value = doc.get(name)
+    if isinstance(value, list):
+        return [item for item in value if isinstance(item, str)]
+    return None
+
+
+def _with_query(url: str, query: str) -> str:
+    if not query:
+        return url
+    joiner = "&" if "?" in url else "?"
+    if url.endswith(("?", "&")):
+        joiner = ""
+    return url + joiner + query
+
+
+def _choose_auth_method(supported: Sequence[str] | None) -> str:
+    # Absent, the default is client_secret_basic (OpenID Connect Discovery 1.0 section 3).
+    if supported is None or CLIENT_SECRET_BASIC in supported:
+        return CLIENT_SECRET_BASIC
+    if CLIENT_SECRET_POST in supported:
+        return CLIENT_SECRET_POST
+    raise DiscoveryInvalid(
+        f"token endpoint auth methods {list(supported)!r} include no client secret method",
+        user_message=(
+            "The provider does not accept a client secret at its token endpoint "
+            f"(it supports: {', '.join(supported) or 'nothing listed'}). "
+            "Portal authenticates with client_secret_basic or client_secret_post."
+        ),
+    )
+
+
+def _scope(supported: Sequence[str] | None) -> str:
+    if supported is None:
+        return " ".join(DEFAULT_SCOPES)
+    return " ".join(s for s in DEFAULT_SCOPES if s == "openid" or s in supported)
+
+
+def _fetch(url: str, http: HttpClient, trace: TraceRecorder | None) -> dict[str, Any]:
+    try:
+        resp = http.request("GET", url, headers=[("Accept", "application/json")], trace=trace)
+        return parse_json_or_form(resp, allow_form=False)
+    except ProviderHTTPError as exc:
+        if exc.status == 404:
+            exc.user_message = (
+                f"There is no OpenID Connect discovery document at {url} (HTTP 404). "
+                "Check the issuer URL; the provider may not support discovery."
+            )
+        else:
+            exc.user_message = f"The provider answered HTTP {exc.status} for {url}."
+        raise
+    except ProviderBadResponse as exc:
+        exc.user_message = (
+            f"{url} did not return an OpenID Connect discovery document (JSON): {exc.log_detail}."
+        )
+        raise
+    except SSOError as exc:
+        exc.user_message = f"Could not read {url}: {exc.user_message}"
+        raise
+
+
+def discover_issuer(
+    issuer_url: str, http: HttpClient, *, trace: TraceRecorder | None = None
+) -> DiscoveredConfig:
+    """Fetch an issuer's OpenID Connect discovery document and map it onto the form.
+
+    Raises ``IssuerMismatch`` when the document's ``issuer`` is not the URL given,
+    ``ProviderHTTPError`` / ``ProviderBadResponse`` (HTML, invalid JSON) / ``DiscoveryInvalid``
+    (missing or non-https endpoints, no client-secret authentication, no ``code`` response
+    type) and the HTTP client's ``ProviderUnreachable`` / ``ProviderTimeout``.
+    """
+    issuer_url = (issuer_url or "").strip()
+    _check_issuer_url(issuer_url)
+    url = discovery_url_for(issuer_url)
+    doc = _fetch(url, http, trace)
+
+    issuer = doc.get("issuer")
+    if not isinstance(issuer, str) or not issuer:
+        raise DiscoveryInvalid(
+            "discovery document has no issuer",
+            user_message="The provider's discovery document does not name its issuer.",
+        )
+    if not issuer_matches(issuer_url, issuer):
+        raise IssuerMismatch(
+            f"discovery at {url} names issuer {issuer!r}, not {issuer_url!r}",
+            user_message=(
+                f"The discovery document at {url} belongs to issuer {issuer}, "
+                f"not to {issuer_url}. Enter the provider's exact issuer URL."
+            ),
+        )
+
+    response_types = _string_list(doc, "response_types_supported")
+    if response_types is not None and "code" not in response_types:
+        raise DiscoveryInvalid(
+            f"response_types_supported {response_types!r} lacks 'code'",
+            user_message=(
+                "The provider does not offer the authorization-code flow "
+                '(response type "code"), which Portal uses.'
+            ),
+        )
+
+    authorization_endpoint = _endpoint(doc, "authorization_endpoint", required=True)
+    token_endpoint = _endpoint(doc, "token_endpoint", required=True)
+    userinfo_endpoint = _endpoint(doc, "userinfo_endpoint", required=False)
+    jwks_uri = _endpoint(doc, "jwks_uri", required=False)
+    end_session_endpoint = _endpoint(doc, "end_session_endpoint", required=False)
+
+    pkce = "S256" in (_string_list(doc, "code_challenge_methods_supported") or [])
+    auth_method = _choose_auth_method(_string_list(doc, "token_endpoint_auth_methods_supported"))
+
+    login_query = (
+        "response_type=code&client_id=%ClientID%&redirect_uri=%RedirectURL%"
+        "&scope=%Scope%&state=%State%&nonce=%Nonce%"
+    )
+    if pkce:
+        login_query += "&code_challenge=%CodeChallenge%&code_challenge_method=S256"
+
+    body = "grant_type=authorization_code&code=%Code%&redirect_uri=%RedirectURL%"
+    if auth_method == CLIENT_SECRET_POST:
+        body += "&client_id=%ClientID%&client_secret=%ClientSecret%"
+        token_headers = ""
+    else:
+        token_headers = "Authorization: Basic %BasicAuth%"
+    if pkce:
+        body += "&code_verifier=%CodeVerifier%"
+
+    logout_url = ""
+    if end_session_endpoint:
+        logout_url = _with_query(
+            end_session_endpoint,
+            "client_id=%ClientID%&id_token_hint=%IDToken%&post_logout_redirect_uri=%ReturnToURL%",
+        )
+
+    return DiscoveredConfig(
+        issuer=issuer,
+        login_url=_with_query(authorization_endpoint, login_query),
+        token_url=token_endpoint,
+        token_method="POST",
+        token_headers=token_headers,
+        token_body=body,
+        profile_url=userinfo_endpoint,
+        profile_headers="Authorization: Bearer %Token%" if userinfo_endpoint else "",
+        jwks_url=jwks_uri,
+        scope=_scope(_string_list(doc, "scopes_supported")),
+        logout_url=logout_url,
+        token_auth_method=auth_method,
+        pkce=pkce,
+        discovery_url=url,
+    )
