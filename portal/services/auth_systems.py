@@ -241,8 +241,8 @@ def _clean(data: Mapping[str, Any]) -> dict[str, Any]:
         clean[key] = value
     for key in (*TEXT_FIELDS, "type", "token_method", "login_mode"):
         clean[key] = str(clean[key] or "").strip()
-    # Multi-line templates keep their inner layout; only the ends are trimmed above.
-    clean["client_secret"] = str(clean["client_secret"] or "")
+    # Pasted secrets often bring a stray space or newline; providers never issue those.
+    clean["client_secret"] = str(clean["client_secret"] or "").strip()
     clean["token_method"] = clean["token_method"].upper()
     clean["enabled"] = bool(clean["enabled"])
     team = clean["onboarding_team_id"]
