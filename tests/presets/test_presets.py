@@ -189,3 +189,13 @@ def test_the_file_name_must_match_the_key(tmp_path):
     path.rename(tmp_path / "other.json")
     with pytest.raises(PresetError):
         _load(tmp_path / "other.json")
+
+
+def test_docs_list_every_preset_with_its_documentation_link():
+    """docs/presets.md (quoted by the README) names each preset and links its documentation."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "presets.md").read_text()
+    for preset in list_presets():
+        assert f"| {preset.name} |" in text, preset.name
+        assert preset.documentation_url in text, preset.key
+        for marker in preset.markers():
+            assert f"`{marker}`" in text, marker
