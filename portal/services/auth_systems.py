@@ -250,6 +250,9 @@ def _clean(data: Mapping[str, Any]) -> dict[str, Any]:
         clean["onboarding_team_id"] = None
     elif str(team).isdigit():
         clean["onboarding_team_id"] = int(team)
+    # Without "params" at all the default paths stand; a given mapping is taken as complete.
+    if "params" not in data:
+        return clean
     params = data.get("params") or {}
     for key, _label in PROFILE_FIELDS:
         given = params.get(key) or {}
@@ -264,10 +267,14 @@ def _url_problem(value: str, label: str) -> str | None:
     """Return why ``value`` is not an acceptable absolute http(s) address, or None."""
     if any(ch.isspace() for ch in value):
         return f"The {label} must not contain spaces or line breaks."
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or not parts.hostname:
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
         return f"The {label} must be an absolute http:// or https:// address."
-    if parts.scheme == "http" and parts.hostname not in LOCAL_HOSTS:
+    if parts.scheme not in ("http", "https") or not parts.netloc or not host:
+        return f"The {label} must be an absolute http:// or https:// address."
+    if parts.scheme == "http" and host not in LOCAL_HOSTS:
         if not current_app.config.get("PORTAL_ALLOW_INSECURE_HTTP"):
             return (
                 f"The {label} must use https:// (plain http:// is only allowed for "

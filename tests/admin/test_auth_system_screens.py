@@ -299,3 +299,23 @@ def test_delete_requires_csrf_token(app, client, auth, manager, create_auth_syst
     assert count_systems() == 1
     page = client.get(f"/admin/auth-systems/{system.id}/delete").get_data(as_text=True)
     assert 'name="csrf_token"' in page
+
+
+def test_service_creates_a_system_from_plain_data(app):
+    """create_auth_system takes plain data (as a JSON import would), defaults filling the rest."""
+    from portal.services.auth_systems import create_auth_system
+
+    system = create_auth_system(
+        {
+            "name": "Imported",
+            "client_id": "cid",
+            "client_secret": "sec",
+            "login_url": "https://idp.example.com/auth?state=%State%",
+            "token_url": "https://idp.example.com/token",
+        }
+    )
+    assert system.slug == "imported"
+    assert system.access_token_path == "access_token"
+    assert system.param("user_id").path == "sub"
+    assert system.enabled is False
+    assert read_client_secret(system) == "sec"

@@ -382,3 +382,25 @@ def test_service_reports_every_problem_by_field(app):
     assert errors["login_url"] == ["The Identity Provider Login URL must contain %State%."]
     assert errors["params.user_id"] == ["User ID path is required."]
     assert errors["params.email"][0].startswith("Email Address: not a valid path:")
+
+
+def test_malformed_address_is_refused_not_an_error_page(signed_in, form_data):
+    """An address the URL parser cannot read is a validation message, not a crash."""
+    assert_refused(
+        signed_in,
+        form_data,
+        "token_url",
+        "The Token API URL must be an absolute http:// or https:// address.",
+        token_url="https://[::1/token",
+    )
+
+
+def test_address_with_a_space_is_refused(signed_in, form_data):
+    """Spaces inside an address are refused."""
+    assert_refused(
+        signed_in,
+        form_data,
+        "profile_url",
+        "The Profile API URL must not contain spaces or line breaks.",
+        profile_url="https://idp.acme.test/user info",
+    )
