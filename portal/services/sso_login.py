@@ -29,7 +29,7 @@ from portal.models.auth_system import (
 )
 from portal.models.base import utcnow
 from portal.services.auth_systems import get_system_by_slug, read_client_secret
-from portal.services.secrets import decrypt_secret, encrypt_secret
+from portal.services.secrets import SecretUnreadable, decrypt_secret, encrypt_secret
 from portal.sso.engine import (
     ACCOUNT_FIELDS,
     FIELD_LABEL,
@@ -84,6 +84,16 @@ class EmailNotVerified(SSOError):
     )
 
 
+class SettingsUnreadable(SSOError):
+    """A stored secret of the system (or attempt) cannot be decrypted with the configured keys."""
+
+    code = "settings_unreadable"
+    default_user_message = (
+        "Sign-in with this identity provider is not available right now. Please try again "
+        "later or contact the community team."
+    )
+
+
 class SystemUnavailable(Exception):
     """The authentication system is unknown, disabled, or not offered to this person."""
 
@@ -120,10 +130,16 @@ def build_sso_config(system: AuthSystem) -> SSOConfig:
         )
         for row in system.params
     }
+    try:
+        client_secret = read_client_secret(system)
+    except SecretUnreadable:
+        raise SettingsUnreadable(
+            "client secret not decryptable with PORTAL_ENCRYPTION_KEYS"
+        ) from None
     return SSOConfig(
         slug=system.slug,
         client_id=system.client_id,
-        client_secret=read_client_secret(system),
+        client_secret=client_secret,
         redirect_url=redirect_url_for(system.slug),
         login_url=system.login_url,
         token_url=system.token_url,
@@ -179,6 +195,10 @@ def new_browser_key() -> str:
 def start_sso_login(system: AuthSystem, *, browser_key: str, next_path: str = "") -> str:
     """Record a new login attempt for this browser and return the IdP login URL."""
     attempt = begin_login(build_sso_config(system))
+    # Keep the table small: attempts are useless after ATTEMPT_LIFETIME.
+    db.session.execute(
+        sa.delete(LoginAttempt).where(LoginAttempt.created_at < utcnow() - timedelta(days=1))
+    )
     db.session.add(
         LoginAttempt(
             state_hash=_digest(attempt.state),
@@ -243,6 +263,13 @@ def purge_login_attempts(older_than: timedelta = timedelta(days=1)) -> int:
     return result.rowcount or 0
 
 
+def _read_verifier(attempt: LoginAttempt) -> str:
+    try:
+        return decrypt_secret(attempt.code_verifier_encrypted)
+    except SecretUnreadable:
+        raise SettingsUnreadable("PKCE verifier not decryptable (keys changed?)") from None
+
+
 def complete_sso_login(
     system: AuthSystem, params: Mapping[str, str], *, browser_key: str | None
 ) -> SignIn:
@@ -256,7 +283,7 @@ def complete_sso_login(
         build_sso_config(system),
         params=params,
         nonce=attempt.nonce,
-        code_verifier=decrypt_secret(attempt.code_verifier_encrypted),
+        code_verifier=_read_verifier(attempt),
         http=http,
         jwks_cache=get_jwks_cache(),
     )

@@ -229,3 +229,18 @@ def test_disabled_system_is_a_clear_404(provider, client):
     assert resp.status_code == 404
     assert "not enabled" in resp.get_data(as_text=True)
     assert db.session.scalar(sa.select(LoginAttempt)) is None
+
+
+def test_unreadable_client_secret_ends_on_the_error_page(provider, client, logs):
+    """A secret encrypted under a key no longer configured: a clear page, not a 500."""
+    from cryptography.fernet import Fernet
+
+    from portal.services.secrets import encrypt_secret
+
+    provider.system.client_secret_encrypted = encrypt_secret(
+        "x", keys=[Fernet.generate_key().decode()]
+    )
+    db.session.commit()
+    resp = client.get(f"/sso/{provider.slug}/login")
+    assert resp.status_code == 502
+    assert_failure_page(resp, logs, "not available right now", "settings_unreadable", [])
