@@ -155,3 +155,46 @@ def test_member_signs_in_with_sso_completes_profile_and_logs_out_at_the_provider
     users = db.session.scalar(sa.select(sa.func.count()).select_from(User))
     assert users == 1
     db.session.remove()
+
+
+@pytest.mark.browser
+def test_callback_opened_in_another_browser_is_refused(
+    page: Page, browser, live_server, idp: OIDCProvider, oidc_system: AuthSystem
+) -> None:
+    """The state is bound to the browser that started the sign-in: a stolen callback fails."""
+    # Let the provider's answer to the sign-in form reach us instead of the browser
+    # (routes do not see redirected requests, so catch the redirect itself).
+    captured: list[str] = []
+
+    def hold_redirect(route) -> None:
+        if route.request.method != "POST":
+            route.fallback()  # on to the context's loopback-only guard
+            return
+        response = route.fetch(max_redirects=0)
+        captured.append(response.headers.get("location", ""))
+        route.fulfill(status=200, content_type="text/html", body="<p>held</p>")
+
+    authorize = re.compile("^" + re.escape(idp.authorize_url))
+    page.route(authorize, hold_redirect)
+    sign_in_at_provider(page, idp)
+    expect(page.get_by_text("held")).to_be_visible()
+    page.unroute(authorize)
+    assert captured and captured[0].startswith(live_server.url_for(f"/sso/{SLUG}/callback?"))
+
+    other = browser.new_context(base_url=live_server.url)
+    try:
+        thief = other.new_page()
+        response = thief.goto(captured[0])
+        assert response is not None and response.status == 400
+        expect(thief.get_by_role("heading", name="Sign-in link expired")).to_be_visible()
+        expect(thief.get_by_text(re.compile(r"Reference: [0-9a-f]{8}"))).to_be_visible()
+        expect(thief.get_by_role("link", name="Try again")).to_be_visible()
+        expect(thief.get_by_role("button", name="Sign out")).to_have_count(0)
+    finally:
+        other.close()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 0
+    db.session.remove()
+
+    # The browser that started the sign-in can still finish it.
+    page.goto(captured[0])
+    expect(page.get_by_role("heading", name="Complete your profile")).to_be_visible()
