@@ -21,10 +21,19 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed-run
 install-test: $(VENV)/.installed-test
 
-## Serve Portal on http://127.0.0.1:5000 with an embedded SQLite database under instance/.
+DEMO_IDP := http://127.0.0.1:5001
+INSTANCE := $(or $(PORTAL_INSTANCE_PATH),instance)
+
+## Serve Portal on http://127.0.0.1:5000 (SQLite under instance/), with the demo identity
+## provider on 127.0.0.1:5001 as a separate process (development only, never in production).
 run: install
 	$(BIN)/flask db upgrade
-	$(BIN)/flask ensure-demo
+	$(BIN)/flask ensure-demo --with-idp $(DEMO_IDP)
+	@$(BIN)/python -m portal.devidp --port 5001 --client-id portal-demo \
+		--client-secret-file $(INSTANCE)/demo-idp-client-secret \
+		--redirect-uri http://127.0.0.1:5000/sso/demo-identity-provider/callback \
+		--post-logout-redirect-uri http://127.0.0.1:5000/ & \
+	idp=$$!; trap 'kill $$idp 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/flask run --host 127.0.0.1 --port 5000
 
 ## Run the whole suite (browser tests included: Chromium is installed when missing).

@@ -68,8 +68,14 @@ def rotate_secrets_command() -> None:
 @click.command("ensure-demo")
 @click.option("--email", default="manager@example.com", show_default=True)
 @click.option("--password", default="portal-demo-manager", show_default=True)
-def ensure_demo_command(email: str, password: str) -> None:
-    """Create the demo community manager used by `make run`, once."""
+@click.option(
+    "--with-idp",
+    "idp_url",
+    default=None,
+    help="Also configure the demo identity provider served at this loopback URL.",
+)
+def ensure_demo_command(email: str, password: str, idp_url: str | None) -> None:
+    """Create the demo community manager (and demo provider) used by `make run`, once."""
     from flask import current_app
 
     from portal.services.accounts import NewUser, create_user, get_user_by_email
@@ -81,4 +87,17 @@ def ensure_demo_command(email: str, password: str) -> None:
     click.echo("")
     click.echo("  Portal is starting on http://127.0.0.1:5000")
     click.echo(f"  Demo community manager: {email} / {password}")
+    if idp_url:
+        from portal.services.auth_systems import AuthSystemInvalid
+        from portal.services.demo import ensure_demo_system, read_or_create_demo_secret
+
+        secret_file = read_or_create_demo_secret(current_app.instance_path)
+        try:
+            system = ensure_demo_system(idp_url, secret_file.read_text().strip())
+        except AuthSystemInvalid as exc:
+            problems = "; ".join(f"{k}: {m}" for k, ms in exc.errors.items() for m in ms)
+            message = f"The demo provider could not be configured: {problems}"
+            raise click.ClickException(message) from exc
+        click.echo(f"  Demo identity provider: {idp_url} ({system.login_mode_label})")
+        click.echo("  Demo members: jdoe / demo (with groups), mo / demo (no last name)")
     click.echo("")

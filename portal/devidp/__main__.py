@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--client-id", default="demo")
     parser.add_argument("--client-secret", default="demo-secret")
     parser.add_argument(
+        "--client-secret-file",
+        help="read the client secret from this file (keeps it out of the process list)",
+    )
+    parser.add_argument(
         "--redirect-uri",
         action="append",
         default=[],
@@ -88,6 +92,9 @@ def build_provider(args: argparse.Namespace) -> BaseProvider:
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until interrupted."""
     args = build_parser().parse_args(argv)
+    if args.client_secret_file:
+        with open(args.client_secret_file, encoding="utf-8") as handle:
+            args.client_secret = handle.read().strip()
     if not _is_loopback(args.host):
         print("devidp only binds loopback addresses; it is a development tool.", file=sys.stderr)
         return 2

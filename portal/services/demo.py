@@ -1,0 +1,88 @@
+"""The development demo: an authentication system wired to the loopback demo provider.
+
+`make run` starts `python -m portal.devidp` on 127.0.0.1:5001 and calls
+`flask --app portal ensure-demo --with-idp http://127.0.0.1:5001`, so that a newcomer can
+sign in as a demo member within a minute. Never used in production (the CLI refuses).
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from portal.extensions import db
+from portal.models import AuthSystem
+from portal.models.auth_system import LOGIN_LOCAL_AND_REMOTE
+from portal.services.auth_systems import (
+    create_auth_system,
+    default_auth_system_data,
+    update_auth_system,
+)
+
+DEMO_SYSTEM_NAME = "Demo Identity Provider"
+DEMO_CLIENT_ID = "portal-demo"
+
+
+def read_or_create_demo_secret(instance_path: str) -> Path:
+    """Return the file holding the demo client secret, creating a random one once."""
+    path = Path(instance_path) / "demo-idp-client-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(24))
+    return path
+
+
+def demo_system_data(issuer: str, client_secret: str) -> dict[str, Any]:
+    """Return the form values of the demo system for the provider at ``issuer``."""
+    data = default_auth_system_data()
+    data.update(
+        name=DEMO_SYSTEM_NAME,
+        client_id=DEMO_CLIENT_ID,
+        client_secret=client_secret,
+        login_url=(
+            f"{issuer}/authorize?response_type=code&client_id=%ClientID%"
+            "&redirect_uri=%RedirectURL%&scope=%Scope%&state=%State%&nonce=%Nonce%"
+            "&code_challenge=%CodeChallenge%&code_challenge_method=S256"
+        ),
+        token_url=f"{issuer}/token",
+        token_headers="Authorization: Basic %BasicAuth%",
+        token_body=(
+            "grant_type=authorization_code&code=%Code%&redirect_uri=%RedirectURL%"
+            "&code_verifier=%CodeVerifier%"
+        ),
+        profile_url=f"{issuer}/userinfo",
+        profile_headers="Authorization: Bearer %Token%",
+        issuer=issuer,
+        jwks_url=f"{issuer}/jwks",
+        logout_url=f"{issuer}/logout?post_logout_redirect_uri=%ReturnToURL%&id_token_hint=%IDToken%",
+        profile_edit_url=f"{issuer}/account?return_to=%ReturnToURL%",
+        login_label="Sign in with the demo provider",
+        login_mode=LOGIN_LOCAL_AND_REMOTE,
+        enabled=True,
+    )
+    data["params"].update(
+        user_id={"path": "sub", "can_upgrade": False, "must_supply": True},
+        username={"path": "preferred_username", "can_upgrade": False, "must_supply": False},
+        email={"path": "email", "can_upgrade": True, "must_supply": True},
+        first_name={"path": "given_name", "can_upgrade": False, "must_supply": False},
+        last_name={"path": "family_name", "can_upgrade": False, "must_supply": False},
+        membership_status={"path": "membership_status", "can_upgrade": False, "must_supply": False},
+        membership_type={"path": "membership_type", "can_upgrade": False, "must_supply": False},
+        groups={"path": "groups", "can_upgrade": False, "must_supply": False},
+    )
+    return data
+
+
+def ensure_demo_system(issuer: str, client_secret: str) -> AuthSystem:
+    """Create or refresh the demo authentication system (validated like the form)."""
+    data = demo_system_data(issuer.rstrip("/"), client_secret)
+    existing = db.session.scalar(
+        sa.select(AuthSystem).where(AuthSystem.name_key == DEMO_SYSTEM_NAME.lower())
+    )
+    if existing is None:
+        return create_auth_system(data)
+    return update_auth_system(existing, data)
