@@ -2,7 +2,7 @@
 
 Revision ID: 0003
 Revises: 0001
-Create Date: 2026-11-25 06:07:59.137810
+Create Date: 2026-11-25 06:20:54.692979
 
 """
 from alembic import op
@@ -31,8 +31,8 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_content_items'))
     )
     with op.batch_alter_table('content_items', schema=None) as batch_op:
-        batch_op.create_index('ix_content_items_kind_title', ['kind', 'title'], unique=False)
-        batch_op.create_index('ix_content_items_visibility_kind_title', ['visibility', 'kind', 'title'], unique=False)
+        batch_op.create_index('ix_content_items_kind_title', ['kind', 'title', 'id'], unique=False)
+        batch_op.create_index('ix_content_items_visibility', ['visibility'], unique=False)
 
     op.create_table('member_groups',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -125,7 +125,7 @@ def downgrade():
     op.drop_table('content_groups')
     op.drop_table('member_groups')
     with op.batch_alter_table('content_items', schema=None) as batch_op:
-        batch_op.drop_index('ix_content_items_visibility_kind_title')
+        batch_op.drop_index('ix_content_items_visibility')
         batch_op.drop_index('ix_content_items_kind_title')
 
     op.drop_table('content_items')

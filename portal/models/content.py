@@ -52,9 +52,10 @@ class ContentItem(db.Model):
 
     __tablename__ = "content_items"
     __table_args__ = (
-        # The Library reads items by visibility, sorted by kind and title.
-        sa.Index("ix_content_items_visibility_kind_title", "visibility", "kind", "title"),
-        sa.Index("ix_content_items_kind_title", "kind", "title"),
+        # The Library walks each kind in title order and stops after a page.
+        sa.Index("ix_content_items_kind_title", "kind", "title", "id"),
+        # Counting what a member may open starts from the items open to everyone.
+        sa.Index("ix_content_items_visibility", "visibility"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
