@@ -470,7 +470,7 @@ def resolve_account(system: AuthSystem, result: SSOResult) -> tuple[User, bool]:
         except BaseException:
             db.session.rollback()
             raise
-    raise AccountConflict("email", "unique constraint still violated after retries")
+    raise SSOError("account resolution still hit a unique constraint after retries")
 
 
 # -- logout and profile links -----------------------------------------------------------------
