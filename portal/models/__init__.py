@@ -1,5 +1,6 @@
 """The database models, one module per aggregate."""
 
+from portal.models.audit import AuditEvent
 from portal.models.auth_system import AuthSystem, ProfileParamRow
 from portal.models.content import ContentItem, content_groups
 from portal.models.group import GroupMappingSettings, GroupMembership, GroupRule, MemberGroup
@@ -9,6 +10,7 @@ from portal.models.user import ROLE_MANAGER, ROLE_MEMBER, Team, User
 __all__ = [
     "ROLE_MANAGER",
     "ROLE_MEMBER",
+    "AuditEvent",
     "AuthSystem",
     "ContentItem",
     "GroupMappingSettings",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -60,6 +61,8 @@ class LoginAttempt(db.Model):
     next_path: Mapped[str] = mapped_column(sa.Text, default="")
     #: Started from the admin's test screen: trace, don't sign in.
     is_test: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    #: The redacted trace a test sign-in produced, for the admin's test screen to show.
+    test_result: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     created_at: Mapped[datetime] = mapped_column(
         sa.DateTime(timezone=True), default=utcnow, index=True
     )
