@@ -38,6 +38,6 @@ class AuditEvent(db.Model):
     auth_system_name: Mapped[str] = mapped_column(sa.String(120), default="")
     #: The short reference shown to a member on a failure page.
     reference: Mapped[str | None] = mapped_column(sa.String(32), index=True)
-    #: Kind-specific facts, e.g. ``{"changes": [{"field": ..., "label": ..., "old": ..., "new": ...}]}``.
+    #: Kind-specific facts, e.g. ``{"changes": [{"field", "label", "old", "new"}, ...]}``.
     #: Never a secret, code or token.
     details: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
