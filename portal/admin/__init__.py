@@ -20,4 +20,4 @@ from portal.admin import views  # noqa: E402,F401
 
 # Area modules register their routes on the same blueprint (and its guard).
 # isort: split
-from portal.admin import content, groups, users  # noqa: E402,F401
+from portal.admin import audit, content, groups, testing, transfer, users  # noqa: E402,F401

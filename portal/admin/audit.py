@@ -1,0 +1,3 @@
+"""Admin: the audit log screen."""
+
+from portal.admin import bp  # noqa: F401
