@@ -47,6 +47,7 @@ FAILURES: dict[str, tuple[int, str]] = {
     "issuer_mismatch": (400, "Sign-in failed"),
     "account_conflict": (409, "Account already exists"),
     "email_not_verified": (403, "Email address not verified"),
+    "membership_denied": (403, "Sign-in not allowed"),
     "required_field_missing": (400, "Missing profile information"),
     "provider_timeout": (504, "Identity provider unavailable"),
     "provider_unreachable": (502, "Identity provider unavailable"),

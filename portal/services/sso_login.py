@@ -29,6 +29,7 @@ from portal.models.auth_system import (
 )
 from portal.models.base import utcnow
 from portal.services.auth_systems import get_system_by_slug, read_client_secret
+from portal.services.groups import check_sign_in_allowed, sync_member_groups
 from portal.services.secrets import SecretUnreadable, decrypt_secret, encrypt_secret
 from portal.sso.engine import (
     ACCOUNT_FIELDS,
@@ -82,6 +83,12 @@ class EmailNotVerified(SSOError):
         "connect to your existing account here. Verify your email address with your identity "
         "provider and sign in again, or contact the community team."
     )
+
+
+class MembershipDenied(SSOError):
+    """The system's sign-in restriction refuses this membership status."""
+
+    code = "membership_denied"
 
 
 class SettingsUnreadable(SSOError):
@@ -325,6 +332,15 @@ def _values(system: AuthSystem, result: SSOResult) -> dict[str, str | None]:
     return values
 
 
+def _sync_fields(values: Mapping[str, Any], result: SSOResult) -> dict[str, Any]:
+    """Return the mapped fields the group sync reads: membership only when the system maps it."""
+    fields = dict(result.fields)
+    for key in ("membership_status", "membership_type"):
+        if key not in values:
+            fields.pop(key, None)
+    return fields
+
+
 def _find_match(field: str, value: str) -> User | None:
     if field == "email":
         return db.session.scalar(sa.select(User).where(User.email == value))
@@ -362,12 +378,6 @@ def _apply_fields(user: User, values: Mapping[str, Any], locked: list[str], *, f
                     raise AccountConflict("username", "new Username belongs to another account")
                 user.username_key = value.lower()
             setattr(user, key, value)
-    if "membership_status" in values or "membership_type" in values:
-        if "membership_status" in values:
-            user.membership_status = values["membership_status"]
-        if "membership_type" in values:
-            user.membership_type = values["membership_type"]
-        user.membership_synced_at = utcnow()
 
 
 #: Test hook: called after the lookups and before the writes (used to force a race).
@@ -392,6 +402,7 @@ def _resolve_once(system: AuthSystem, result: SSOResult) -> tuple[User, bool]:
         identity.locked_fields = locked
         identity.last_login_at = now
         user.last_login_at = now
+        sync_member_groups(user, system, _sync_fields(values, result))
         return user, False
 
     # Which local accounts share a unique field with this person?
@@ -447,16 +458,25 @@ def _resolve_once(system: AuthSystem, result: SSOResult) -> tuple[User, bool]:
             last_login_at=now,
         )
     )
+    sync_member_groups(user, system, _sync_fields(values, result))
     return user, created
 
 
 def resolve_account(system: AuthSystem, result: SSOResult) -> tuple[User, bool]:
     """Sign in, upgrade or create the account for an SSO result, in one transaction.
 
+    The system's sign-in restriction is checked first (nothing is written when it refuses),
+    and the member's groups from this system are synced in the same transaction.
     Returns the user and whether it was created. Two simultaneous first logins of the same
     person race on the unique constraints; the loser rolls back and tries again, and then
     finds the binding the winner made.
     """
+    denied = check_sign_in_allowed(system, result.fields)
+    if denied:
+        raise MembershipDenied(
+            f"membership status {result.fields.get('membership_status')!r} may not sign in",
+            user_message=denied,
+        )
     system_id = system.id
     for attempt in range(RESOLVE_ATTEMPTS):
         try:
