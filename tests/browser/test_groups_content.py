@@ -118,7 +118,7 @@ def sign_in_with_sso(page: Page, idp: OIDCProvider) -> None:
 def test_groups_from_the_provider_show_and_then_hide_library_items(
     page: Page, live_server, idp: OIDCProvider, system: AuthSystem
 ) -> None:
-    """GOLD shows the gold recording only; when the provider drops GOLD, the next sign-in hides it."""
+    """GOLD shows the gold recording only; once the provider drops GOLD, sign-in hides it."""
     sign_in_with_sso(page, idp)
     expect(page).to_have_url(live_server.url_for("/library"))
     recordings = page.locator("section#recording")
