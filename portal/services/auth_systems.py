@@ -16,6 +16,8 @@ from sqlalchemy.orm import selectinload
 from portal.extensions import db
 from portal.models import AuthSystem, Identity, LoginAttempt, ProfileParamRow, Team
 from portal.models.auth_system import LOGIN_LOCAL_ONLY, LOGIN_MODES, TYPE_OAUTH2, TYPES
+from portal.presets import FORM_FIELDS as PRESET_FIELDS
+from portal.presets import marker_messages
 from portal.services.secrets import decrypt_secret, encrypt_secret, rotate_secret
 from portal.sso.engine import OPTION_FIELDS, PROFILE_FIELDS
 from portal.sso.paths import validate_path
@@ -350,6 +352,12 @@ def validate_auth_system_data(
                     f"{same_slug.name}; choose a more distinct Name.",
                 )
 
+    # A {marker} a preset left (only in the fields presets fill: a Name, label or secret may
+    # hold braces) is named; the field's address and path checks wait until it is replaced.
+    for key in PRESET_FIELDS:
+        for message in marker_messages(clean[key]):
+            add(key, message)
+
     # Placeholders first; a template is then checked as a URL with dummy values substituted.
     for key in TEMPLATE_FIELDS:
         if clean[key]:
@@ -368,13 +376,16 @@ def validate_auth_system_data(
     if clean["jwks_url"] and not clean["issuer"]:
         add("issuer", "Issuer is required with a JWKS URL (both turn on ID token validation).")
 
-    if clean["access_token_path"]:
+    if clean["access_token_path"] and "access_token_path" not in errors:
         problem = validate_path(clean["access_token_path"])
         if problem:
             add("access_token_path", f"Not a valid path: {problem}")
     for key, label in PROFILE_FIELDS:
         path = clean["params"][key]["path"]
-        if path:
+        markers = marker_messages(path)
+        for message in markers:
+            add(param_error_key(key), message)
+        if path and not markers:
             problem = validate_path(path)
             if problem:
                 add(param_error_key(key), f"{label}: not a valid path: {problem}")

@@ -232,10 +232,59 @@ def test_template_made_only_of_a_placeholder_is_not_a_url(signed_in, form_data):
     )
 
 
-def test_brace_marker_in_a_template_is_accepted_for_now(signed_in, form_data):
-    """A `{tenant}` marker still to be filled in does not block saving."""
+def test_an_unfinished_marker_is_refused_beside_its_field(signed_in, form_data):
+    """A `{tenant}` marker still to be filled in is named beside the field; nothing is saved."""
+    page = assert_refused(
+        signed_in,
+        form_data,
+        "token_url",
+        "Replace {tenant} with your value.",
+        token_url="https://login.example.com/{tenant}/oauth2/token",
+    )
+    # Only the marker message: the address check waits until the marker is replaced.
+    assert errors_beside(page, "token_url") == ["Replace {tenant} with your value."]
+
+
+def test_an_unfinished_marker_in_a_profile_path_is_refused_beside_its_row(signed_in, form_data):
+    """A profile path still holding `{member-id-path}` is refused beside its row, not parsed."""
+    assert_refused(
+        signed_in,
+        form_data,
+        "param_user_id_path",
+        "Replace {member-id-path} with your value.",
+        param_user_id_path="{member-id-path}",
+    )
+
+
+def test_json_bodies_and_jmespath_hashes_are_not_taken_for_markers(signed_in, form_data):
+    """A JSON Token API Post Body and a `{a: b}` multiselect hash path save as typed."""
+    body = '{"grant_type": "authorization_code", "code": "%Code%", "extra": {"k": 1}}'
     response = signed_in.post(
-        NEW, data={**form_data, "token_url": "https://login.example.com/{tenant}/oauth2/token"}
+        NEW,
+        data={
+            **form_data,
+            "token_headers": "Content-Type: application/json",
+            "token_body": body,
+            "access_token_path": "{token: access_token}.token",
+            "param_groups_path": "{names: groups[].name}.names",
+        },
+    )
+    assert response.status_code == 302, errors_beside(response.get_data(as_text=True), "name")
+    system = db.session.scalar(sa.select(AuthSystem))
+    assert system.token_body == body
+    assert system.param("groups").path == "{names: groups[].name}.names"
+
+
+def test_braces_in_the_name_label_or_secret_are_not_markers(signed_in, form_data):
+    """Only the fields presets fill are checked: a Name or label with braces still saves."""
+    response = signed_in.post(
+        NEW,
+        data={
+            **form_data,
+            "name": "Acme {staff}",
+            "login_label": "Sign in {Acme}",
+            "client_secret": "s{ecret}",
+        },
     )
     assert response.status_code == 302
 

@@ -67,10 +67,6 @@ def test_a_completed_preset_saves_and_reads_back(app, preset):
     assert data["params"] == filled.param_values()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="validate_auth_system_data does not call portal.presets.marker_messages yet",
-)
 @pytest.mark.parametrize("preset", [p for p in SUPPORTED if p.markers()], ids=lambda p: p.key)
 def test_a_preset_with_markers_left_is_refused_naming_them(app, preset):
     """Each field still holding a {marker} is refused with "Replace {marker} with your value."."""
