@@ -380,30 +380,35 @@ def _apply_fields(user: User, values: Mapping[str, Any], locked: list[str], *, f
             setattr(user, key, value)
 
 
-#: Test hook: called after the lookups and before the writes (used to force a race).
-_before_write: Callable[[], None] | None = None
+@dataclass
+class AccountPlan:
+    """What an SSO result would do to the accounts: decided by reading only."""
+
+    #: ``sign_in`` (a known binding), ``upgrade`` (bind an existing account) or ``create``.
+    action: str
+    #: The account signed in or upgraded; None when one is to be created.
+    user: User | None
+    #: The existing binding, for ``sign_in``.
+    identity: Identity | None
+    #: The field an upgrade matched on (``email`` or ``username``).
+    matched_on: str | None
+    #: The provider's values, normalized as they are stored.
+    values: dict[str, str | None]
 
 
-def _resolve_once(system: AuthSystem, result: SSOResult) -> tuple[User, bool]:
+def plan_account(system: AuthSystem, result: SSOResult) -> AccountPlan:
+    """Decide, without writing, which account an SSO result signs in, upgrades or creates.
+
+    Raises AccountConflict or EmailNotVerified when the result may not proceed.
+    """
     values = _values(system, result)
-    locked = _locked_fields(system, values)
-    now = utcnow()
-
     identity = db.session.scalar(
         sa.select(Identity).where(
             Identity.auth_system_id == system.id, Identity.subject == result.subject
         )
     )
     if identity is not None:
-        if _before_write:
-            _before_write()
-        user = identity.user
-        _apply_fields(user, values, locked, fill_only=True)
-        identity.locked_fields = locked
-        identity.last_login_at = now
-        user.last_login_at = now
-        sync_member_groups(user, system, _sync_fields(values, result))
-        return user, False
+        return AccountPlan("sign_in", identity.user, identity, None, values)
 
     # Which local accounts share a unique field with this person?
     matches: dict[str, User] = {}
@@ -413,30 +418,59 @@ def _resolve_once(system: AuthSystem, result: SSOResult) -> tuple[User, bool]:
             found = _find_match(field, value)
             if found is not None:
                 matches[field] = found
+    if not matches:
+        return AccountPlan("create", None, None, None, values)
 
-    user: User | None = None
-    if matches:
-        upgradable = [f for f in matches if (p := system.param(f)) is not None and p.can_upgrade]
-        if not upgradable:
-            raise AccountConflict(next(iter(matches)))
-        target = matches[upgradable[0]]
-        for field, found in matches.items():
-            if found.id != target.id:
-                raise AccountConflict(field, f"{FIELD_LABEL[field]} matches a different account")
-        if "email" in upgradable and _email_unverified(result):
-            # Linking on an unverified email is an account takeover: anyone can create an
-            # account at the provider with someone else's address and, if we linked it, sign
-            # in here as that person. So an upgrade by Email Address needs the provider not to
-            # say the address is unverified (`email_verified: false`).
-            raise EmailNotVerified("upgrade by Email Address refused: email_verified is false")
-        if any(i.auth_system_id == system.id for i in target.identities):
-            raise AccountConflict(
-                upgradable[0], "matching account is already bound to another User ID"
-            )
-        user = target
+    upgradable = [f for f in matches if (p := system.param(f)) is not None and p.can_upgrade]
+    if not upgradable:
+        raise AccountConflict(next(iter(matches)))
+    target = matches[upgradable[0]]
+    for field, found in matches.items():
+        if found.id != target.id:
+            raise AccountConflict(field, f"{FIELD_LABEL[field]} matches a different account")
+    if "email" in upgradable and _email_unverified(result):
+        # Linking on an unverified email is an account takeover: anyone can create an
+        # account at the provider with someone else's address and, if we linked it, sign
+        # in here as that person. So an upgrade by Email Address needs the provider not to
+        # say the address is unverified (`email_verified: false`).
+        raise EmailNotVerified("upgrade by Email Address refused: email_verified is false")
+    if any(i.auth_system_id == system.id for i in target.identities):
+        raise AccountConflict(upgradable[0], "matching account is already bound to another User ID")
+    return AccountPlan("upgrade", target, None, upgradable[0], values)
 
+
+def check_membership_allowed(system: AuthSystem, result: SSOResult) -> None:
+    """Raise MembershipDenied when the system's sign-in restriction refuses this profile."""
+    denied = check_sign_in_allowed(system, result.fields)
+    if denied:
+        raise MembershipDenied(
+            f"membership status {result.fields.get('membership_status')!r} may not sign in",
+            user_message=denied,
+        )
+
+
+#: Test hook: called after the lookups and before the writes (used to force a race).
+_before_write: Callable[[], None] | None = None
+
+
+def _resolve_once(system: AuthSystem, result: SSOResult) -> tuple[User, bool]:
+    plan = plan_account(system, result)
+    values = plan.values
+    locked = _locked_fields(system, values)
+    now = utcnow()
     if _before_write:
         _before_write()
+
+    if plan.identity is not None:
+        user = plan.identity.user
+        _apply_fields(user, values, locked, fill_only=True)
+        plan.identity.locked_fields = locked
+        plan.identity.last_login_at = now
+        user.last_login_at = now
+        sync_member_groups(user, system, _sync_fields(values, result))
+        return user, False
+
+    user = plan.user
     created = user is None
     if user is None:
         user = User(first_name="", last_name="")
@@ -471,12 +505,7 @@ def resolve_account(system: AuthSystem, result: SSOResult) -> tuple[User, bool]:
     person race on the unique constraints; the loser rolls back and tries again, and then
     finds the binding the winner made.
     """
-    denied = check_sign_in_allowed(system, result.fields)
-    if denied:
-        raise MembershipDenied(
-            f"membership status {result.fields.get('membership_status')!r} may not sign in",
-            user_message=denied,
-        )
+    check_membership_allowed(system, result)
     system_id = system.id
     for attempt in range(RESOLVE_ATTEMPTS):
         try:

@@ -118,6 +118,8 @@ class SSOResult:
     profile: dict[str, Any]
     id_token: str | None = None
     id_claims: dict[str, Any] | None = None
+    #: Labels of required fields the provider did not supply (User ID, must-supply fields).
+    violations: list[str] = field(default_factory=list)
 
 
 def _secret_variants(value: str) -> set[str]:
@@ -304,11 +306,21 @@ def finish_login(
     http: HttpClient,
     jwks_cache: JWKSCache,
     trace: Trace | None = None,
+    enforce_required: bool = True,
 ) -> SSOResult:
-    """Complete a login from the callback's parameters (state already checked)."""
+    """Complete a login from the callback's parameters (state already checked).
+
+    With ``enforce_required`` off (the admin's test screen), a missing User ID or
+    must-supply field does not raise: ``SSOResult.violations`` lists them instead.
+    """
     secret_values: list[str] = []
     try:
-        return _finish(config, params, nonce, code_verifier, http, jwks_cache, trace, secret_values)
+        result = _finish(
+            config, params, nonce, code_verifier, http, jwks_cache, trace, secret_values
+        )
+        if enforce_required and result.violations:
+            raise RequiredFieldMissing(result.violations[0])
+        return result
     except SSOError as exc:
         exc.redact(set().union(*(_secret_variants(v) for v in secret_values)))
         if trace is not None:
@@ -428,15 +440,16 @@ def _finish(
 
     # Field mapping.
     fields = map_fields(profile, config.params)
-    if fields["user_id"] is None:
-        raise RequiredFieldMissing(FIELD_LABEL["user_id"])
+    violations = [FIELD_LABEL["user_id"]] if fields["user_id"] is None else []
     for key in OPTION_FIELDS:
         param = config.params.get(key)
         if param is not None and param.must_supply and fields[key] is None:
-            raise RequiredFieldMissing(FIELD_LABEL[key])
+            if FIELD_LABEL[key] not in violations:
+                violations.append(FIELD_LABEL[key])
     missing = [FIELD_LABEL[key] for key in ACCOUNT_FIELDS if fields[key] is None]
     return SSOResult(
-        subject=fields["user_id"],
+        subject=fields["user_id"] or "",
+        violations=violations,
         fields=fields,
         missing_required=missing,
         token_response=token_doc,
