@@ -1,0 +1,500 @@
+"""Export and import of one authentication system's configuration as a JSON document.
+
+The document (see ``docs/export-import.md``)::
+
+    {
+      "portal_export": 1,
+      "auth_system": {"type": ..., "name": ..., ..., "onboarding_team": "Staff" | null,
+                      "params": {"user_id": {"path": ..., "can_upgrade": ..., ...}, ...}},
+      "group_mapping": {"default_group": ..., "restrict_sign_in": ..., "allowed_statuses": [...],
+                        "deny_message": ..., "group_object_key": ..., "rules": [...]}
+    }
+
+Teams and member groups travel by *name* (ids differ between sites). The client secret is
+never in the document, except encrypted with the site's keys as
+``auth_system.client_secret_encrypted`` when the CLI is asked for it; a plaintext
+``client_secret`` in a file is refused, so a secret never sits readable in a file we made
+people pass around. An import is checked as a whole (the form's own validation, plus the
+document's shape and the names it refers to), every problem is reported at once, and
+nothing is written unless there is none: the system, its mapping settings and its rules
+are saved in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from portal.extensions import db
+from portal.models import AuthSystem, MemberGroup, Team
+from portal.models.group import RULE_GROUPS_CONTAINS, RULE_KINDS, GroupRule
+from portal.services.auth_systems import (
+    LABELS,
+    _apply,
+    _clean,
+    auth_system_data,
+    param_error_key,
+    read_client_secret,
+    validate_auth_system_data,
+)
+from portal.services.groups import (
+    get_mapping_settings,
+    list_rules,
+    normalize_value,
+    parse_values,
+)
+from portal.services.secrets import SecretUnreadable, decrypt_secret, encrypt_secret
+from portal.sso.engine import OPTION_FIELDS, PROFILE_FIELDS
+
+#: The marker key of an export, and the version of the format this code writes and reads.
+FORMAT_KEY = "portal_export"
+FORMAT_VERSION = 1
+#: The largest document an import reads.
+MAX_DOCUMENT_BYTES = 1_048_576
+
+#: Keys of ``auth_system`` that hold text, in form order (the secret is never one of them).
+SYSTEM_TEXT_KEYS: tuple[str, ...] = tuple(
+    key for key in LABELS if key not in ("client_secret", "onboarding_team_id", "enabled")
+)
+#: Every key ``auth_system`` may hold, in the order an export writes them.
+SYSTEM_KEYS: tuple[str, ...] = (
+    *SYSTEM_TEXT_KEYS,
+    "onboarding_team",
+    "enabled",
+    "params",
+    "client_secret_encrypted",
+)
+MAPPING_KEYS: tuple[str, ...] = (
+    "default_group",
+    "restrict_sign_in",
+    "allowed_statuses",
+    "deny_message",
+    "group_object_key",
+    "rules",
+)
+RULE_KEYS: tuple[str, ...] = ("kind", "values", "group")
+PARAM_LABELS: dict[str, str] = dict(PROFILE_FIELDS)
+#: Same message as the mapping screen gives.
+RESTRICT_WITHOUT_STATUS = (
+    "List at least one Membership Status that may sign in, or turn the restriction off."
+)
+
+
+class ImportInvalid(ValueError):
+    """An imported document cannot be applied; ``problems`` lists every reason, for people."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("The configuration file cannot be imported.")
+        self.problems = problems
+
+
+# --- export -------------------------------------------------------------------------------
+
+
+def _param_out(key: str, values: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {"path": values["path"]}
+    if key in OPTION_FIELDS:
+        row["can_upgrade"] = values["can_upgrade"]
+        row["must_supply"] = values["must_supply"]
+    return row
+
+
+def export_auth_system(system: AuthSystem, *, include_secret: bool = False) -> dict[str, Any]:
+    """Return the export document of ``system``.
+
+    The client secret is left out unless ``include_secret``, which adds it encrypted with
+    this site's newest key (raise SecretUnreadable when the stored one can't be read).
+    """
+    data = auth_system_data(system)
+    out: dict[str, Any] = {key: data[key] for key in SYSTEM_TEXT_KEYS}
+    out["onboarding_team"] = system.onboarding_team.name if system.onboarding_team else None
+    out["enabled"] = data["enabled"]
+    out["params"] = {key: _param_out(key, data["params"][key]) for key, _ in PROFILE_FIELDS}
+    if include_secret and system.client_secret_encrypted:
+        out["client_secret_encrypted"] = encrypt_secret(read_client_secret(system))
+
+    settings = get_mapping_settings(system)
+    default_group = settings.default_group if settings.default_group_id else None
+    mapping = {
+        "default_group": default_group.name if default_group else None,
+        "restrict_sign_in": bool(settings.restrict_sign_in),
+        "allowed_statuses": list(settings.allowed_statuses_display or []),
+        "deny_message": settings.deny_message or "",
+        "group_object_key": settings.group_object_key or "",
+        "rules": [
+            {"kind": rule.kind, "values": list(rule.values_display or []), "group": rule.group.name}
+            for rule in list_rules(system)
+        ],
+    }
+    return {FORMAT_KEY: FORMAT_VERSION, "auth_system": out, "group_mapping": mapping}
+
+
+def dump_export(document: dict[str, Any]) -> str:
+    """Return ``document`` as pretty-printed JSON in a stable key order, so files diff well."""
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+# --- import: reading and shape checks -----------------------------------------------------
+
+
+def parse_export(raw: bytes | str) -> Any:
+    """Return the JSON value of an uploaded file; raise ImportInvalid when it is not JSON."""
+    if isinstance(raw, bytes):
+        if len(raw) > MAX_DOCUMENT_BYTES:
+            raise ImportInvalid(["The file is larger than 1 MB; it is not a Portal export."])
+        try:
+            raw = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ImportInvalid(["The file is not UTF-8 text; it is not a Portal export."]) from exc
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        # The parser's message names a position, never the file's content.
+        raise ImportInvalid(
+            [f"The file is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."]
+        ) from exc
+
+
+def _names(keys: Any) -> str:
+    return ", ".join(f'"{str(k)[:60]}"' for k in keys)
+
+
+def _check_keys(obj: dict[str, Any], allowed: tuple[str, ...], where: str, add) -> None:
+    unknown = [k for k in obj if k not in allowed]
+    if unknown:
+        add(f"{where}: unknown key(s) {_names(unknown)} (known: {', '.join(allowed)}).")
+
+
+def _check_marker(doc: Any) -> dict[str, Any]:
+    """Return ``doc`` when it is a Portal export this code reads; raise ImportInvalid if not."""
+    if not isinstance(doc, dict):
+        raise ImportInvalid(["The file must hold a JSON object; it is not a Portal export."])
+    version = doc.get(FORMAT_KEY)
+    if version is None:
+        raise ImportInvalid([f'This is not a Portal export: the "{FORMAT_KEY}" marker is missing.'])
+    if isinstance(version, bool) or version != FORMAT_VERSION:
+        raise ImportInvalid(
+            [
+                f'This file is a Portal export of format version "{str(version)[:20]}"; '
+                f"this site reads version {FORMAT_VERSION}."
+            ]
+        )
+    return doc
+
+
+def _find_team(name: str) -> Team | None:
+    return db.session.scalar(sa.select(Team).where(Team.name_key == name.lower()))
+
+
+def _find_group(name: str) -> MemberGroup | None:
+    return db.session.scalar(sa.select(MemberGroup).where(MemberGroup.name_key == name.casefold()))
+
+
+def _find_system(name: str) -> AuthSystem | None:
+    return db.session.scalar(sa.select(AuthSystem).where(AuthSystem.name_key == name.lower()))
+
+
+def _read_system(raw: Any, add) -> tuple[dict[str, Any], set[str], str]:
+    """Check the ``auth_system`` object; return the service data, the ill-typed keys, and
+    the encrypted secret it carries (or "")."""
+    data: dict[str, Any] = {}
+    bad: set[str] = set()
+    if not isinstance(raw, dict):
+        add('The file has no "auth_system" object.')
+        return data, {"name"}, ""
+    if "client_secret" in raw:
+        # Never echoed: the value may be a live secret.
+        add(
+            "Client Secret: a plaintext client_secret is not accepted in a file; type it on "
+            "the import form, or give it to the command line with --client-secret-file."
+        )
+    _check_keys(
+        {k: v for k, v in raw.items() if k != "client_secret"}, SYSTEM_KEYS, "auth_system", add
+    )
+    for key in SYSTEM_TEXT_KEYS:
+        if key not in raw:
+            continue
+        if isinstance(raw[key], str):
+            data[key] = raw[key]
+        else:
+            add(f"{LABELS[key]}: must be text (a JSON string).")
+            bad.add(key)
+    if "enabled" in raw:
+        if isinstance(raw["enabled"], bool):
+            data["enabled"] = raw["enabled"]
+        else:
+            add(f"{LABELS['enabled']}: must be true or false.")
+    team = raw.get("onboarding_team")
+    if team is not None and not isinstance(team, str):
+        add(f"{LABELS['onboarding_team_id']}: must be a team's name or null.")
+    elif team and team.strip():
+        found = _find_team(team.strip())
+        if found is None:
+            add(
+                f'{LABELS["onboarding_team_id"]}: no team named "{team.strip()[:120]}" exists '
+                'on this site; create it first, or set "onboarding_team" to null.'
+            )
+        else:
+            data["onboarding_team_id"] = found.id
+    if "params" in raw:
+        params = _read_params(raw["params"], add)
+        if params is None:
+            bad.add(param_error_key("user_id"))
+        else:
+            data["params"] = params
+    secret = raw.get("client_secret_encrypted", "")
+    if not isinstance(secret, str):
+        add("Client Secret: client_secret_encrypted must be text (a JSON string).")
+        secret = ""
+    return data, bad, secret
+
+
+def _read_params(raw: Any, add) -> dict[str, Any] | None:
+    if not isinstance(raw, dict):
+        add("Profile parameters: params must be an object with one entry per field.")
+        return None
+    _check_keys(raw, tuple(PARAM_LABELS), "Profile parameters", add)
+    params: dict[str, Any] = {}
+    ok = True
+    for key, label in PROFILE_FIELDS:
+        row = raw.get(key)
+        if row is None:
+            continue
+        allowed = ("path", "can_upgrade", "must_supply") if key in OPTION_FIELDS else ("path",)
+        if not isinstance(row, dict):
+            add(f"{label}: must be an object with {', '.join(allowed)}.")
+            ok = False
+            continue
+        _check_keys(row, allowed, label, add)
+        if not isinstance(row.get("path", ""), str):
+            add(f"{label}: path must be text (a JSON string).")
+            ok = False
+        for option in allowed[1:]:
+            if not isinstance(row.get(option, False), bool):
+                add(f"{label}: {option} must be true or false.")
+                ok = False
+        params[key] = {k: row[k] for k in allowed if k in row}
+    return params if ok else None
+
+
+def _read_mapping(raw: Any, add) -> dict[str, Any]:
+    """Check the ``group_mapping`` object; return settings and rules with group ids."""
+    mapping: dict[str, Any] = {
+        "default_group_id": None,
+        "restrict_sign_in": False,
+        "allowed_statuses": [],
+        "deny_message": "",
+        "group_object_key": "",
+        "rules": [],
+    }
+    if raw is None:
+        return mapping
+    where = "Group mapping"
+    if not isinstance(raw, dict):
+        add(f"{where}: group_mapping must be an object.")
+        return mapping
+    _check_keys(raw, MAPPING_KEYS, where, add)
+    group = raw.get("default_group")
+    if group is not None and not isinstance(group, str):
+        add(f"{where}: default_group must be a member group's name or null.")
+    elif group and group.strip():
+        found = _find_group(group.strip())
+        if found is None:
+            add(f'{where}: no member group named "{group.strip()[:120]}" exists on this site.')
+        else:
+            mapping["default_group_id"] = found.id
+    restrict = raw.get("restrict_sign_in", False)
+    if not isinstance(restrict, bool):
+        add(f"{where}: restrict_sign_in must be true or false.")
+        restrict = False
+    mapping["restrict_sign_in"] = restrict
+    statuses = raw.get("allowed_statuses", [])
+    if not isinstance(statuses, list) or not all(isinstance(s, str) for s in statuses):
+        add(f"{where}: allowed_statuses must be a list of texts.")
+    else:
+        mapping["allowed_statuses"] = parse_values("\n".join(statuses))
+        if restrict and not mapping["allowed_statuses"]:
+            add(f"{where}: {RESTRICT_WITHOUT_STATUS}")
+    for key, limit in (("deny_message", None), ("group_object_key", 120)):
+        value = raw.get(key, "")
+        if not isinstance(value, str):
+            add(f"{where}: {key} must be text (a JSON string).")
+        elif limit is not None and len(value.strip()) > limit:
+            add(f"{where}: {key} must be at most {limit} characters.")
+        else:
+            mapping[key] = value.strip()
+    rules = raw.get("rules", [])
+    if not isinstance(rules, list):
+        add(f"{where}: rules must be a list.")
+        return mapping
+    for number, rule in enumerate(rules, start=1):
+        checked = _read_rule(rule, f"{where}, rule {number}", add)
+        if checked is not None:
+            mapping["rules"].append(checked)
+    return mapping
+
+
+def _read_rule(rule: Any, where: str, add) -> dict[str, Any] | None:
+    if not isinstance(rule, dict):
+        add(f"{where}: must be an object with kind, values and group.")
+        return None
+    _check_keys(rule, RULE_KEYS, where, add)
+    ok = True
+    kind = rule.get("kind")
+    if kind not in RULE_KINDS:
+        add(f'{where}: kind must be one of {", ".join(RULE_KINDS)} (got "{str(kind)[:40]}").')
+        ok = False
+    values = rule.get("values")
+    shown: list[str] = []
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        add(f"{where}: values must be a list of texts.")
+        ok = False
+    else:
+        shown = parse_values("\n".join(values))
+        if not shown:
+            add(f"{where}: type at least one value.")
+            ok = False
+        elif kind == RULE_GROUPS_CONTAINS and len(shown) != 1:
+            add(f'{where}: "{RULE_KINDS[kind]}" takes exactly one value per rule.')
+            ok = False
+    group_name = rule.get("group")
+    group = None
+    if not isinstance(group_name, str) or not group_name.strip():
+        add(f"{where}: group must be a member group's name.")
+        ok = False
+    else:
+        group = _find_group(group_name.strip())
+        if group is None:
+            add(f'{where}: no member group named "{group_name.strip()[:120]}" exists on this site.')
+            ok = False
+    if not ok or group is None:
+        return None
+    return {"kind": kind, "values_display": shown, "group_id": group.id}
+
+
+def _label_of(key: str) -> str:
+    for field, label in PROFILE_FIELDS:
+        if key == param_error_key(field):
+            return label
+    return LABELS.get(key, key)
+
+
+def _form_order(key: str) -> int:
+    keys = [*LABELS, *(param_error_key(field) for field, _ in PROFILE_FIELDS)]
+    return keys.index(key) if key in keys else len(keys)
+
+
+def _validation_problems(errors: dict[str, list[str]], skip: set[str]) -> list[str]:
+    """Return the form's messages, each after its field's label, in form order."""
+    problems = []
+    for key in sorted(errors, key=_form_order):
+        if key in skip:
+            continue
+        label = _label_of(key)
+        for message in errors[key]:
+            problems.append(message if message.startswith(f"{label}:") else f"{label}: {message}")
+    return problems
+
+
+# --- import -------------------------------------------------------------------------------
+
+
+def needs_client_secret(doc: Any, *, replace: bool = False) -> bool:
+    """Tell whether importing ``doc`` needs a Client Secret the file does not carry.
+
+    True for a new system without ``client_secret_encrypted``; a replaced system keeps its
+    stored secret when none is given.
+    """
+    if not isinstance(doc, dict) or not isinstance(doc.get("auth_system"), dict):
+        return False
+    raw = doc["auth_system"]
+    if raw.get("client_secret_encrypted"):
+        return False
+    name = raw.get("name")
+    existing = _find_system(name.strip()) if isinstance(name, str) and name.strip() else None
+    return not (replace and existing is not None)
+
+
+def import_auth_system(doc: Any, *, client_secret: str = "", replace: bool = False) -> AuthSystem:
+    """Create (or, with ``replace``, overwrite) a system and its group mapping from ``doc``.
+
+    ``client_secret`` wins over an encrypted one in the document; when replacing, neither
+    keeps the stored secret. Raise ImportInvalid listing every problem; then nothing is
+    written.
+    """
+    doc = _check_marker(doc)
+    problems: list[str] = []
+    add = problems.append
+    _check_keys(doc, (FORMAT_KEY, "auth_system", "group_mapping"), "The file", add)
+    data, bad_keys, encrypted = _read_system(doc.get("auth_system"), add)
+
+    secret = (client_secret or "").strip()
+    if not secret and encrypted:
+        try:
+            secret = decrypt_secret(encrypted)
+        except (SecretUnreadable, ValueError):
+            add(
+                "Client Secret: the encrypted client secret in the file cannot be decrypted "
+                "with this site's PORTAL_ENCRYPTION_KEYS (it was exported by a site with other "
+                "keys); give the Client Secret instead."
+            )
+            bad_keys.add("client_secret")
+    data["client_secret"] = secret
+
+    name = str(data.get("name") or "").strip()
+    existing = _find_system(name) if name else None
+    target = existing if replace else None
+    errors = validate_auth_system_data(data, system=target)
+    problems.extend(_validation_problems(errors, bad_keys))
+    if existing is not None and not replace:
+        add("To overwrite the existing system, import again with Replace.")
+
+    mapping = _read_mapping(doc.get("group_mapping"), add)
+    if problems:
+        raise ImportInvalid(problems)
+    try:
+        return _write(target, data, mapping)
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise ImportInvalid(
+            ["Name: An authentication system with this Name or Redirect URL already exists."]
+        ) from exc
+    except Exception:
+        db.session.rollback()
+        raise
+
+
+def _write(target: AuthSystem | None, data: dict[str, Any], mapping: dict[str, Any]):
+    """Save the system, its settings and its rules in one transaction."""
+    system = target if target is not None else AuthSystem()
+    _apply(system, _clean(data))
+    if target is None:
+        db.session.add(system)
+    db.session.flush()
+
+    settings = get_mapping_settings(system)
+    settings.default_group_id = mapping["default_group_id"]
+    settings.restrict_sign_in = mapping["restrict_sign_in"]
+    settings.allowed_statuses_display = mapping["allowed_statuses"]
+    settings.allowed_statuses = [normalize_value(s) or "" for s in mapping["allowed_statuses"]]
+    settings.deny_message = mapping["deny_message"]
+    settings.group_object_key = mapping["group_object_key"]
+    db.session.add(settings)
+
+    for rule in list_rules(system):
+        db.session.delete(rule)
+    for rule in mapping["rules"]:
+        db.session.add(
+            GroupRule(
+                auth_system_id=system.id,
+                kind=rule["kind"],
+                values=[normalize_value(v) or "" for v in rule["values_display"]],
+                values_display=rule["values_display"],
+                group_id=rule["group_id"],
+            )
+        )
+    db.session.commit()
+    return system
