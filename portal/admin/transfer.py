@@ -1,3 +1,49 @@
 """Admin: export and import of an authentication system's configuration."""
 
-from portal.admin import bp  # noqa: F401
+from flask import abort, current_app, flash, redirect, render_template, url_for
+
+from portal.admin import bp
+from portal.admin.transfer_forms import ImportForm
+from portal.services.auth_systems import get_auth_system
+from portal.services.transfer import (
+    MAX_DOCUMENT_BYTES,
+    ImportInvalid,
+    dump_export,
+    export_auth_system,
+    import_auth_system,
+    parse_export,
+)
+
+
+@bp.route("/auth-systems/<int:system_id>/export")
+def export_auth_system_file(system_id: int):
+    """Download a system's configuration as JSON (never with its client secret)."""
+    system = get_auth_system(system_id) or abort(404)
+    response = current_app.response_class(
+        dump_export(export_auth_system(system)), mimetype="application/json"
+    )
+    response.headers["Content-Disposition"] = f'attachment; filename="{system.slug}.json"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/auth-systems/import", methods=["GET", "POST"])
+def import_auth_system_file():
+    """Upload an exported configuration; show every problem, or save it all."""
+    form = ImportForm()
+    problems: list[str] = []
+    if form.validate_on_submit():
+        # One byte more than the limit tells "too large" apart without reading it all.
+        raw = form.file.data.read(MAX_DOCUMENT_BYTES + 1)
+        try:
+            system = import_auth_system(
+                parse_export(raw),
+                client_secret=form.client_secret.data or "",
+                replace=bool(form.replace.data),
+            )
+        except ImportInvalid as exc:
+            problems = exc.problems
+        else:
+            flash(f"Authentication system {system.name} imported.", "success")
+            return redirect(url_for("admin.edit_auth_system", system_id=system.id))
+    return render_template("admin/auth_system_import.html", form=form, problems=problems)
