@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, url_for
+from flask_login import current_user
 
 from portal.admin import bp
 from portal.admin.forms import ConfirmForm
@@ -119,7 +120,11 @@ def add_group_rule(system_id: int):
     if rule_form.validate_on_submit():
         try:
             rules = svc.add_rule(
-                system, rule_form.kind.data or "", rule_form.values.data or "", rule_form.group.data
+                system,
+                rule_form.kind.data or "",
+                rule_form.values.data or "",
+                rule_form.group.data,
+                actor=current_user._get_current_object(),
             )
         except svc.GroupError as exc:
             rule_form.values.errors.append(str(exc))
@@ -135,7 +140,7 @@ def delete_group_rule(system_id: int, rule_id: int):
     system = _system_or_404(system_id)
     rule = svc.get_rule(system, rule_id) or abort(404)
     if ConfirmForm().validate_on_submit():
-        svc.delete_rule(rule)
+        svc.delete_rule(rule, actor=current_user._get_current_object())
         flash("Rule deleted. Members lose its group at their next sign-in.", "success")
     return redirect(url_for("admin.auth_system_groups", system_id=system.id))
 
@@ -154,6 +159,7 @@ def save_group_settings(system_id: int):
                 allowed_statuses=settings_form.allowed_statuses.data or "",
                 deny_message=settings_form.deny_message.data or "",
                 group_object_key=settings_form.group_object_key.data or "",
+                actor=current_user._get_current_object(),
             )
         except svc.GroupError as exc:
             settings_form.allowed_statuses.errors.append(str(exc))

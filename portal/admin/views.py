@@ -1,6 +1,7 @@
 """Admin views: authentication systems and teams."""
 
 from flask import abort, flash, redirect, render_template, url_for
+from flask_login import current_user
 
 from portal.admin import bp
 from portal.admin.forms import AuthSystemForm, ConfirmForm, TeamForm
@@ -103,7 +104,7 @@ def new_auth_system():
     form.set_team_choices(list_teams())
     if form.validate_on_submit():
         try:
-            system = create_auth_system(form.to_data())
+            system = create_auth_system(form.to_data(), actor=current_user._get_current_object())
         except AuthSystemInvalid as exc:
             form.apply_errors(exc.errors)
         else:
@@ -120,7 +121,7 @@ def edit_auth_system(system_id: int):
     form.set_team_choices(list_teams())
     if form.validate_on_submit():
         try:
-            update_auth_system(system, form.to_data())
+            update_auth_system(system, form.to_data(), actor=current_user._get_current_object())
         except AuthSystemInvalid as exc:
             form.apply_errors(exc.errors)
         else:
@@ -144,7 +145,7 @@ def disable_auth_system(system_id: int):
 def _set_enabled(system_id: int, enabled: bool):
     system = get_auth_system(system_id) or abort(404)
     if ConfirmForm().validate_on_submit():
-        set_auth_system_enabled(system, enabled)
+        set_auth_system_enabled(system, enabled, actor=current_user._get_current_object())
         state = "enabled" if enabled else "disabled"
         flash(f"Authentication system {system.name} {state}.", "success")
     return redirect(url_for("admin.auth_systems"))
@@ -157,7 +158,7 @@ def delete_auth_system_view(system_id: int):
     form = ConfirmForm()
     if form.validate_on_submit():
         name = system.name
-        delete_auth_system(system)
+        delete_auth_system(system, actor=current_user._get_current_object())
         flash(f"Authentication system {name} deleted.", "success")
         return redirect(url_for("admin.auth_systems"))
     return render_template(

@@ -12,6 +12,7 @@ from portal.auth import bp
 from portal.auth.forms import LoginForm
 from portal.errors import render_error
 from portal.models import User
+from portal.services import audit
 from portal.services.accounts import authenticate_local, record_login
 from portal.services.auth_systems import get_auth_system, list_enabled_systems
 from portal.services.profiles import complete_profile as save_completed_profile
@@ -79,6 +80,15 @@ def _local_sign_in(form: LoginForm, members_allowed: bool):
             "Sign in page."
         )
         return None
+    # Recorded before start_session, whose commit (last sign-in time) saves it too.
+    audit.record_event(
+        audit.SIGN_IN_LOCAL,
+        actor=user,
+        details={
+            "break_glass_page": request.endpoint == "auth.login_local",
+            "remote_only": not members_allowed,
+        },
+    )
     start_session(user)
     return redirect(safe_next(form.next.data))
 
@@ -189,6 +199,7 @@ def sso_callback(slug: str):
         signed_in = complete_sso_login(system, params, browser_key=session.get(BROWSER_KEY))
     except SSOError as exc:
         return _sso_failure(exc, slug)
+    audit.record_event(audit.SIGN_IN, actor=signed_in.user, system=system)
     start_session(signed_in.user)
     session[SYSTEM_ID] = system.id
     sealed = seal_id_token(signed_in.id_token)
@@ -261,6 +272,16 @@ def _sso_failure(exc: SSOError, slug: str):
         _one_line(exc.log_detail or "-"),
     )
     status, title = FAILURES.get(exc.code, (502, "Sign-in failed"))
+    # The audit log keeps the code and our own words, never log_detail (it can quote the IdP).
+    audit.record_failed_sign_in(
+        slug,
+        reference=reference,
+        code=exc.code,
+        summary=title,
+        provider_error=getattr(exc, "error", None),
+        http_status=getattr(exc, "status", None),
+        field=getattr(exc, "field_label", None),
+    )
     retry = exc.code in {
         "state_invalid",
         "provider_error",

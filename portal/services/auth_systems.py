@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -14,11 +15,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from portal.extensions import db
-from portal.models import AuthSystem, Identity, LoginAttempt, ProfileParamRow, Team
+from portal.models import AuthSystem, Identity, LoginAttempt, ProfileParamRow, Team, User
 from portal.models.auth_system import LOGIN_LOCAL_ONLY, LOGIN_MODES, TYPE_OAUTH2, TYPES
 from portal.presets import FORM_FIELDS as PRESET_FIELDS
 from portal.presets import marker_messages
-from portal.services.secrets import decrypt_secret, encrypt_secret, rotate_secret
+from portal.services import audit
+from portal.services.secrets import (
+    SecretUnreadable,
+    decrypt_secret,
+    encrypt_secret,
+    rotate_secret,
+)
 from portal.sso.engine import OPTION_FIELDS, PROFILE_FIELDS
 from portal.sso.paths import validate_path
 from portal.sso.placeholders import (
@@ -416,10 +423,13 @@ def _apply(system: AuthSystem, clean: dict[str, Any]) -> None:
         row.must_supply = values["must_supply"]
 
 
-def _commit_or_conflict() -> None:
-    """Commit; a unique-name race becomes the same error the check gives."""
+def _commit_or_conflict(flush_only: bool = False) -> None:
+    """Commit (or flush); a unique-name race becomes the same error the check gives."""
     try:
-        db.session.commit()
+        if flush_only:
+            db.session.flush()
+        else:
+            db.session.commit()
     except IntegrityError as exc:
         db.session.rollback()
         raise AuthSystemInvalid(
@@ -427,30 +437,71 @@ def _commit_or_conflict() -> None:
         ) from exc
 
 
-def create_auth_system(data: Mapping[str, Any]) -> AuthSystem:
-    """Validate ``data`` and save a new authentication system; raise AuthSystemInvalid."""
+def _secret_differs(system: AuthSystem, typed: str) -> bool:
+    """Tell whether a typed Client Secret replaces the stored one by a different value."""
+    if not typed:
+        return False
+    try:
+        return not hmac.compare_digest(read_client_secret(system).encode(), typed.encode())
+    except SecretUnreadable:
+        return True
+
+
+def create_auth_system(data: Mapping[str, Any], *, actor: User | None = None) -> AuthSystem:
+    """Validate ``data`` and save a new authentication system; raise AuthSystemInvalid.
+
+    The audit log records the new system's settings (the secret only as "changed").
+    """
     errors = validate_auth_system_data(data)
     if errors:
         raise AuthSystemInvalid(errors)
+    clean = _clean(data)
     system = AuthSystem()
-    _apply(system, _clean(data))
+    _apply(system, clean)
     db.session.add(system)
+    _commit_or_conflict(flush_only=True)
+    changes = audit.diff_auth_system_data(
+        default_auth_system_data(), auth_system_data(system), secret_changed=True
+    )
+    audit.record_event(
+        audit.SYSTEM_CREATED, actor=actor, system=system, details={"changes": changes}
+    )
     _commit_or_conflict()
     return system
 
 
-def update_auth_system(system: AuthSystem, data: Mapping[str, Any]) -> AuthSystem:
-    """Validate ``data`` and save it over ``system``; a blank Client Secret keeps the stored one."""
+def update_auth_system(
+    system: AuthSystem, data: Mapping[str, Any], *, actor: User | None = None
+) -> AuthSystem:
+    """Validate ``data`` and save it over ``system``; a blank Client Secret keeps the stored one.
+
+    The audit log records exactly the fields that changed (nothing when none did).
+    """
     errors = validate_auth_system_data(data, system=system)
     if errors:
         raise AuthSystemInvalid(errors)
-    _apply(system, _clean(data))
+    clean = _clean(data)
+    before = auth_system_data(system)
+    secret_changed = _secret_differs(system, clean["client_secret"])
+    _apply(system, clean)
+    changes = audit.diff_auth_system_data(
+        before, auth_system_data(system), secret_changed=secret_changed
+    )
+    if changes:
+        audit.record_event(
+            audit.SYSTEM_UPDATED, actor=actor, system=system, details={"changes": changes}
+        )
     _commit_or_conflict()
     return system
 
 
-def set_auth_system_enabled(system: AuthSystem, enabled: bool) -> None:
-    """Turn a system on or off for sign-in."""
+def set_auth_system_enabled(
+    system: AuthSystem, enabled: bool, *, actor: User | None = None
+) -> None:
+    """Turn a system on or off for sign-in (audited when the state changes)."""
+    if bool(system.enabled) != enabled:
+        kind = audit.SYSTEM_ENABLED if enabled else audit.SYSTEM_DISABLED
+        audit.record_event(kind, actor=actor, system=system)
     system.enabled = enabled
     db.session.commit()
 
@@ -461,8 +512,14 @@ def count_auth_system_bindings(system: AuthSystem) -> int:
     return db.session.scalar(query) or 0
 
 
-def delete_auth_system(system: AuthSystem) -> None:
+def delete_auth_system(system: AuthSystem, *, actor: User | None = None) -> None:
     """Delete a system with its profile parameters, member bindings and login attempts."""
+    audit.record_event(
+        audit.SYSTEM_DELETED,
+        actor=actor,
+        system=system,
+        details={"bindings": count_auth_system_bindings(system)},
+    )
     # Explicit deletes, so SQLite without enforced foreign keys leaves nothing orphaned.
     db.session.execute(sa.delete(Identity).where(Identity.auth_system_id == system.id))
     db.session.execute(sa.delete(LoginAttempt).where(LoginAttempt.auth_system_id == system.id))

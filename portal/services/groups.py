@@ -33,6 +33,7 @@ from portal.models.group import (
     GroupMappingSettings,
     GroupRule,
 )
+from portal.services import audit
 
 DEFAULT_DENY_MESSAGE = (
     "Your membership does not allow you to sign in here at the moment. "
@@ -221,6 +222,33 @@ def get_mapping_settings(system: AuthSystem) -> GroupMappingSettings:
     return settings
 
 
+#: Labels of the mapping settings, as the mapping screen shows them (for the audit log).
+SETTINGS_LABELS: dict[str, str] = {
+    "default_group": "Default group",
+    "restrict_sign_in": "Allow sign-in only when Membership Status is one of",
+    "allowed_statuses": "Allowed Membership Status values",
+    "deny_message": "Message shown when sign-in is not allowed",
+    "group_object_key": "Key read from Groups values that are objects",
+}
+
+
+def _settings_shown(settings: GroupMappingSettings) -> dict[str, str]:
+    group = get_group(settings.default_group_id) if settings.default_group_id else None
+    return {
+        "default_group": group.name if group else "No default group",
+        "restrict_sign_in": "Yes" if settings.restrict_sign_in else "No",
+        "allowed_statuses": ", ".join(settings.allowed_statuses_display or []),
+        "deny_message": settings.deny_message or "",
+        "group_object_key": settings.group_object_key or "",
+    }
+
+
+def _rule_text(rule: GroupRule) -> str:
+    group = rule.group or get_group(rule.group_id)
+    values = ", ".join(rule.values_display or rule.values or [])
+    return f"{rule.kind_label} {values} → {group.name if group else 'a deleted group'}"
+
+
 def save_mapping_settings(
     system: AuthSystem,
     *,
@@ -229,6 +257,7 @@ def save_mapping_settings(
     allowed_statuses: str,
     deny_message: str,
     group_object_key: str,
+    actor: User | None = None,
 ) -> GroupMappingSettings:
     """Save the default group, the sign-in restriction and the object key of ``system``."""
     if default_group_id is not None and get_group(default_group_id) is None:
@@ -239,12 +268,23 @@ def save_mapping_settings(
             "List at least one Membership Status that may sign in, or turn the restriction off."
         )
     settings = get_mapping_settings(system)
+    before = _settings_shown(settings)
     settings.default_group_id = default_group_id
     settings.restrict_sign_in = restrict_sign_in
     settings.allowed_statuses_display = statuses
     settings.allowed_statuses = [normalize_value(s) or "" for s in statuses]
     settings.deny_message = deny_message.strip()
     settings.group_object_key = group_object_key.strip()
+    after = _settings_shown(settings)
+    changes = [
+        {"field": key, "label": label, "old": before[key], "new": after[key]}
+        for key, label in SETTINGS_LABELS.items()
+        if before[key] != after[key]
+    ]
+    if changes:
+        audit.record_event(
+            audit.MAPPING_CHANGED, actor=actor, system=system, details={"changes": changes}
+        )
     db.session.add(settings)
     db.session.commit()
     return settings
@@ -259,7 +299,9 @@ def list_rules(system: AuthSystem) -> list[GroupRule]:
     )
 
 
-def add_rule(system: AuthSystem, kind: str, values: str, group_id: int) -> list[GroupRule]:
+def add_rule(
+    system: AuthSystem, kind: str, values: str, group_id: int, *, actor: User | None = None
+) -> list[GroupRule]:
     """Add mapping rules to ``system``; return them.
 
     "Groups contains" takes one value per rule, so several values typed at once make
@@ -283,14 +325,25 @@ def add_rule(system: AuthSystem, kind: str, values: str, group_id: int) -> list[
             values_display=batch,
             group_id=group.id,
         )
+        rule.group = group
         db.session.add(rule)
         rules.append(rule)
+    changes = [
+        {"field": "rule", "label": "Rule added", "old": "", "new": _rule_text(r)} for r in rules
+    ]
+    audit.record_event(
+        audit.MAPPING_CHANGED, actor=actor, system=system, details={"changes": changes}
+    )
     db.session.commit()
     return rules
 
 
-def delete_rule(rule: GroupRule) -> None:
+def delete_rule(rule: GroupRule, *, actor: User | None = None) -> None:
     """Delete one mapping rule (members lose its group at their next sign-in)."""
+    changes = [{"field": "rule", "label": "Rule removed", "old": _rule_text(rule), "new": ""}]
+    audit.record_event(
+        audit.MAPPING_CHANGED, actor=actor, system=rule.auth_system, details={"changes": changes}
+    )
     db.session.delete(rule)
     db.session.commit()
 
