@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 from flask import Flask
 
+from portal.audit_cli import audit_group
 from portal.models import ROLE_MANAGER
+from portal.transfer_cli import sso_group
 
 
 def init_app(app: Flask) -> None:
@@ -14,6 +16,8 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(create_team_command)
     app.cli.add_command(rotate_secrets_command)
     app.cli.add_command(ensure_demo_command)
+    app.cli.add_command(audit_group)
+    app.cli.add_command(sso_group)
 
 
 @click.command("create-admin")
