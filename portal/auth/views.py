@@ -14,13 +14,19 @@ from portal.errors import render_error
 from portal.models import User
 from portal.services import audit
 from portal.services.accounts import authenticate_local, record_login
-from portal.services.auth_systems import get_auth_system, list_enabled_systems
+from portal.services.auth_systems import (
+    get_auth_system,
+    get_system_by_slug,
+    list_enabled_systems,
+)
 from portal.services.profiles import complete_profile as save_completed_profile
 from portal.services.profiles import pending_fields_for
 from portal.services.sso_login import (
+    BROWSER_SESSION_KEY,
     SystemUnavailable,
     complete_sso_login,
     get_login_system,
+    is_test_state,
     logout_redirect_url,
     new_browser_key,
     public_login_systems,
@@ -29,6 +35,7 @@ from portal.services.sso_login import (
     start_sso_login,
     unseal_id_token,
 )
+from portal.services.sso_testing import complete_test_login
 from portal.sso.engine import FIELD_LABEL
 from portal.sso.errors import SSOError
 from portal.urls import absolute_url, safe_next
@@ -36,7 +43,7 @@ from portal.urls import absolute_url, safe_next
 log = logging.getLogger(__name__)
 
 #: Session keys of the SSO flow.
-BROWSER_KEY = "sso_browser"  # random key; login attempts store its hash
+BROWSER_KEY = BROWSER_SESSION_KEY  # random key; login attempts store its hash
 ID_TOKEN = "sso_id_token"  # the ID token, encrypted, kept only for the logout redirect
 SYSTEM_ID = "sso_system"  # the system the user signed in with
 AFTER_PROFILE = "after_profile"  # where to go once the profile is complete
@@ -190,11 +197,13 @@ def sso_login(slug: str):
 @bp.route("/sso/<slug>/callback")
 def sso_callback(slug: str):
     """Finish an SSO sign-in at the Redirect URL."""
+    params = request.args.to_dict(flat=True)
+    if is_test_state(params.get("state")):
+        return _test_callback(slug, params)
     try:
         system = get_login_system(slug, is_manager=_is_manager())
     except SystemUnavailable:
         return _system_not_found()
-    params = request.args.to_dict(flat=True)
     try:
         signed_in = complete_sso_login(system, params, browser_key=session.get(BROWSER_KEY))
     except SSOError as exc:
@@ -209,6 +218,20 @@ def sso_callback(slug: str):
         session[AFTER_PROFILE] = signed_in.next_path
         return redirect(url_for("auth.complete_profile"))
     return redirect(safe_next(signed_in.next_path))
+
+
+def _test_callback(slug: str, params: dict[str, str]):
+    """Finish a manager's *Test this configuration* run: trace it, sign nobody in."""
+    system = get_system_by_slug(slug)
+    if system is None or not _is_manager():
+        return _system_not_found()
+    try:
+        attempt = complete_test_login(system, params, browser_key=session.get(BROWSER_KEY))
+    except SSOError as exc:
+        return _sso_failure(exc, slug)
+    return redirect(
+        url_for("admin.auth_system_test_result", system_id=system.id, attempt_id=attempt.id)
+    )
 
 
 @bp.route("/complete-profile", methods=["GET", "POST"])

@@ -37,6 +37,7 @@ from portal.sso.engine import (
     ProfileParam,
     SSOConfig,
     SSOResult,
+    Trace,
     begin_login,
     finish_login,
 )
@@ -48,6 +49,8 @@ from portal.urls import redirect_url_for, safe_next
 
 log = logging.getLogger(__name__)
 
+#: Session key of the random browser key that login attempts are bound to.
+BROWSER_SESSION_KEY = "sso_browser"
 #: How long a login attempt (its `state`) stays usable.
 ATTEMPT_LIFETIME = timedelta(minutes=10)
 #: Account fields that are unique across users, so a match on them means "same person?".
@@ -194,13 +197,24 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
+def attempt_of_browser(attempt: LoginAttempt, browser_key: str | None) -> bool:
+    """Tell whether ``attempt`` was started by the browser holding ``browser_key``."""
+    return bool(browser_key) and hmac.compare_digest(attempt.browser_hash, _digest(browser_key))
+
+
 def new_browser_key() -> str:
     """Return a random key to keep in the browser's session; attempts are bound to its hash."""
     return secrets.token_urlsafe(32)
 
 
-def start_sso_login(system: AuthSystem, *, browser_key: str, next_path: str = "") -> str:
-    """Record a new login attempt for this browser and return the IdP login URL."""
+def start_sso_login(
+    system: AuthSystem, *, browser_key: str, next_path: str = "", is_test: bool = False
+) -> str:
+    """Record a new login attempt for this browser and return the IdP login URL.
+
+    ``is_test`` marks an attempt started from the admin's test screen: its callback
+    traces the sign-in instead of signing anyone in.
+    """
     attempt = begin_login(build_sso_config(system))
     # Keep the table small: attempts are useless after ATTEMPT_LIFETIME.
     db.session.execute(
@@ -215,6 +229,7 @@ def start_sso_login(system: AuthSystem, *, browser_key: str, next_path: str = ""
             nonce=attempt.nonce,
             code_verifier_encrypted=encrypt_secret(attempt.code_verifier),
             next_path=safe_next(next_path, default=""),
+            is_test=is_test,
         )
     )
     db.session.commit()
@@ -248,7 +263,7 @@ def consume_login_attempt(
         raise StateInvalid("state already used")
     if utcnow() - _as_aware(attempt.created_at) > ATTEMPT_LIFETIME:
         raise StateInvalid("state expired")
-    if not browser_key or not hmac.compare_digest(attempt.browser_hash, _digest(browser_key)):
+    if not attempt_of_browser(attempt, browser_key):
         raise StateInvalid("state was issued to another browser session")
     claimed = db.session.execute(
         sa.update(LoginAttempt)
@@ -277,23 +292,46 @@ def _read_verifier(attempt: LoginAttempt) -> str:
         raise SettingsUnreadable("PKCE verifier not decryptable (keys changed?)") from None
 
 
+def is_test_state(state: str | None) -> bool:
+    """Tell whether ``state`` belongs to an attempt started from the admin's test screen."""
+    if not state:
+        return False
+    query = sa.select(LoginAttempt.is_test).where(LoginAttempt.state_hash == _digest(state))
+    return bool(db.session.scalar(query))
+
+
+def finish_attempt(
+    system: AuthSystem,
+    attempt: LoginAttempt,
+    params: Mapping[str, str],
+    *,
+    trace: Trace | None = None,
+    enforce_required: bool = True,
+) -> SSOResult:
+    """Check the callback's issuer and run the engine for a consumed attempt."""
+    # RFC 9207: the issuer named in the response must be the one this attempt was sent to.
+    if attempt.issuer and params.get("iss") and params["iss"] != attempt.issuer:
+        raise IssuerMismatch(f"callback iss {params['iss']!r}, expected {attempt.issuer!r}")
+    return finish_login(
+        build_sso_config(system),
+        params=params,
+        nonce=attempt.nonce,
+        code_verifier=_read_verifier(attempt),
+        http=get_http_client(http_settings()),
+        jwks_cache=get_jwks_cache(),
+        trace=trace,
+        enforce_required=enforce_required,
+    )
+
+
 def complete_sso_login(
     system: AuthSystem, params: Mapping[str, str], *, browser_key: str | None
 ) -> SignIn:
     """Check the callback's state and issuer, finish the login and resolve the account."""
     attempt = consume_login_attempt(system, params.get("state"), browser_key)
-    # RFC 9207: the issuer named in the response must be the one this attempt was sent to.
-    if attempt.issuer and params.get("iss") and params["iss"] != attempt.issuer:
-        raise IssuerMismatch(f"callback iss {params['iss']!r}, expected {attempt.issuer!r}")
-    http = get_http_client(http_settings())
-    result = finish_login(
-        build_sso_config(system),
-        params=params,
-        nonce=attempt.nonce,
-        code_verifier=_read_verifier(attempt),
-        http=http,
-        jwks_cache=get_jwks_cache(),
-    )
+    if attempt.is_test:
+        raise StateInvalid("a test attempt's state reached the sign-in callback")
+    result = finish_attempt(system, attempt, params)
     user, created = resolve_account(system, result)
     return SignIn(
         user=user,
@@ -316,7 +354,7 @@ def _email_unverified(result: SSOResult) -> bool:
     return False
 
 
-def _values(system: AuthSystem, result: SSOResult) -> dict[str, str | None]:
+def provider_values(system: AuthSystem, result: SSOResult) -> dict[str, str | None]:
     """Return the provider's field values, normalized as they are stored.
 
     Membership fields are present only when the system maps them, so that a system that
@@ -332,7 +370,7 @@ def _values(system: AuthSystem, result: SSOResult) -> dict[str, str | None]:
     return values
 
 
-def _sync_fields(values: Mapping[str, Any], result: SSOResult) -> dict[str, Any]:
+def group_sync_fields(values: Mapping[str, Any], result: SSOResult) -> dict[str, Any]:
     """Return the mapped fields the group sync reads: membership only when the system maps it."""
     fields = dict(result.fields)
     for key in ("membership_status", "membership_type"):
@@ -401,7 +439,7 @@ def plan_account(system: AuthSystem, result: SSOResult) -> AccountPlan:
 
     Raises AccountConflict or EmailNotVerified when the result may not proceed.
     """
-    values = _values(system, result)
+    values = provider_values(system, result)
     identity = db.session.scalar(
         sa.select(Identity).where(
             Identity.auth_system_id == system.id, Identity.subject == result.subject
@@ -467,7 +505,7 @@ def _resolve_once(system: AuthSystem, result: SSOResult) -> tuple[User, bool]:
         plan.identity.locked_fields = locked
         plan.identity.last_login_at = now
         user.last_login_at = now
-        sync_member_groups(user, system, _sync_fields(values, result))
+        sync_member_groups(user, system, group_sync_fields(values, result))
         return user, False
 
     user = plan.user
@@ -492,7 +530,7 @@ def _resolve_once(system: AuthSystem, result: SSOResult) -> tuple[User, bool]:
             last_login_at=now,
         )
     )
-    sync_member_groups(user, system, _sync_fields(values, result))
+    sync_member_groups(user, system, group_sync_fields(values, result))
     return user, created
 
 

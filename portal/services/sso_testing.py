@@ -1,0 +1,217 @@
+"""*Test this configuration*: a traced sign-in that reports what it would do, and signs nobody in.
+
+A community manager starts it from the admin; the provider sends the browser back to the
+system's ordinary Redirect URL, where the callback sees a test attempt and calls
+`complete_test_login`. That runs the same engine as a real sign-in with a `Trace`, works out
+what account resolution and the group rules *would* do (reading only), and stores the
+redacted report on the attempt for the admin's result page. Nothing about users is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+import sqlalchemy as sa
+
+from portal.extensions import db
+from portal.models import AuthSystem, LoginAttempt, MemberGroup, User
+from portal.models.base import utcnow
+from portal.services.groups import resolve_member_groups
+from portal.services.sso_login import (
+    AccountConflict,
+    EmailNotVerified,
+    MembershipDenied,
+    attempt_of_browser,
+    check_membership_allowed,
+    consume_login_attempt,
+    finish_attempt,
+    group_sync_fields,
+    plan_account,
+    provider_values,
+    start_sso_login,
+)
+from portal.sso.engine import FIELD_LABEL, OPTION_FIELDS, PROFILE_FIELDS, SSOResult, Trace
+from portal.sso.errors import SSOError
+from portal.sso.paths import PathNode, path_tree
+
+
+def start_test_login(system: AuthSystem, *, browser_key: str) -> str:
+    """Record a test attempt for this browser and return the provider's login URL.
+
+    Works whatever the system's Alternate Login mode, and while it is disabled.
+    """
+    return start_sso_login(system, browser_key=browser_key, is_test=True)
+
+
+def _account_label(user: User) -> str:
+    name = " ".join(p for p in (user.first_name, user.last_name) if p)
+    who = user.email or user.username or f"user #{user.id}"
+    return f"{name} <{who}>" if name else who
+
+
+def _field_rows(system: AuthSystem, result: SSOResult, trace: Trace) -> list[dict[str, Any]]:
+    rows = []
+    for key, label in PROFILE_FIELDS:
+        row = system.param(key)
+        value = result.fields.get(key)
+        if isinstance(value, list):
+            shown: Any = [trace.redact_text(v) for v in value] or None
+        else:
+            shown = trace.redact_text(value) if value is not None else None
+        must = bool(row and row.must_supply) and key in OPTION_FIELDS
+        rows.append(
+            {
+                "key": key,
+                "label": label,
+                "path": row.path if row else "",
+                "value": shown,
+                "must_supply": must or key == "user_id",
+                "can_upgrade": bool(row and row.can_upgrade) and key in OPTION_FIELDS,
+                "violation": label in result.violations,
+            }
+        )
+    return rows
+
+
+def _account_outcome(system: AuthSystem, result: SSOResult) -> dict[str, str]:
+    """Say what account resolution would do with this result, reading only."""
+    if result.violations:
+        missing = ", ".join(result.violations)
+        return {
+            "action": "refused",
+            "summary": f"Sign-in would fail: the provider did not supply {missing}.",
+        }
+    try:
+        check_membership_allowed(system, result)
+        plan = plan_account(system, result)
+    except MembershipDenied as exc:
+        return {
+            "action": "refused",
+            "summary": f"Sign-in would be refused by the sign-in restriction: {exc.user_message}",
+        }
+    except (AccountConflict, EmailNotVerified) as exc:
+        return {"action": "conflict", "summary": f"{exc.user_message} ({exc.log_detail})"}
+    if plan.action == "sign_in":
+        summary = f"Would sign in {_account_label(plan.user)}, already connected to this User ID."
+    elif plan.action == "upgrade":
+        summary = (
+            f"Would connect the existing account {_account_label(plan.user)} to this system "
+            f"(matched on {FIELD_LABEL[plan.matched_on]})."
+        )
+    else:
+        summary = "Would create a new account"
+        if system.onboarding_team is not None:
+            summary += f" in the team {system.onboarding_team.name}"
+        summary += "."
+        if result.missing_required:
+            summary += (
+                " The member would be asked for "
+                + ", ".join(result.missing_required)
+                + " on Complete your profile."
+            )
+    return {"action": plan.action, "summary": summary}
+
+
+def _granted_groups(system: AuthSystem, result: SSOResult) -> list[str]:
+    ids = resolve_member_groups(system, group_sync_fields(provider_values(system, result), result))
+    if not ids:
+        return []
+    query = sa.select(MemberGroup.name).where(MemberGroup.id.in_(ids)).order_by(MemberGroup.name)
+    return list(db.session.scalars(query))
+
+
+def _report(
+    system: AuthSystem, trace: Trace, result: SSOResult | None, error: SSOError | None
+) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "tested_at": utcnow().isoformat(timespec="seconds"),
+        "outcome": "failed" if error is not None or result is None else "ok",
+        "error": None,
+        "requests": [asdict(entry) for entry in trace.entries],
+        "token_response": trace.token_response,
+        "id_claims": trace.id_claims,
+        "profile": trace.profile,
+        "profile_from": "Profile API" if system.profile_url else "token response and ID token",
+        "fields": [],
+        "account": None,
+        "groups": [],
+    }
+    if error is not None:
+        report["error"] = {
+            "code": error.code,
+            "message": trace.redact_text(error.user_message),
+            "detail": trace.redact_text(error.log_detail or ""),
+        }
+    if result is not None:
+        report["fields"] = _field_rows(system, result, trace)
+        report["account"] = _account_outcome(system, result)
+        report["groups"] = _granted_groups(system, result)
+        if result.violations:
+            report["outcome"] = "failed"
+    return report
+
+
+def complete_test_login(
+    system: AuthSystem, params: Mapping[str, str], *, browser_key: str | None
+) -> LoginAttempt:
+    """Finish a test attempt: trace the whole flow, store the report, and sign nobody in.
+
+    The state is checked exactly as for a real sign-in (StateInvalid when it fails); every
+    later failure is part of the report rather than an error page.
+    """
+    attempt = consume_login_attempt(system, params.get("state"), browser_key)
+    trace = Trace()
+    result: SSOResult | None = None
+    error: SSOError | None = None
+    try:
+        result = finish_attempt(system, attempt, params, trace=trace, enforce_required=False)
+    except SSOError as exc:
+        error = exc
+    report = _report(system, trace, result, error)
+    # Reading the account plan may have loaded users; make sure nothing about them is saved.
+    db.session.rollback()
+    attempt = db.session.get(LoginAttempt, attempt.id)
+    attempt.test_result = report
+    db.session.commit()
+    return attempt
+
+
+def get_test_result(system: AuthSystem, attempt_id: int, browser_key: str | None) -> dict | None:
+    """Return the stored report of a test attempt started by this browser, or None."""
+    attempt = db.session.get(LoginAttempt, attempt_id)
+    if (
+        attempt is None
+        or not attempt.is_test
+        or attempt.auth_system_id != system.id
+        or attempt.test_result is None
+        or not attempt_of_browser(attempt, browser_key)
+    ):
+        return None
+    return attempt.test_result
+
+
+def document_trees(report: Mapping[str, Any]) -> list[tuple[str, str, PathNode]]:
+    """Return (title, what its paths are for, tree) for each JSON document of a report."""
+    trees = []
+    if report.get("token_response") is not None:
+        trees.append(
+            (
+                "Token response",
+                "Paths here are what the Access Token Path reads"
+                + ("" if report.get("profile_from") == "Profile API" else ", and the profile"),
+                path_tree(report["token_response"]),
+            )
+        )
+    if report.get("id_claims") is not None:
+        trees.append(("ID token claims", "The validated claims", path_tree(report["id_claims"])))
+    if report.get("profile") is not None:
+        trees.append(
+            (
+                "Profile",
+                f"What the profile parameter paths read (from the {report['profile_from']})",
+                path_tree(report["profile"]),
+            )
+        )
+    return trees

@@ -1,0 +1,181 @@
+"""*Test this configuration*: a manager's traced sign-in that signs nobody in (issue 5, item 3)."""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+from urllib.parse import urlsplit
+
+import pytest
+
+from portal.extensions import db
+from portal.models import AuthSystem, GroupMembership, Identity, MemberGroup, User
+from portal.services.groups import add_rule
+from tests.auth.conftest import Provider, count, reconfigure
+from tests.conftest import MANAGER_PASSWORD
+
+RESULT = re.compile(r"/admin/auth-systems/(\d+)/test/(\d+)$")
+
+
+def run_test(client, provider: Provider, username: str = "jdoe"):
+    """Start a test from the admin, sign in at the provider; return (result URL, page text)."""
+    resp = client.post(f"/admin/auth-systems/{provider.system.id}/test")
+    assert resp.status_code == 302, resp.status_code
+    back = provider.idp.authorize_redirect(resp.headers["Location"], username)
+    parts = urlsplit(back)
+    resp = client.get(f"{parts.path}?{parts.query}")
+    assert resp.status_code == 302, resp.status_code
+    result_url = resp.headers["Location"]
+    assert RESULT.search(result_url), result_url
+    page = client.get(result_url)
+    assert page.status_code == 200
+    return result_url, unescape(page.get_data(as_text=True))
+
+
+def assert_no_secrets(provider: Provider, text: str) -> None:
+    for secret in provider.issued_secrets():
+        assert secret not in text, f"secret {secret[:4]}... on the test page"
+
+
+def rows() -> tuple[int, int, int]:
+    """Return (users, identities, group memberships)."""
+    db.session.expire_all()
+    return count(User), count(Identity), count(GroupMembership)
+
+
+@pytest.fixture
+def manager_client(client, auth, manager):
+    """A test client signed in as the community manager."""
+    auth.login_manager()
+    return client
+
+
+def test_trace_shows_requests_documents_and_mapping_and_signs_nobody_in(provider, manager_client):
+    """The page lists each request, the documents and each field's value; no account changes."""
+    before = rows()
+    _url, page = run_test(manager_client, provider)
+
+    assert "The sign-in works" in page
+    assert provider.idp.token_url in page
+    assert "Status 200" in page
+    profile_url = provider.idp.member_url if provider.kind == "ams" else provider.idp.userinfo_url
+    assert profile_url in page
+    assert "jane.doe@example.org" in page
+    assert "Would create a new account." in page
+    assert "[redacted]" in page
+    assert_no_secrets(provider, page)
+    assert rows() == before
+    # The manager is still the one signed in.
+    account = manager_client.get("/account").get_data(as_text=True)
+    assert "manager@example.com" in account
+
+
+def test_works_in_local_login_only_and_while_disabled(oidc, manager_client):
+    """A system hidden from members, and even a disabled one, can still be tested."""
+    reconfigure(oidc, login_mode="local_only", enabled=False, login_label="")
+    _url, page = run_test(manager_client, oidc)
+    assert "The sign-in works" in page
+
+
+def test_tree_values_carry_their_jmespath(ams, manager_client):
+    """Each value of the profile tree carries the JMESPath that picks it."""
+    _url, page = run_test(manager_client, ams)
+    assert 'data-path="Member.Emails[0].Address"' in page
+    assert 'data-path="Member.Name.First"' in page
+
+
+def test_existing_account_upgrade_and_conflict_are_previewed(oidc, manager_client, create_user):
+    """A local account with Jane's email: an upgrade when allowed, else the conflict."""
+    create_user(email="jane.doe@example.org", username="jane-local", password="pw-123456")
+    _url, page = run_test(manager_client, oidc)
+    assert "An account with the same Email Address already exists" in page
+
+    reconfigure(oidc, params={"email": {"path": "email", "can_upgrade": True}})
+    before = rows()
+    _url, page = run_test(manager_client, oidc)
+    assert "Would connect the existing account" in page
+    assert "(matched on Email Address)" in page
+    assert rows() == before
+
+
+def test_missing_must_supply_field_is_reported(oidc, manager_client):
+    """A must-supply field the provider lacks is named, and the outcome says it would fail."""
+    reconfigure(oidc, params={"username": {"path": "nickname", "must_supply": True}})
+    _url, page = run_test(manager_client, oidc)
+    assert "The sign-in would fail" in page
+    assert "the provider did not supply Username" in page
+    assert "Provider must supply this value: sign-in would fail" in page
+
+
+def test_groups_it_would_grant_are_listed_but_not_written(provider, manager_client):
+    """The mapping rules' groups are named; no membership is created."""
+    group = MemberGroup(name="Webinar viewers", name_key="webinar viewers", description="")
+    db.session.add(group)
+    db.session.commit()
+    add_rule(provider.system, "groups_contains", "webinars", group.id)
+    before = rows()
+    _url, page = run_test(manager_client, provider)
+    assert "Webinar viewers" in page
+    assert rows() == before
+
+
+def test_a_failing_token_endpoint_is_shown_in_the_trace(provider, manager_client):
+    """A 500 from the token API: the failed request and the error code are on the page."""
+    provider.idp.faults.set("token", "status", 500)
+    _url, page = run_test(manager_client, provider)
+    assert "The sign-in failed" in page
+    assert "Status 500" in page
+    assert "provider_http_error" in page
+    assert_no_secrets(provider, page)
+
+
+def test_saving_paths_from_the_result_page(ams, manager_client):
+    """A path copied into a field is saved; an invalid one is refused beside its field."""
+    url, _page = run_test(manager_client, ams)
+    data = {
+        "access_token_path": "result.AccessKey",
+        "user_id": "Member.Id",
+        "email": "Member.Emails[0].Address",
+    }
+    resp = manager_client.post(f"{url}/paths", data=data)
+    assert resp.status_code == 302
+    db.session.expire_all()
+    system = db.session.get(AuthSystem, ams.system.id)
+    assert system.param("email").path == "Member.Emails[0].Address"
+    assert system.param("username").path == ""
+
+    resp = manager_client.post(f"{url}/paths", data={**data, "email": "Member.["})
+    assert resp.status_code == 400
+    assert "Email Address: not a valid path" in unescape(resp.get_data(as_text=True))
+    db.session.expire_all()
+    assert db.session.get(AuthSystem, ams.system.id).param("email").path == data["email"]
+
+
+def test_members_and_visitors_cannot_start_a_test(oidc, client, auth, member):
+    """Anonymous visitors go to the login page; members get 403; no attempt is recorded."""
+    url = f"/admin/auth-systems/{oidc.system.id}/test"
+    assert "/login" in client.post(url).headers["Location"]
+    auth.login_member()
+    assert client.post(url).status_code == 403
+
+
+def test_a_test_callback_needs_the_manager(oidc, manager_client, auth):
+    """If the manager signed out meanwhile, the test callback signs nobody in."""
+    resp = manager_client.post(f"/admin/auth-systems/{oidc.system.id}/test")
+    back = oidc.idp.authorize_redirect(resp.headers["Location"], "jdoe")
+    auth.logout()
+    parts = urlsplit(back)
+    before = rows()
+    resp = manager_client.get(f"{parts.path}?{parts.query}")
+    assert resp.status_code == 404
+    assert "Sign-in method not available" in resp.get_data(as_text=True)
+    assert rows() == before
+
+
+def test_a_result_is_shown_only_to_the_browser_that_ran_it(oidc, manager_client, app):
+    """Another manager's browser gets 404 for the result page."""
+    url, _page = run_test(manager_client, oidc)
+    other = app.test_client()
+    resp = other.post("/login", data={"email": "manager@example.com", "password": MANAGER_PASSWORD})
+    assert resp.status_code == 302
+    assert other.get(url).status_code == 404
