@@ -1,6 +1,7 @@
 """Admin: export and import of an authentication system's configuration."""
 
 from flask import abort, current_app, flash, redirect, render_template, url_for
+from flask_login import current_user
 
 from portal.admin import bp
 from portal.admin.transfer_forms import ImportForm
@@ -40,6 +41,7 @@ def import_auth_system_file():
                 parse_export(raw),
                 client_secret=form.client_secret.data or "",
                 replace=bool(form.replace.data),
+                actor=current_user._get_current_object(),
             )
         except ImportInvalid as exc:
             problems = exc.problems

@@ -29,18 +29,24 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from portal.extensions import db
-from portal.models import AuthSystem, MemberGroup, Team
+from portal.models import AuthSystem, MemberGroup, Team, User
 from portal.models.group import RULE_GROUPS_CONTAINS, RULE_KINDS, GroupRule
+from portal.services import audit
 from portal.services.auth_systems import (
     LABELS,
     _apply,
     _clean,
+    _secret_differs,
     auth_system_data,
+    default_auth_system_data,
     param_error_key,
     read_client_secret,
     validate_auth_system_data,
 )
 from portal.services.groups import (
+    SETTINGS_LABELS,
+    _rule_text,
+    _settings_shown,
     get_mapping_settings,
     list_rules,
     normalize_value,
@@ -418,12 +424,14 @@ def needs_client_secret(doc: Any, *, replace: bool = False) -> bool:
     return not (replace and existing is not None)
 
 
-def import_auth_system(doc: Any, *, client_secret: str = "", replace: bool = False) -> AuthSystem:
+def import_auth_system(
+    doc: Any, *, client_secret: str = "", replace: bool = False, actor: User | None = None
+) -> AuthSystem:
     """Create (or, with ``replace``, overwrite) a system and its group mapping from ``doc``.
 
     ``client_secret`` wins over an encrypted one in the document; when replacing, neither
     keeps the stored secret. Raise ImportInvalid listing every problem; then nothing is
-    written.
+    written. The audit log records the import (by ``actor``) in the same transaction.
     """
     doc = _check_marker(doc)
     problems: list[str] = []
@@ -456,7 +464,7 @@ def import_auth_system(doc: Any, *, client_secret: str = "", replace: bool = Fal
     if problems:
         raise ImportInvalid(problems)
     try:
-        return _write(target, data, mapping)
+        return _write(target, data, mapping, actor)
     except IntegrityError as exc:
         db.session.rollback()
         raise ImportInvalid(
@@ -467,15 +475,34 @@ def import_auth_system(doc: Any, *, client_secret: str = "", replace: bool = Fal
         raise
 
 
-def _write(target: AuthSystem | None, data: dict[str, Any], mapping: dict[str, Any]):
-    """Save the system, its settings and its rules in one transaction."""
-    system = target if target is not None else AuthSystem()
-    _apply(system, _clean(data))
+def _write(
+    target: AuthSystem | None,
+    data: dict[str, Any],
+    mapping: dict[str, Any],
+    actor: User | None,
+) -> AuthSystem:
+    """Save the system, its settings, its rules and their audit events in one transaction."""
+    clean = _clean(data)
     if target is None:
+        system, before, secret_changed = AuthSystem(), default_auth_system_data(), True
         db.session.add(system)
+    else:
+        system, before = target, auth_system_data(target)
+        secret_changed = _secret_differs(target, clean["client_secret"])
+    _apply(system, clean)
     db.session.flush()
+    changes = audit.diff_auth_system_data(
+        before, auth_system_data(system), secret_changed=secret_changed
+    )
+    if target is None or changes:
+        kind = audit.SYSTEM_CREATED if target is None else audit.SYSTEM_UPDATED
+        audit.record_event(
+            kind, actor=actor, system=system, details={"changes": changes, "source": "import"}
+        )
 
     settings = get_mapping_settings(system)
+    settings_before = _settings_shown(settings)
+    rules_before = [_rule_text(rule) for rule in list_rules(system)]
     settings.default_group_id = mapping["default_group_id"]
     settings.restrict_sign_in = mapping["restrict_sign_in"]
     settings.allowed_statuses_display = mapping["allowed_statuses"]
@@ -486,15 +513,52 @@ def _write(target: AuthSystem | None, data: dict[str, Any], mapping: dict[str, A
 
     for rule in list_rules(system):
         db.session.delete(rule)
-    for rule in mapping["rules"]:
-        db.session.add(
-            GroupRule(
-                auth_system_id=system.id,
-                kind=rule["kind"],
-                values=[normalize_value(v) or "" for v in rule["values_display"]],
-                values_display=rule["values_display"],
-                group_id=rule["group_id"],
-            )
+    rules_after = []
+    for values in mapping["rules"]:
+        rule = GroupRule(
+            auth_system_id=system.id,
+            kind=values["kind"],
+            values=[normalize_value(v) or "" for v in values["values_display"]],
+            values_display=values["values_display"],
+            group_id=values["group_id"],
         )
+        db.session.add(rule)
+        rules_after.append(_rule_text(rule))
+    _record_mapping_changes(
+        system, settings_before, _settings_shown(settings), rules_before, rules_after, actor
+    )
     db.session.commit()
     return system
+
+
+def _record_mapping_changes(
+    system: AuthSystem,
+    before: dict[str, str],
+    after: dict[str, str],
+    rules_before: list[str],
+    rules_after: list[str],
+    actor: User | None,
+) -> None:
+    """Add one "Group mapping changed" event listing what the import changed, if anything."""
+    changes = [
+        {"field": key, "label": label, "old": before[key], "new": after[key]}
+        for key, label in SETTINGS_LABELS.items()
+        if before[key] != after[key]
+    ]
+    changes += [
+        {"field": "rule", "label": "Rule removed", "old": text, "new": ""}
+        for text in rules_before
+        if text not in rules_after
+    ]
+    changes += [
+        {"field": "rule", "label": "Rule added", "old": "", "new": text}
+        for text in rules_after
+        if text not in rules_before
+    ]
+    if changes:
+        audit.record_event(
+            audit.MAPPING_CHANGED,
+            actor=actor,
+            system=system,
+            details={"changes": changes, "source": "import"},
+        )

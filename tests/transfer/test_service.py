@@ -224,3 +224,29 @@ def test_a_new_system_needs_a_client_secret(configured, count_rows):
     before = count_rows()
     assert "Client Secret: Client Secret is required." in _problems(doc)
     assert count_rows() == before
+
+
+def test_an_import_is_in_the_audit_log_without_the_secret(configured, manager):
+    """An import records who created the system and its mapping, the secret only as changed."""
+    import sqlalchemy as sa
+
+    from portal.models import AuditEvent
+    from portal.services import audit
+
+    doc = export_auth_system(configured)
+    delete_auth_system(configured)
+    last = db.session.scalar(sa.select(sa.func.max(AuditEvent.id))) or 0
+    import_auth_system(doc, client_secret=SECRET, actor=manager)
+
+    events = list(
+        db.session.scalars(
+            sa.select(AuditEvent).where(AuditEvent.id > last).order_by(AuditEvent.id)
+        )
+    )
+    assert [e.kind for e in events] == [audit.SYSTEM_CREATED, audit.MAPPING_CHANGED]
+    assert all(e.actor_id == manager.id and e.details["source"] == "import" for e in events)
+    secret_change = [c for c in events[0].details["changes"] if c["field"] == "client_secret"]
+    assert secret_change == [{"field": "client_secret", "label": "Client Secret", "changed": True}]
+    added = [c["new"] for c in events[1].details["changes"] if c["label"] == "Rule added"]
+    assert len(added) == 3
+    assert SECRET not in json.dumps([e.details for e in events]), "the secret is in the log"
