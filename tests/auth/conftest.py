@@ -239,7 +239,7 @@ class SSO:
     def authorize(self, provider: Provider, username: str = "jdoe", **kw) -> str:
         """Start the flow and sign in at the provider; return the callback path with query."""
         resp = self.start(provider)
-        assert resp.status_code == 302, resp.get_data(as_text=True)
+        assert resp.status_code == 302, f"starting the sign-in answered {resp.status_code}"
         back = provider.idp.authorize_redirect(resp.headers["Location"], username, **kw)
         parts = urlsplit(back)
         self.last_callback = f"{parts.path}?{parts.query}"
@@ -276,9 +276,10 @@ REFERENCE = re.compile(r"Reference: <code>([0-9a-f]{8})</code>")
 def assert_failure_page(resp, caplog, message: str, code: str, secrets: list[str]) -> str:
     """Check an SSO failure page: message, reference logged once with the code, no secrets."""
     page = resp.get_data(as_text=True)
-    assert message in page, page
+    # Failure messages never quote the page: it is checked for secrets only below.
+    assert message in page, f"the page does not say {message!r}"
     match = REFERENCE.search(page)
-    assert match, page
+    assert match, "the failure page shows no reference"
     reference = match.group(1)
     lines = [r.getMessage() for r in caplog.records if f"ref={reference}" in r.getMessage()]
     assert len(lines) == 1, lines
