@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from portal.devidp import OIDCProvider, demo_members
 from portal.extensions import db
-from portal.models import AuthSystem, User
+from portal.models import AuthSystem, ContentItem, MemberGroup, User
 from portal.services.auth_systems import read_client_secret
 from portal.services.demo import DEMO_CLIENT_ID, read_or_create_demo_secret
 from portal.sso.idtoken import get_jwks_cache
@@ -53,3 +53,9 @@ def test_ensure_demo_with_idp_configures_a_working_provider(app, runner, client)
     user = db.session.scalar(sa.select(User).where(User.email == "jane.doe@example.org"))
     assert user is not None
     assert "Jane" in client.get("/account").get_data(as_text=True)
+    # The demo groups gate demo content: Jane's WEBINARS and LIBRARY open both gated items.
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(MemberGroup)) == 2
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ContentItem)) == 3
+    library = client.get("/library").get_data(as_text=True)
+    for title in ("Welcome to the community", "Annual conference keynote", "Research library"):
+        assert title in library

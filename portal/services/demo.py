@@ -14,16 +14,36 @@ from typing import Any
 import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.models import AuthSystem
+from portal.models import AuthSystem, ContentItem, MemberGroup
 from portal.models.auth_system import LOGIN_LOCAL_AND_REMOTE
+from portal.models.content import (
+    KIND_LIBRARY,
+    KIND_RECORDING,
+    KIND_SUBSCRIPTION,
+    VISIBILITY_GROUPS,
+    VISIBILITY_SIGNED_IN,
+)
 from portal.services.auth_systems import (
     create_auth_system,
     default_auth_system_data,
     update_auth_system,
 )
+from portal.services.content import ContentData, create_content
+from portal.services.groups import add_rule, create_group, list_rules
 
 DEMO_SYSTEM_NAME = "Demo Identity Provider"
 DEMO_CLIENT_ID = "portal-demo"
+#: Demo member groups: (name, description, the provider's group code that maps onto it).
+DEMO_GROUPS: tuple[tuple[str, str, str], ...] = (
+    ("Webinar viewers", "Members whose provider says WEBINARS", "WEBINARS"),
+    ("Library members", "Members whose provider says LIBRARY", "LIBRARY"),
+)
+#: Demo content: (title, kind, group name or None for everyone signed in).
+DEMO_CONTENT: tuple[tuple[str, str, str | None], ...] = (
+    ("Welcome to the community", KIND_SUBSCRIPTION, None),
+    ("Annual conference keynote (recording)", KIND_RECORDING, "Webinar viewers"),
+    ("Research library", KIND_LIBRARY, "Library members"),
+)
 
 
 def read_or_create_demo_secret(instance_path: str) -> Path:
@@ -84,5 +104,37 @@ def ensure_demo_system(issuer: str, client_secret: str) -> AuthSystem:
         sa.select(AuthSystem).where(AuthSystem.name_key == DEMO_SYSTEM_NAME.lower())
     )
     if existing is None:
-        return create_auth_system(data)
-    return update_auth_system(existing, data)
+        system = create_auth_system(data)
+    else:
+        system = update_auth_system(existing, data)
+    ensure_demo_content(system)
+    return system
+
+
+def ensure_demo_content(system: AuthSystem) -> None:
+    """Create the demo groups, their mapping rules and content once, so groups gate something.
+
+    Jane (WEBINARS, LIBRARY) sees all three items; Mo (no groups) sees only the welcome page.
+    Nothing is created again once the demo groups exist, so a manager's edits are kept.
+    """
+    names = [name for name, _description, _code in DEMO_GROUPS]
+    if db.session.scalar(sa.select(MemberGroup.id).where(MemberGroup.name.in_(names))):
+        return
+    groups: dict[str, MemberGroup] = {}
+    for name, description, code in DEMO_GROUPS:
+        groups[name] = create_group(name, description)
+        if not any(code.casefold() in (r.values or []) for r in list_rules(system)):
+            add_rule(system, "groups_contains", code, groups[name].id)
+    if db.session.scalar(sa.select(ContentItem.id).limit(1)) is not None:
+        return
+    for title, kind, group_name in DEMO_CONTENT:
+        create_content(
+            ContentData(
+                title=title,
+                kind=kind,
+                url="https://video.example.com/demo",
+                description="Demo content created by make run.",
+                visibility=VISIBILITY_GROUPS if group_name else VISIBILITY_SIGNED_IN,
+                group_ids=[groups[group_name].id] if group_name else [],
+            )
+        )
