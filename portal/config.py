@@ -29,6 +29,19 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}.") from exc
 
 
+def _days(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number of days, got {raw!r}.") from exc
+    if value < 0:
+        raise ConfigError(f"{name} must be 0 (keep forever) or more days, got {value}.")
+    return value
+
+
 def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Build the Flask config mapping from environment variables."""
     env = dict(os.environ if env is None else env)
@@ -68,6 +81,8 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "PORTAL_HTTP_CONNECT_TIMEOUT": _float(env, "PORTAL_HTTP_CONNECT_TIMEOUT", 5.0),
         "PORTAL_HTTP_READ_TIMEOUT": _float(env, "PORTAL_HTTP_READ_TIMEOUT", 10.0),
         "PORTAL_HTTP_MAX_BYTES": int(_float(env, "PORTAL_HTTP_MAX_BYTES", 1_048_576)),
+        #: Days the audit log keeps events; 0 keeps them forever.
+        "PORTAL_AUDIT_RETENTION_DAYS": _days(env, "PORTAL_AUDIT_RETENTION_DAYS", 365),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

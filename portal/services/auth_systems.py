@@ -460,9 +460,7 @@ def create_auth_system(data: Mapping[str, Any], *, actor: User | None = None) ->
     _apply(system, clean)
     db.session.add(system)
     _commit_or_conflict(flush_only=True)
-    changes = audit.diff_auth_system_data(
-        default_auth_system_data(), auth_system_data(system), secret_changed=True
-    )
+    changes = audit.diff_auth_system_data({}, auth_system_data(system), secret_changed=True)
     audit.record_event(
         audit.SYSTEM_CREATED, actor=actor, system=system, details={"changes": changes}
     )
