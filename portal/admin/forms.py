@@ -16,6 +16,8 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length
 
 from portal.models.auth_system import LOGIN_MODES, TYPES
+from portal.presets import FORM_FIELDS as PRESET_FIELDS
+from portal.presets import marker_messages
 from portal.services.auth_systems import LABELS, TOKEN_METHODS, param_error_key
 from portal.sso.engine import OPTION_FIELDS, PROFILE_FIELDS
 
@@ -66,6 +68,9 @@ class AuthSystemForm(FlaskForm):
     login_mode = SelectField(LABELS["login_mode"], choices=list(LOGIN_MODES.items()))
     onboarding_team_id = SelectField(LABELS["onboarding_team_id"], choices=[("", "None")])
     enabled = BooleanField(LABELS["enabled"])
+    # Import from issuer: not saved; the view fills the form from discovery and re-renders it.
+    issuer_url = StringField("Issuer URL")
+    import_issuer = SubmitField("Import from issuer")
     submit = SubmitField("Save")
 
     def set_team_choices(self, teams: list[Any]) -> None:
@@ -98,11 +103,29 @@ class AuthSystemForm(FlaskForm):
             data["params"][row["key"]] = values
         return data
 
+    def fill(self, values: dict[str, str]) -> None:
+        """Put ``values`` (by field name) into the form, as if the manager had typed them."""
+        for name, value in values.items():
+            self[name].data = value
+
+    def mark_unfinished(self) -> None:
+        """Describe each field still holding a ``{marker}`` (without an error) with what to do.
+
+        The form's macros show a field's description beside it, so a preset's parts to
+        complete stand out before the manager even presses Save.
+        """
+        fields = [self[name] for name in PRESET_FIELDS if name != "token_method"]
+        fields += [row["path"] for row in self.param_rows()] + [self.issuer_url]
+        for target in fields:
+            messages = marker_messages(target.data)
+            target.description = "" if target.errors else " ".join(messages)
+
     @classmethod
     def form_data(cls, data: dict[str, Any]) -> dict[str, Any]:
         """Flatten the service's data mapping into this form's field names."""
         flat = {key: value for key, value in data.items() if key != "params"}
         flat["client_secret"] = ""
+        flat["issuer_url"] = data.get("issuer") or ""
         team = flat.get("onboarding_team_id")
         flat["onboarding_team_id"] = "" if team is None else str(team)
         for key, values in data.get("params", {}).items():

@@ -1,6 +1,6 @@
 """Admin views: authentication systems and teams."""
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from portal.admin import bp
@@ -13,13 +13,19 @@ from portal.services.auth_systems import (
     auth_system_data,
     count_auth_system_bindings,
     create_auth_system,
-    default_auth_system_data,
     delete_auth_system,
     get_auth_system,
     list_auth_systems,
     set_auth_system_enabled,
     slugify,
     update_auth_system,
+)
+from portal.services.presets import (
+    IssuerImportFailed,
+    PresetStart,
+    import_from_issuer,
+    preset_choices,
+    start_from_preset,
 )
 from portal.sso.placeholders import TEMPLATE_FIELDS
 from portal.urls import redirect_url_for
@@ -84,9 +90,15 @@ def auth_systems():
     )
 
 
-def _render_auth_system_form(form: AuthSystemForm, system: AuthSystem | None):
-    """Render the add/edit form with its Redirect URL and placeholder help."""
+def _render_auth_system_form(
+    form: AuthSystemForm,
+    system: AuthSystem | None,
+    start: PresetStart | None = None,
+    imported: str = "",
+):
+    """Render the add/edit form with its Redirect URL, placeholder help and preset notes."""
     slug = slugify(form.name.data or "")
+    form.mark_unfinished()
     return render_template(
         "admin/auth_system_form.html",
         form=form,
@@ -94,15 +106,35 @@ def _render_auth_system_form(form: AuthSystemForm, system: AuthSystem | None):
         redirect_url=redirect_url_for(slug) if slug else "",
         redirect_url_pattern=redirect_url_for("__SLUG__"),
         placeholders={key: sorted(names) for key, names in TEMPLATE_FIELDS.items()},
+        presets=preset_choices(),
+        start=start,
+        # An unsupported preset (not OAuth 2.0) shows its explanation instead of the form.
+        show_form=start is None or start.fills_form or form.is_submitted(),
+        imported=imported,
+        confirm=ConfirmForm(),
     )
+
+
+def _import_issuer(form: AuthSystemForm) -> str:
+    """Fill the form from the Issuer URL's discovery document; return the notice (no save)."""
+    try:
+        found = import_from_issuer(form.issuer_url.data or "", form.to_data())
+    except IssuerImportFailed as exc:
+        form.issuer_url.errors = [*form.issuer_url.errors, exc.message]
+        return ""
+    form.fill(found.values)
+    return found.notice
 
 
 @bp.route("/auth-systems/new", methods=["GET", "POST"])
 def new_auth_system():
-    """Add a New Authentication System."""
-    form = AuthSystemForm(data=AuthSystemForm.form_data(default_auth_system_data()))
+    """Add a New Authentication System, from the defaults or a preset (``?preset=<key>``)."""
+    start = start_from_preset(request.args.get("preset"))
+    form = AuthSystemForm(data=AuthSystemForm.form_data(start.data))
     form.set_team_choices(list_teams())
     if form.validate_on_submit():
+        if form.import_issuer.data:
+            return _render_auth_system_form(form, None, start, _import_issuer(form))
         try:
             system = create_auth_system(form.to_data(), actor=current_user._get_current_object())
         except AuthSystemInvalid as exc:
@@ -110,7 +142,7 @@ def new_auth_system():
         else:
             flash(f"Authentication system {system.name} added.", "success")
             return redirect(url_for("admin.auth_systems"))
-    return _render_auth_system_form(form, None)
+    return _render_auth_system_form(form, None, start)
 
 
 @bp.route("/auth-systems/<int:system_id>/edit", methods=["GET", "POST"])
@@ -120,6 +152,8 @@ def edit_auth_system(system_id: int):
     form = AuthSystemForm(data=AuthSystemForm.form_data(auth_system_data(system)))
     form.set_team_choices(list_teams())
     if form.validate_on_submit():
+        if form.import_issuer.data:
+            return _render_auth_system_form(form, system, imported=_import_issuer(form))
         try:
             update_auth_system(system, form.to_data(), actor=current_user._get_current_object())
         except AuthSystemInvalid as exc:

@@ -129,3 +129,63 @@ def parse_page(page: str) -> PageParser:
     parser = PageParser()
     parser.feed(page)
     return parser
+
+
+class _ValueParser(HTMLParser):
+    """Collect what each control of a form shows: input values, textarea text, selections."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.values: dict[str, Any] = {}
+        self._textarea: str | None = None
+        self._select: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        name = a.get("name") or ""
+        if tag == "input" and a.get("type") == "checkbox":
+            self.values[name] = "checked" in a
+        elif tag == "input" and a.get("type") not in ("submit", "button"):
+            self.values[name] = a.get("value") or ""
+        elif tag == "textarea":
+            self._textarea = name
+            self.values[name] = ""
+        elif tag == "select":
+            self._select = name
+        elif tag == "option" and self._select is not None and "selected" in a:
+            self.values[self._select] = a.get("value") or ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "textarea":
+            self._textarea = None
+        elif tag == "select":
+            self._select = None
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea is not None:
+            self.values[self._textarea] += data
+
+
+def form_values(page: str) -> dict[str, Any]:
+    """Return what each control of the page shows, by name (textareas without the first newline).
+
+    Checkboxes are True/False; a text field's value is what a browser would submit.
+    """
+    parser = _ValueParser()
+    parser.feed(page)
+    values = parser.values
+    for name, value in values.items():
+        if isinstance(value, str) and value.startswith(("\r\n", "\n")):
+            values[name] = value[2:] if value.startswith("\r\n") else value[1:]
+    return values
+
+
+def as_post(values: dict[str, Any]) -> dict[str, str]:
+    """Return shown form values as a browser would post them (checked boxes as "y")."""
+    post: dict[str, str] = {}
+    for name, value in values.items():
+        if value is True:
+            post[name] = "y"
+        elif value is not False and name:
+            post[name] = value
+    return post
