@@ -374,3 +374,15 @@ def test_promote_and_demote_but_never_the_last_manager(client, auth, manager, me
     assert "This is the last community manager" in response.get_data(as_text=True)
     db.session.refresh(manager)
     assert manager.is_manager
+
+
+def test_system_page_and_list_link_to_its_member_groups_tab(client, auth, manager, world):
+    """The system's page and the list both lead to its Member groups tab, and back."""
+    auth.login_manager()
+    system_id = world["system"].id
+    mapping_url = f"/admin/auth-systems/{system_id}/groups"
+    edit_page = client.get(f"/admin/auth-systems/{system_id}/edit").get_data(as_text=True)
+    assert f'href="{mapping_url}"' in edit_page
+    assert f'href="{mapping_url}"' in client.get("/admin/auth-systems").get_data(as_text=True)
+    mapping = client.get(mapping_url).get_data(as_text=True)
+    assert f'href="/admin/auth-systems/{system_id}/edit"' in mapping
