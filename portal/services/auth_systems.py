@@ -482,6 +482,8 @@ def update_auth_system(
     before = auth_system_data(system)
     secret_changed = _secret_differs(system, clean["client_secret"])
     _apply(system, clean)
+    # Flush first: a unique-name race must surface here, not in the audit purge's statement.
+    _commit_or_conflict(flush_only=True)
     changes = audit.diff_auth_system_data(
         before, auth_system_data(system), secret_changed=secret_changed
     )
