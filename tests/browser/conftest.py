@@ -14,10 +14,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -317,3 +319,39 @@ def sign_in(page: Any, email: str, password: str) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_load_state()
+
+
+@contextmanager
+def running_oidc_provider(
+    live_server: LiveServer, slug: str, client_id: str, client_secret: str, members: list[Any]
+) -> Iterator[Any]:
+    """Run a loopback OIDC provider that knows Portal's Redirect URL for ``slug`` and home page."""
+    from portal.devidp import OIDCProvider
+    from portal.sso.idtoken import get_jwks_cache
+
+    get_jwks_cache().clear()
+    provider = OIDCProvider(
+        client_id=client_id,
+        client_secret=client_secret,
+        redirect_uris=[live_server.url_for(f"/sso/{slug}/callback")],
+        members=members,
+    )
+    provider.client.post_logout_redirect_uris = [live_server.url_for("/")]
+    with provider:
+        yield provider
+    get_jwks_cache().clear()
+
+
+def save_screenshot(page: Any, target: Path) -> None:
+    """Screenshot the page into test-results/, and into ``target`` (committed, for the README).
+
+    ``target`` is written only when missing or with PORTAL_UPDATE_SCREENSHOTS=1, because ports
+    differ on every run and the tree is shared: a test run must not dirty it.
+    """
+    RESULTS_DIR.mkdir(exist_ok=True)
+    shot = RESULTS_DIR / target.name
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("PORTAL_UPDATE_SCREENSHOTS") == "1" or not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, target)

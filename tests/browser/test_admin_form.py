@@ -7,9 +7,7 @@ label is contained in another one ("Name" in "Username", "Alternate Login" in
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +15,7 @@ from playwright.sync_api import Page, expect
 
 from portal.extensions import db
 from portal.models import AuthSystem
-from tests.browser.conftest import RESULTS_DIR, ROOT
+from tests.browser.conftest import ROOT, save_screenshot
 from tests.conftest import MANAGER_PASSWORD
 
 SCREENSHOT = ROOT / "docs" / "screenshots" / "admin-form.png"
@@ -46,21 +44,10 @@ def open_new_system_form(page: Page) -> None:
 
 
 def take_form_screenshot(page: Page, copy_button) -> None:
-    """Screenshot the filled form for the README.
-
-    It goes to test-results/ on every run; docs/screenshots/admin-form.png (committed) is
-    written only when missing or with PORTAL_UPDATE_SCREENSHOTS=1, because the port in the
-    Redirect URL differs on every run and the tree is shared: a test run must not dirty it.
-    """
+    """Screenshot the filled form for the README (docs/screenshots/admin-form.png)."""
     expect(copy_button).to_have_text("Copy")  # back from "Copied"
     page.evaluate("document.activeElement && document.activeElement.blur()")
-    RESULTS_DIR.mkdir(exist_ok=True)
-    shot = RESULTS_DIR / SCREENSHOT.name
-    page.screenshot(path=str(shot), full_page=True)
-    assert shot.stat().st_size > 10_000
-    if os.environ.get("PORTAL_UPDATE_SCREENSHOTS") == "1" or not SCREENSHOT.exists():
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, SCREENSHOT)
+    save_screenshot(page, SCREENSHOT)
 
 
 def profile_row(page: Page, label: str):

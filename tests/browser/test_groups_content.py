@@ -18,7 +18,7 @@ from portal.extensions import db
 from portal.models import AuthSystem, ContentItem, MemberGroup
 from portal.models.content import VISIBILITY_GROUPS
 from portal.services.groups import add_rule
-from portal.sso.idtoken import get_jwks_cache
+from tests.browser.conftest import running_oidc_provider
 
 CLIENT_ID = "portal-groups"
 CLIENT_SECRET = "groups-secret+/="
@@ -30,28 +30,18 @@ PASSWORD = "gil-password-1"
 @pytest.fixture
 def idp(live_server) -> Iterator[OIDCProvider]:
     """A loopback provider with Gil, a Gold member with a complete profile."""
-    get_jwks_cache().clear()
-    provider = OIDCProvider(
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        redirect_uris=[live_server.url_for(f"/sso/{SLUG}/callback")],
-        members=[
-            Member(
-                username="gil",
-                password=PASSWORD,
-                email="gil@example.org",
-                given_name="Gil",
-                family_name="Grant",
-                membership_status="Active",
-                membership_type="Professional",
-                groups=["GOLD"],
-            )
-        ],
+    gil = Member(
+        username="gil",
+        password=PASSWORD,
+        email="gil@example.org",
+        given_name="Gil",
+        family_name="Grant",
+        membership_status="Active",
+        membership_type="Professional",
+        groups=["GOLD"],
     )
-    provider.client.post_logout_redirect_uris = [live_server.url_for("/")]
-    with provider:
+    with running_oidc_provider(live_server, SLUG, CLIENT_ID, CLIENT_SECRET, [gil]) as provider:
         yield provider
-    get_jwks_cache().clear()
 
 
 @pytest.fixture

@@ -6,9 +6,7 @@ Portal and the loopback OpenID Connect provider (portal.devidp) both run on 127.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -18,8 +16,7 @@ from playwright.sync_api import Page, expect
 from portal.devidp import Member, OIDCProvider
 from portal.extensions import db
 from portal.models import AuthSystem, User
-from portal.sso.idtoken import get_jwks_cache
-from tests.browser.conftest import RESULTS_DIR, ROOT
+from tests.browser.conftest import ROOT, running_oidc_provider, save_screenshot
 from tests.browser.test_admin_form import open_new_system_form
 
 SCREENSHOT = ROOT / "docs" / "screenshots" / "test-screen.png"
@@ -33,39 +30,18 @@ PASSWORD = "ada-password-1"
 @pytest.fixture
 def idp(live_server) -> Iterator[OIDCProvider]:
     """A loopback OpenID Connect provider that knows Portal's Redirect URL for the new system."""
-    get_jwks_cache().clear()
-    provider = OIDCProvider(
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        redirect_uris=[live_server.url_for(f"/sso/{SLUG}/callback")],
-        members=[
-            Member(
-                username="ada",
-                password=PASSWORD,
-                email="ada@example.org",
-                given_name="Ada",
-                family_name="Lovelace",
-                membership_status="Active",
-                membership_type="Fellow",
-                groups=["ANALYSTS"],
-            )
-        ],
+    ada = Member(
+        username="ada",
+        password=PASSWORD,
+        email="ada@example.org",
+        given_name="Ada",
+        family_name="Lovelace",
+        membership_status="Active",
+        membership_type="Fellow",
+        groups=["ANALYSTS"],
     )
-    provider.client.post_logout_redirect_uris = [live_server.url_for("/")]
-    with provider:
+    with running_oidc_provider(live_server, SLUG, CLIENT_ID, CLIENT_SECRET, [ada]) as provider:
         yield provider
-    get_jwks_cache().clear()
-
-
-def take_screenshot(page: Page) -> None:
-    """Screenshot the test screen for the README (committed copy only when missing or asked)."""
-    RESULTS_DIR.mkdir(exist_ok=True)
-    shot = RESULTS_DIR / SCREENSHOT.name
-    page.screenshot(path=str(shot), full_page=True)
-    assert shot.stat().st_size > 10_000
-    if os.environ.get("PORTAL_UPDATE_SCREENSHOTS") == "1" or not SCREENSHOT.exists():
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, SCREENSHOT)
 
 
 @pytest.mark.browser
@@ -120,7 +96,7 @@ def test_preset_issuer_import_test_screen_and_path_copy(
     page.get_by_label("Use the selected path for").select_option(label="Membership Type")
     page.get_by_role("button", name="Use this path").click()
     expect(page.get_by_label("Membership Type", exact=True)).to_have_value("membership_type")
-    take_screenshot(page)
+    save_screenshot(page, SCREENSHOT)
     page.get_by_role("button", name="Save these paths").click()
     expect(page.get_by_text("The paths are saved.")).to_be_visible()
 

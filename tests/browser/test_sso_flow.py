@@ -17,7 +17,7 @@ from playwright.sync_api import Page, expect
 from portal.devidp import Member, OIDCProvider
 from portal.extensions import db
 from portal.models import AuthSystem, Identity, User
-from portal.sso.idtoken import get_jwks_cache
+from tests.browser.conftest import running_oidc_provider
 
 CLIENT_ID = "portal-browser"
 CLIENT_SECRET = 'a+b/c=&d"e é'
@@ -31,27 +31,17 @@ JWT = re.compile(r"^[\w-]+\.[\w-]+\.[\w-]+$")
 @pytest.fixture
 def idp(live_server) -> Iterator[OIDCProvider]:
     """A loopback OIDC provider that knows Portal's real Redirect URL and home page."""
-    get_jwks_cache().clear()
-    provider = OIDCProvider(
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        redirect_uris=[live_server.url_for(f"/sso/{SLUG}/callback")],
-        members=[
-            Member(
-                username="mo",
-                password=MEMBER_PASSWORD,
-                email="mo@example.org",
-                given_name="Mo",
-                family_name=None,  # missing: asked on "Complete your profile"
-                membership_status="Active",
-                membership_type="Student",
-            )
-        ],
+    mo = Member(
+        username="mo",
+        password=MEMBER_PASSWORD,
+        email="mo@example.org",
+        given_name="Mo",
+        family_name=None,  # missing: asked on "Complete your profile"
+        membership_status="Active",
+        membership_type="Student",
     )
-    provider.client.post_logout_redirect_uris = [live_server.url_for("/")]
-    with provider:
+    with running_oidc_provider(live_server, SLUG, CLIENT_ID, CLIENT_SECRET, [mo]) as provider:
         yield provider
-    get_jwks_cache().clear()
 
 
 @pytest.fixture
