@@ -447,10 +447,18 @@ def _secret_differs(system: AuthSystem, typed: str) -> bool:
         return True
 
 
-def create_auth_system(data: Mapping[str, Any], *, actor: User | None = None) -> AuthSystem:
+def create_auth_system(
+    data: Mapping[str, Any],
+    *,
+    actor: User | None = None,
+    audit_details: Mapping[str, Any] | None = None,
+    commit: bool = True,
+) -> AuthSystem:
     """Validate ``data`` and save a new authentication system; raise AuthSystemInvalid.
 
-    The audit log records the new system's settings (the secret only as "changed").
+    The audit log records the new system's settings (the secret only as "changed"), with
+    ``audit_details`` added. With ``commit`` off the caller commits (one transaction with
+    its own writes).
     """
     errors = validate_auth_system_data(data)
     if errors:
@@ -462,18 +470,28 @@ def create_auth_system(data: Mapping[str, Any], *, actor: User | None = None) ->
     _commit_or_conflict(flush_only=True)
     changes = audit.diff_auth_system_data({}, auth_system_data(system), secret_changed=True)
     audit.record_event(
-        audit.SYSTEM_CREATED, actor=actor, system=system, details={"changes": changes}
+        audit.SYSTEM_CREATED,
+        actor=actor,
+        system=system,
+        details={"changes": changes, **(audit_details or {})},
     )
-    _commit_or_conflict()
+    if commit:
+        _commit_or_conflict()
     return system
 
 
 def update_auth_system(
-    system: AuthSystem, data: Mapping[str, Any], *, actor: User | None = None
+    system: AuthSystem,
+    data: Mapping[str, Any],
+    *,
+    actor: User | None = None,
+    audit_details: Mapping[str, Any] | None = None,
+    commit: bool = True,
 ) -> AuthSystem:
     """Validate ``data`` and save it over ``system``; a blank Client Secret keeps the stored one.
 
-    The audit log records exactly the fields that changed (nothing when none did).
+    The audit log records exactly the fields that changed (nothing when none did), with
+    ``audit_details`` added. With ``commit`` off the caller commits.
     """
     errors = validate_auth_system_data(data, system=system)
     if errors:
@@ -489,9 +507,13 @@ def update_auth_system(
     )
     if changes:
         audit.record_event(
-            audit.SYSTEM_UPDATED, actor=actor, system=system, details={"changes": changes}
+            audit.SYSTEM_UPDATED,
+            actor=actor,
+            system=system,
+            details={"changes": changes, **(audit_details or {})},
         )
-    _commit_or_conflict()
+    if commit:
+        _commit_or_conflict()
     return system
 
 

@@ -232,7 +232,7 @@ SETTINGS_LABELS: dict[str, str] = {
 }
 
 
-def _settings_shown(settings: GroupMappingSettings) -> dict[str, str]:
+def settings_shown(settings: GroupMappingSettings) -> dict[str, str]:
     group = get_group(settings.default_group_id) if settings.default_group_id else None
     return {
         "default_group": group.name if group else "No default group",
@@ -243,7 +243,7 @@ def _settings_shown(settings: GroupMappingSettings) -> dict[str, str]:
     }
 
 
-def _rule_text(rule: GroupRule) -> str:
+def rule_text(rule: GroupRule) -> str:
     group = rule.group or get_group(rule.group_id)
     values = ", ".join(rule.values_display or rule.values or [])
     return f"{rule.kind_label} {values} → {group.name if group else 'a deleted group'}"
@@ -268,14 +268,14 @@ def save_mapping_settings(
             "List at least one Membership Status that may sign in, or turn the restriction off."
         )
     settings = get_mapping_settings(system)
-    before = _settings_shown(settings)
+    before = settings_shown(settings)
     settings.default_group_id = default_group_id
     settings.restrict_sign_in = restrict_sign_in
     settings.allowed_statuses_display = statuses
     settings.allowed_statuses = [normalize_value(s) or "" for s in statuses]
     settings.deny_message = deny_message.strip()
     settings.group_object_key = group_object_key.strip()
-    after = _settings_shown(settings)
+    after = settings_shown(settings)
     changes = [
         {"field": key, "label": label, "old": before[key], "new": after[key]}
         for key, label in SETTINGS_LABELS.items()
@@ -329,7 +329,7 @@ def add_rule(
         db.session.add(rule)
         rules.append(rule)
     changes = [
-        {"field": "rule", "label": "Rule added", "old": "", "new": _rule_text(r)} for r in rules
+        {"field": "rule", "label": "Rule added", "old": "", "new": rule_text(r)} for r in rules
     ]
     audit.record_event(
         audit.MAPPING_CHANGED, actor=actor, system=system, details={"changes": changes}
@@ -340,7 +340,7 @@ def add_rule(
 
 def delete_rule(rule: GroupRule, *, actor: User | None = None) -> None:
     """Delete one mapping rule (members lose its group at their next sign-in)."""
-    changes = [{"field": "rule", "label": "Rule removed", "old": _rule_text(rule), "new": ""}]
+    changes = [{"field": "rule", "label": "Rule removed", "old": rule_text(rule), "new": ""}]
     audit.record_event(
         audit.MAPPING_CHANGED, actor=actor, system=rule.auth_system, details={"changes": changes}
     )

@@ -34,23 +34,22 @@ from portal.models.group import RULE_GROUPS_CONTAINS, RULE_KINDS, GroupRule
 from portal.services import audit
 from portal.services.auth_systems import (
     LABELS,
-    _apply,
-    _clean,
-    _secret_differs,
+    AuthSystemInvalid,
     auth_system_data,
-    default_auth_system_data,
+    create_auth_system,
     param_error_key,
     read_client_secret,
+    update_auth_system,
     validate_auth_system_data,
 )
 from portal.services.groups import (
     SETTINGS_LABELS,
-    _rule_text,
-    _settings_shown,
     get_mapping_settings,
     list_rules,
     normalize_value,
     parse_values,
+    rule_text,
+    settings_shown,
 )
 from portal.services.secrets import SecretUnreadable, decrypt_secret, encrypt_secret
 from portal.sso.engine import OPTION_FIELDS, PROFILE_FIELDS
@@ -465,6 +464,9 @@ def import_auth_system(
         raise ImportInvalid(problems)
     try:
         return _write(target, data, mapping, actor)
+    except AuthSystemInvalid as exc:  # a Name taken meanwhile (the unique constraints)
+        db.session.rollback()
+        raise ImportInvalid(_validation_problems(exc.errors, set())) from exc
     except IntegrityError as exc:
         db.session.rollback()
         raise ImportInvalid(
@@ -482,27 +484,15 @@ def _write(
     actor: User | None,
 ) -> AuthSystem:
     """Save the system, its settings, its rules and their audit events in one transaction."""
-    clean = _clean(data)
+    source = {"source": "import"}
     if target is None:
-        system, before, secret_changed = AuthSystem(), default_auth_system_data(), True
-        db.session.add(system)
+        system = create_auth_system(data, actor=actor, audit_details=source, commit=False)
     else:
-        system, before = target, auth_system_data(target)
-        secret_changed = _secret_differs(target, clean["client_secret"])
-    _apply(system, clean)
-    db.session.flush()
-    changes = audit.diff_auth_system_data(
-        before, auth_system_data(system), secret_changed=secret_changed
-    )
-    if target is None or changes:
-        kind = audit.SYSTEM_CREATED if target is None else audit.SYSTEM_UPDATED
-        audit.record_event(
-            kind, actor=actor, system=system, details={"changes": changes, "source": "import"}
-        )
+        system = update_auth_system(target, data, actor=actor, audit_details=source, commit=False)
 
     settings = get_mapping_settings(system)
-    settings_before = _settings_shown(settings)
-    rules_before = [_rule_text(rule) for rule in list_rules(system)]
+    settings_before = settings_shown(settings)
+    rules_before = [rule_text(rule) for rule in list_rules(system)]
     settings.default_group_id = mapping["default_group_id"]
     settings.restrict_sign_in = mapping["restrict_sign_in"]
     settings.allowed_statuses_display = mapping["allowed_statuses"]
@@ -523,9 +513,9 @@ def _write(
             group_id=values["group_id"],
         )
         db.session.add(rule)
-        rules_after.append(_rule_text(rule))
+        rules_after.append(rule_text(rule))
     _record_mapping_changes(
-        system, settings_before, _settings_shown(settings), rules_before, rules_after, actor
+        system, settings_before, settings_shown(settings), rules_before, rules_after, actor
     )
     db.session.commit()
     return system
