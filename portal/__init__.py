@@ -33,6 +33,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)  # type: ignore[method-assign]
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Alembic announces each of its plugins at INFO on every command: not a manager's concern.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
     from portal.extensions import csrf, db, login_manager, migrate
 
