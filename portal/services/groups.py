@@ -243,10 +243,48 @@ def settings_shown(settings: GroupMappingSettings) -> dict[str, str]:
     }
 
 
+def settings_changes(before: Mapping[str, str], after: Mapping[str, str]) -> list[dict]:
+    """Return the audit changes between two ``settings_shown`` dicts."""
+    return [
+        {"field": key, "label": label, "old": before[key], "new": after[key]}
+        for key, label in SETTINGS_LABELS.items()
+        if before[key] != after[key]
+    ]
+
+
 def rule_text(rule: GroupRule) -> str:
     group = rule.group or get_group(rule.group_id)
     values = ", ".join(rule.values_display or rule.values or [])
     return f"{rule.kind_label} {values} → {group.name if group else 'a deleted group'}"
+
+
+def apply_mapping_settings(
+    settings: GroupMappingSettings,
+    *,
+    default_group_id: int | None,
+    restrict_sign_in: bool,
+    statuses: list[str],
+    deny_message: str,
+    group_object_key: str,
+) -> None:
+    """Set a system's mapping settings (checked values; statuses as typed, one per item)."""
+    settings.default_group_id = default_group_id
+    settings.restrict_sign_in = restrict_sign_in
+    settings.allowed_statuses_display = statuses
+    settings.allowed_statuses = [normalize_value(s) or "" for s in statuses]
+    settings.deny_message = deny_message.strip()
+    settings.group_object_key = group_object_key.strip()
+
+
+def new_rule(system: AuthSystem, kind: str, values: list[str], group_id: int) -> GroupRule:
+    """Return a mapping rule (not added to the session) for checked values, as typed."""
+    return GroupRule(
+        auth_system_id=system.id,
+        kind=kind,
+        values=[normalize_value(v) or "" for v in values],
+        values_display=values,
+        group_id=group_id,
+    )
 
 
 def save_mapping_settings(
@@ -269,18 +307,16 @@ def save_mapping_settings(
         )
     settings = get_mapping_settings(system)
     before = settings_shown(settings)
-    settings.default_group_id = default_group_id
-    settings.restrict_sign_in = restrict_sign_in
-    settings.allowed_statuses_display = statuses
-    settings.allowed_statuses = [normalize_value(s) or "" for s in statuses]
-    settings.deny_message = deny_message.strip()
-    settings.group_object_key = group_object_key.strip()
+    apply_mapping_settings(
+        settings,
+        default_group_id=default_group_id,
+        restrict_sign_in=restrict_sign_in,
+        statuses=statuses,
+        deny_message=deny_message,
+        group_object_key=group_object_key,
+    )
     after = settings_shown(settings)
-    changes = [
-        {"field": key, "label": label, "old": before[key], "new": after[key]}
-        for key, label in SETTINGS_LABELS.items()
-        if before[key] != after[key]
-    ]
+    changes = settings_changes(before, after)
     if changes:
         audit.record_event(
             audit.MAPPING_CHANGED, actor=actor, system=system, details={"changes": changes}
@@ -318,13 +354,7 @@ def add_rule(
     batches = [[v] for v in shown] if kind == RULE_GROUPS_CONTAINS else [shown]
     rules = []
     for batch in batches:
-        rule = GroupRule(
-            auth_system_id=system.id,
-            kind=kind,
-            values=[normalize_value(v) or "" for v in batch],
-            values_display=batch,
-            group_id=group.id,
-        )
+        rule = new_rule(system, kind, batch, group.id)
         rule.group = group
         db.session.add(rule)
         rules.append(rule)

@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 
 from portal.extensions import db
 from portal.models import AuthSystem, MemberGroup, Team, User
-from portal.models.group import RULE_GROUPS_CONTAINS, RULE_KINDS, GroupRule
+from portal.models.group import RULE_GROUPS_CONTAINS, RULE_KINDS
 from portal.services import audit
 from portal.services.auth_systems import (
     LABELS,
@@ -43,12 +43,13 @@ from portal.services.auth_systems import (
     validate_auth_system_data,
 )
 from portal.services.groups import (
-    SETTINGS_LABELS,
+    apply_mapping_settings,
     get_mapping_settings,
     list_rules,
-    normalize_value,
+    new_rule,
     parse_values,
     rule_text,
+    settings_changes,
     settings_shown,
 )
 from portal.services.secrets import SecretUnreadable, decrypt_secret, encrypt_secret
@@ -493,25 +494,21 @@ def _write(
     settings = get_mapping_settings(system)
     settings_before = settings_shown(settings)
     rules_before = [rule_text(rule) for rule in list_rules(system)]
-    settings.default_group_id = mapping["default_group_id"]
-    settings.restrict_sign_in = mapping["restrict_sign_in"]
-    settings.allowed_statuses_display = mapping["allowed_statuses"]
-    settings.allowed_statuses = [normalize_value(s) or "" for s in mapping["allowed_statuses"]]
-    settings.deny_message = mapping["deny_message"]
-    settings.group_object_key = mapping["group_object_key"]
+    apply_mapping_settings(
+        settings,
+        default_group_id=mapping["default_group_id"],
+        restrict_sign_in=mapping["restrict_sign_in"],
+        statuses=mapping["allowed_statuses"],
+        deny_message=mapping["deny_message"],
+        group_object_key=mapping["group_object_key"],
+    )
     db.session.add(settings)
 
     for rule in list_rules(system):
         db.session.delete(rule)
     rules_after = []
     for values in mapping["rules"]:
-        rule = GroupRule(
-            auth_system_id=system.id,
-            kind=values["kind"],
-            values=[normalize_value(v) or "" for v in values["values_display"]],
-            values_display=values["values_display"],
-            group_id=values["group_id"],
-        )
+        rule = new_rule(system, values["kind"], values["values_display"], values["group_id"])
         db.session.add(rule)
         rules_after.append(rule_text(rule))
     _record_mapping_changes(
@@ -530,11 +527,7 @@ def _record_mapping_changes(
     actor: User | None,
 ) -> None:
     """Add one "Group mapping changed" event listing what the import changed, if anything."""
-    changes = [
-        {"field": key, "label": label, "old": before[key], "new": after[key]}
-        for key, label in SETTINGS_LABELS.items()
-        if before[key] != after[key]
-    ]
+    changes = settings_changes(before, after)
     changes += [
         {"field": "rule", "label": "Rule removed", "old": text, "new": ""}
         for text in rules_before
