@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from portal.extensions import db
-from portal.models import AuthSystem, GroupMembership, Identity, MemberGroup, User
+from portal.models import AuthSystem, GroupMembership, Identity, LoginAttempt, MemberGroup, User
 from portal.services.groups import add_rule
 from tests.auth.conftest import Provider, count, reconfigure
 from tests.conftest import MANAGER_PASSWORD
@@ -179,3 +179,15 @@ def test_a_result_is_shown_only_to_the_browser_that_ran_it(oidc, manager_client,
     resp = other.post("/login", data={"email": "manager@example.com", "password": MANAGER_PASSWORD})
     assert resp.status_code == 302
     assert other.get(url).status_code == 404
+
+
+def test_a_test_that_cannot_start_says_why_and_records_nothing(oidc, manager_client):
+    """An undecryptable client secret: back to the system's page with a message, no attempt."""
+    oidc.system.client_secret_encrypted = "not-a-fernet-token"
+    db.session.commit()
+    resp = manager_client.post(f"/admin/auth-systems/{oidc.system.id}/test")
+    assert resp.status_code == 302
+    assert resp.headers["Location"].endswith(f"/admin/auth-systems/{oidc.system.id}/edit")
+    page = unescape(manager_client.get(resp.headers["Location"]).get_data(as_text=True))
+    assert "The test could not start: Sign-in with this identity provider is not available" in page
+    assert count(LoginAttempt) == 0
