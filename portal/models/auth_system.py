@@ -28,6 +28,9 @@ class AuthSystem(db.Model):
     """One configured identity provider."""
 
     __tablename__ = "auth_systems"
+    # Ids are never reused (SQLite would hand a deleted system's id to the next one), so
+    # the audit log's system id names one system forever.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     #: Only ``oauth2`` for now.
@@ -63,6 +66,11 @@ class AuthSystem(db.Model):
         sa.ForeignKey("teams.id", ondelete="SET NULL")
     )
     enabled: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    #: "This provider verifies email addresses": an upgrade by Email Address may link an
+    #: existing account without ``email_verified: true`` in the provider's answer.
+    trusts_email: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    #: "This provider verifies usernames": an upgrade by Username may link an existing account.
+    trusts_username: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         sa.DateTime(timezone=True), default=utcnow, onupdate=utcnow

@@ -48,7 +48,7 @@ class LoginAttempt(db.Model):
     #: SHA-256 of the ``state`` sent to the provider (the state itself is not stored).
     state_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     #: SHA-256 of a random key kept in this browser's session: binds the attempt to it.
-    browser_hash: Mapped[str] = mapped_column(sa.String(64))
+    browser_hash: Mapped[str] = mapped_column(sa.String(64), index=True)
     auth_system_id: Mapped[int] = mapped_column(
         sa.ForeignKey("auth_systems.id", ondelete="CASCADE"), index=True
     )

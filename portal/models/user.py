@@ -47,6 +47,17 @@ class User(UserMixin, db.Model):
     membership_status: Mapped[str | None] = mapped_column(sa.String(120))
     membership_type: Mapped[str | None] = mapped_column(sa.String(120))
     membership_synced_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    #: Where ``username`` came from: ``member`` (typed here, never trusted for linking),
+    #: ``provider`` (an identity provider supplied it) or ``manager``; ``None`` for old rows.
+    username_source: Mapped[str | None] = mapped_column(sa.String(20))
+    #: An email address the member typed, waiting for its confirmation link to be opened.
+    #: It matches nothing and blocks nothing until confirmed.
+    email_pending: Mapped[str | None] = mapped_column(sa.String(254))
+    #: Rotated to end every session of this user (sign-out, password or role change,
+    #: disabling); a session carrying another generation is signed out.
+    session_generation: Mapped[int] = mapped_column(sa.Integer, default=0)
+    #: Set when a community manager disables the account: it can no longer sign in.
+    disabled_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     #: Profile fields the member still has to supply on *Complete your profile*.
     pending_fields: Mapped[list[str] | None] = mapped_column(sa.JSON)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
