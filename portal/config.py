@@ -42,6 +42,15 @@ def _days(env: dict[str, str], name: str, default: int) -> int:
     return value
 
 
+def _networks(env: dict[str, str], name: str) -> tuple[Any, ...]:
+    from portal.sso.netpolicy import parse_networks
+
+    try:
+        return parse_networks(env.get(name, ""))
+    except ValueError as exc:
+        raise ConfigError(f"{name} must list CIDR networks, e.g. 10.20.0.0/16: {exc}") from exc
+
+
 def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Build the Flask config mapping from environment variables."""
     env = dict(os.environ if env is None else env)
@@ -81,6 +90,8 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "PORTAL_HTTP_CONNECT_TIMEOUT": _float(env, "PORTAL_HTTP_CONNECT_TIMEOUT", 5.0),
         "PORTAL_HTTP_READ_TIMEOUT": _float(env, "PORTAL_HTTP_READ_TIMEOUT", 10.0),
         "PORTAL_HTTP_MAX_BYTES": int(_float(env, "PORTAL_HTTP_MAX_BYTES", 1_048_576)),
+        #: Networks outbound calls may reach although private (an on-premises AMS, say).
+        "PORTAL_ALLOWED_PRIVATE_NETWORKS": _networks(env, "PORTAL_ALLOWED_PRIVATE_NETWORKS"),
         #: Days the audit log keeps events; 0 keeps them forever.
         "PORTAL_AUDIT_RETENTION_DAYS": _days(env, "PORTAL_AUDIT_RETENTION_DAYS", 365),
         "SESSION_COOKIE_HTTPONLY": True,

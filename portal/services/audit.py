@@ -39,6 +39,16 @@ MAPPING_CHANGED = "mapping.changed"
 SIGN_IN = "sign_in"
 SIGN_IN_LOCAL = "sign_in_local"
 SIGN_IN_FAILED = "sign_in_failed"
+SIGN_IN_LOCAL_FAILED = "sign_in_local_failed"
+LOCKOUT = "lockout"
+TEST_RUN = "test_run"
+GROUP_DELETED = "group.deleted"
+ROLE_CHANGED = "user.role_changed"
+USER_DISABLED = "user.disabled"
+USER_ENABLED = "user.enabled"
+SESSIONS_REVOKED = "sessions.revoked"
+ACCOUNT_LINKED = "account.linked"
+EMAIL_CONFIRMED = "email.confirmed"
 
 #: Every kind of event, with the label the audit screen shows, in the screen's order.
 KINDS: tuple[tuple[str, str], ...] = (
@@ -51,6 +61,16 @@ KINDS: tuple[tuple[str, str], ...] = (
     (SIGN_IN, "SSO sign-in"),
     (SIGN_IN_LOCAL, "Local sign-in"),
     (SIGN_IN_FAILED, "Failed SSO sign-in"),
+    (SIGN_IN_LOCAL_FAILED, "Wrong local password"),
+    (LOCKOUT, "Sign-in locked out"),
+    (TEST_RUN, "Test this configuration run"),
+    (GROUP_DELETED, "Member group deleted"),
+    (ROLE_CHANGED, "Role changed"),
+    (USER_DISABLED, "User disabled"),
+    (USER_ENABLED, "User enabled"),
+    (SESSIONS_REVOKED, "Sessions ended"),
+    (ACCOUNT_LINKED, "Account linked after confirmation"),
+    (EMAIL_CONFIRMED, "Email address confirmed"),
 )
 KIND_LABELS: dict[str, str] = dict(KINDS)
 #: Kinds that record a manager's configuration change (they trigger the opportunistic purge).
