@@ -51,6 +51,33 @@ def _networks(env: dict[str, str], name: str) -> tuple[Any, ...]:
         raise ConfigError(f"{name} must list CIDR networks, e.g. 10.20.0.0/16: {exc}") from exc
 
 
+def _rate_limits(env: dict[str, str], name: str, default: str) -> str:
+    from limits import parse_many
+
+    value = (env.get(name) or "").strip() or default
+    try:
+        parse_many(value)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{name} must list rate limits such as '5/minute;20/hour', got {value!r}."
+        ) from exc
+    return value
+
+
+#: Default rate limits (``limits`` notation; ``;`` separates layered windows).
+#: A shared office or conference network rarely sends 20 sign-ins a minute, while one address
+#: spraying passwords across accounts is held to 200 guesses an hour.
+DEFAULT_LOGIN_IP_LIMITS = "20/minute;200/hour"
+#: Failed local sign-ins per account (the email typed): a member who mistypes a few times is
+#: never stopped, an attacker gets 5 guesses a minute, then 20 an hour, then 100 a day.
+DEFAULT_LOGIN_ACCOUNT_LIMITS = "5/minute;20/hour;100/day"
+#: SSO starts and callbacks per address: a person needs one of each per sign-in (a few more
+#: with tabs); a flood of bogus callbacks or new login attempts stops here.
+DEFAULT_SSO_LIMITS = "30/minute;300/hour"
+#: *Test this configuration* starts and imports per manager: each calls out or parses a file.
+DEFAULT_MANAGER_LIMITS = "10/minute;100/hour"
+
+
 def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Build the Flask config mapping from environment variables."""
     env = dict(os.environ if env is None else env)
@@ -94,6 +121,29 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "PORTAL_ALLOWED_PRIVATE_NETWORKS": _networks(env, "PORTAL_ALLOWED_PRIVATE_NETWORKS"),
         #: Days the audit log keeps events; 0 keeps them forever.
         "PORTAL_AUDIT_RETENTION_DAYS": _days(env, "PORTAL_AUDIT_RETENTION_DAYS", 365),
+        #: Redis shared by every instance, for the rate limits (memory of this process otherwise).
+        "REDIS_URL": env.get("REDIS_URL", "").strip(),
+        "RATELIMIT_ENABLED": _flag(env.get("PORTAL_RATELIMIT_ENABLED", "1")),
+        "RATELIMIT_STORAGE_URI": env.get("REDIS_URL", "").strip() or "memory://",
+        "RATELIMIT_STRATEGY": "fixed-window",
+        "RATELIMIT_KEY_PREFIX": "portal",
+        # Redis down: keep limiting, per instance, rather than answering 500.
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+        "PORTAL_RATELIMIT_LOGIN_IP": _rate_limits(
+            env, "PORTAL_RATELIMIT_LOGIN_IP", DEFAULT_LOGIN_IP_LIMITS
+        ),
+        "PORTAL_RATELIMIT_LOGIN_ACCOUNT": _rate_limits(
+            env, "PORTAL_RATELIMIT_LOGIN_ACCOUNT", DEFAULT_LOGIN_ACCOUNT_LIMITS
+        ),
+        "PORTAL_RATELIMIT_SSO_START": _rate_limits(
+            env, "PORTAL_RATELIMIT_SSO_START", DEFAULT_SSO_LIMITS
+        ),
+        "PORTAL_RATELIMIT_SSO_CALLBACK": _rate_limits(
+            env, "PORTAL_RATELIMIT_SSO_CALLBACK", DEFAULT_SSO_LIMITS
+        ),
+        "PORTAL_RATELIMIT_MANAGER": _rate_limits(
+            env, "PORTAL_RATELIMIT_MANAGER", DEFAULT_MANAGER_LIMITS
+        ),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

@@ -1,5 +1,7 @@
 """Flask extensions, created unbound and bound in the app factory."""
 
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -26,3 +28,6 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
+#: Rate limits; storage, strategy and key prefix come from the ``RATELIMIT_*`` settings. Keyed
+#: by the client's address (behind ``PORTAL_TRUST_PROXY``, ProxyFix has already set it).
+limiter = Limiter(key_func=get_remote_address)

@@ -9,6 +9,7 @@ from flask_wtf import FlaskForm
 from portal.admin import bp
 from portal.admin.forms import ConfirmForm
 from portal.models import AuthSystem
+from portal.services import throttle
 from portal.services.auth_systems import (
     AuthSystemInvalid,
     auth_system_data,
@@ -43,6 +44,7 @@ def _browser_key() -> str:
 
 
 @bp.route("/auth-systems/<int:system_id>/test", methods=["POST"])
+@throttle.per_manager
 def test_auth_system(system_id: int):
     """Start a traced sign-in at the provider (any Alternate Login mode, even disabled)."""
     system = _system_or_404(system_id)

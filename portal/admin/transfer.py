@@ -5,6 +5,7 @@ from flask_login import current_user
 
 from portal.admin import bp
 from portal.admin.transfer_forms import ImportForm
+from portal.services import throttle
 from portal.services.auth_systems import get_auth_system
 from portal.services.transfer import (
     MAX_DOCUMENT_BYTES,
@@ -29,6 +30,7 @@ def export_auth_system_file(system_id: int):
 
 
 @bp.route("/auth-systems/import", methods=["GET", "POST"])
+@throttle.per_manager
 def import_auth_system_file():
     """Upload an exported configuration; show every problem, or save it all."""
     form = ImportForm()

@@ -12,7 +12,7 @@ from portal.auth import bp
 from portal.auth.forms import LoginForm
 from portal.errors import render_error
 from portal.models import User
-from portal.services import audit
+from portal.services import audit, throttle
 from portal.services.accounts import authenticate_local, record_login
 from portal.services.auth_systems import (
     get_auth_system,
@@ -75,32 +75,57 @@ def _is_manager() -> bool:
     return bool(current_user.is_authenticated and current_user.is_manager)
 
 
+#: The one answer to every refused local sign-in (the role is not told apart from the password).
+WRONG_PASSWORD = "The email address or password is not correct."
+WRONG_PASSWORD_REMOTE_ONLY = (
+    "The email address or password is not correct. Members sign in with the identity "
+    "provider's link on the Sign in page."
+)
+
+
 def _local_sign_in(form: LoginForm, members_allowed: bool):
-    """Check the local form; return a redirect on success, else ``None`` (errors on the form)."""
-    user = authenticate_local(form.email.data or "", form.password.data or "")
-    if user is None:
-        form.password.errors.append("The email address or password is not correct.")
-        return None
-    if not members_allowed and not user.is_manager:
+    """Check the local form; return a response when done, else ``None`` (errors on the form)."""
+    email = form.email.data or ""
+    lockout = throttle.account_lockout(email)
+    if lockout is not None:
+        return _sign_in_paused(lockout.retry_after)
+    checked = authenticate_local(email, form.password.data or "", members_allowed=members_allowed)
+    details = {
+        "break_glass_page": request.endpoint == "auth.login_local",
+        "remote_only": not members_allowed,
+    }
+    if not checked.ok or checked.user is None:
+        audit.record_failed_local_sign_in(
+            email,
+            checked.user,
+            reason=checked.reason,
+            lockout=throttle.note_failed_sign_in(email),
+            **details,
+        )
         form.password.errors.append(
-            "Members sign in through the identity provider: use the sign-in link on the "
-            "Sign in page."
+            WRONG_PASSWORD if members_allowed else WRONG_PASSWORD_REMOTE_ONLY
         )
         return None
+    user = checked.user
     # Recorded before start_session, whose commit (last sign-in time) saves it too.
-    audit.record_event(
-        audit.SIGN_IN_LOCAL,
-        actor=user,
-        details={
-            "break_glass_page": request.endpoint == "auth.login_local",
-            "remote_only": not members_allowed,
-        },
-    )
+    audit.record_event(audit.SIGN_IN_LOCAL, actor=user, details=details)
     start_session(user)
     return redirect(safe_next(form.next.data))
 
 
+def _sign_in_paused(retry_after: int):
+    return render_error(
+        429,
+        "Sign-in paused",
+        "There were too many failed sign-in attempts for this account, so signing in to it is "
+        "paused for a while to protect it. Wait, then try again. If you have forgotten your "
+        "password, contact the community team.",
+        retry_after=retry_after,
+    )
+
+
 @bp.route("/login", methods=["GET", "POST"])
+@throttle.local_sign_in_per_ip
 def login():
     """Show the local form and/or the SSO links, as the enabled systems' Alternate Login says."""
     form = LoginForm()
@@ -131,6 +156,7 @@ def login():
 
 
 @bp.route("/login/local", methods=["GET", "POST"])
+@throttle.local_sign_in_per_ip
 def login_local():
     """Break-glass local sign-in: always shown; members refused while remote-only is in force."""
     form = LoginForm()
@@ -178,6 +204,7 @@ def logout():
 
 
 @bp.route("/sso/<slug>/login")
+@throttle.sso_start_per_ip
 def sso_login(slug: str):
     """Start an SSO sign-in: record the attempt and send the browser to the provider."""
     try:
@@ -195,6 +222,7 @@ def sso_login(slug: str):
 
 
 @bp.route("/sso/<slug>/callback")
+@throttle.sso_callback_per_ip
 def sso_callback(slug: str):
     """Finish an SSO sign-in at the Redirect URL."""
     params = request.args.to_dict(flat=True)
@@ -301,6 +329,7 @@ def _sso_failure(exc: SSOError, slug: str):
         reference=reference,
         code=exc.code,
         summary=title,
+        source=request.remote_addr,
         provider_error=getattr(exc, "error", None),
         http_status=getattr(exc, "status", None),
         field=getattr(exc, "field_label", None),

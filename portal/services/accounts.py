@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
+from functools import cache
 
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from portal.extensions import db
 from portal.models import ROLE_MANAGER, ROLE_MEMBER, Team, User
@@ -73,12 +76,47 @@ def create_user(data: NewUser) -> User:
     return user
 
 
-def authenticate_local(email: str, password: str) -> User | None:
-    """Return the user when the email and password match a local account."""
+@dataclass(frozen=True)
+class LocalSignIn:
+    """The outcome of a local sign-in: the account the email names (if any) and the verdict."""
+
+    user: User | None
+    ok: bool
+    #: ``signed_in``, ``unknown_account``, ``no_password``, ``members_not_allowed`` or
+    #: ``wrong_password`` (for the audit log; the page says the same for every failure).
+    reason: str
+
+
+@cache
+def dummy_password_hash() -> str:
+    """Return a hash of a random password, made like real ones (same method and cost)."""
+    return generate_password_hash(secrets.token_urlsafe(16))
+
+
+def authenticate_local(email: str, password: str, *, members_allowed: bool = True) -> LocalSignIn:
+    """Check an email and password against the local accounts, in the same time for all.
+
+    An unknown email, an account without a password, and (when ``members_allowed`` is false,
+    under *Remote Login Only*) a member's account are checked against a dummy hash, so the
+    time taken tells nothing; the role is decided before the password, so a member's right
+    and wrong passwords get the same answer.
+    """
     user = get_user_by_email(email)
-    if user is None or not user.check_password(password):
-        return None
-    return user
+    if user is None:
+        reason = "unknown_account"
+    elif not user.password_hash:
+        reason = "no_password"
+    elif not members_allowed and not user.is_manager:
+        reason = "members_not_allowed"
+    else:
+        reason = ""
+    if reason:
+        check_password_hash(dummy_password_hash(), password)
+        return LocalSignIn(user, False, reason)
+    assert user is not None and user.password_hash
+    if not check_password_hash(user.password_hash, password):
+        return LocalSignIn(user, False, "wrong_password")
+    return LocalSignIn(user, True, "signed_in")
 
 
 def record_login(user: User) -> None:

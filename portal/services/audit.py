@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -25,6 +26,7 @@ from portal.extensions import db
 from portal.models import AuditEvent, AuthSystem, Team, User
 from portal.models.auth_system import LOGIN_MODES, TYPES
 from portal.models.base import utcnow
+from portal.services import throttle
 from portal.services.content import Page, escape_like
 from portal.sso.engine import FIELD_LABEL, OPTION_FIELDS, PROFILE_FIELDS
 
@@ -132,9 +134,18 @@ def record_event(
 
 
 def record_failed_sign_in(
-    slug: str, *, reference: str, code: str, summary: str, **facts: Any
+    slug: str,
+    *,
+    reference: str,
+    code: str,
+    summary: str,
+    source: str | None = None,
+    **facts: Any,
 ) -> None:
     """Record and commit a failed SSO sign-in under the reference shown to the member.
+
+    At most one row per ``source`` (the client's address) per minute is written, so anonymous
+    requests cannot fill the table; the caller's log line keeps the reference of every one.
 
     Whatever the failed flow left in the session is rolled back first, so only the audit
     row is committed. ``facts`` may add ``provider_error`` (kept only when it looks like an
@@ -151,6 +162,10 @@ def record_failed_sign_in(
         details["http_status"] = status
     if facts.get("field") in FIELD_LABEL.values():
         details["field"] = facts["field"]
+    if not throttle.allow_failed_sign_in_row(source):
+        db.session.rollback()
+        log.info("Failed sign-in ref=%s not audited: one row per source a minute", reference)
+        return
     try:
         db.session.rollback()
         system = db.session.scalar(sa.select(AuthSystem).where(AuthSystem.slug == slug))
@@ -161,6 +176,44 @@ def record_failed_sign_in(
     except SQLAlchemyError:
         db.session.rollback()
         log.exception("Could not record the failed sign-in ref=%s in the audit log", reference)
+
+
+def record_failed_local_sign_in(
+    email: str,
+    user: User | None,
+    *,
+    reason: str,
+    lockout: throttle.Lockout | None = None,
+    **details: Any,
+) -> None:
+    """Record and commit a refused local sign-in, and the lockout it started, by account.
+
+    The row names the account when it exists, else the email as typed (normalized); never
+    the password. ``details`` are small facts about the page (``remote_only``, ...).
+    A database problem here is logged and swallowed: the person still gets the form's answer.
+    """
+    label = unicodedata.normalize("NFKC", email.strip()).casefold()[:254]
+    try:
+        db.session.rollback()
+        failed = record_event(
+            SIGN_IN_LOCAL_FAILED, actor=user, details={"reason": reason, **details}
+        )
+        events = [failed]
+        if lockout is not None:
+            events.append(
+                record_event(
+                    LOCKOUT,
+                    actor=user,
+                    details={"window": lockout.window, "retry_after": lockout.retry_after},
+                )
+            )
+        if user is None:
+            for event in events:
+                event.actor_label = label
+        db.session.commit()
+    except SQLAlchemyError:
+        db.session.rollback()
+        log.exception("Could not record a refused local sign-in in the audit log")
 
 
 # --- field-by-field changes ---------------------------------------------------------------

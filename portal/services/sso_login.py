@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 BROWSER_SESSION_KEY = "sso_browser"
 #: How long a login attempt (its `state`) stays usable.
 ATTEMPT_LIFETIME = timedelta(minutes=10)
+#: Open (unused, unexpired) login attempts one browser may hold; a new one drops the oldest.
+MAX_OPEN_ATTEMPTS_PER_BROWSER = 5
 #: Account fields that are unique across users, so a match on them means "same person?".
 UNIQUE_FIELDS: tuple[str, ...] = ("email", "username")
 #: How many times account resolution is retried after losing a race on a unique constraint.
@@ -220,6 +222,7 @@ def start_sso_login(
     db.session.execute(
         sa.delete(LoginAttempt).where(LoginAttempt.created_at < utcnow() - timedelta(days=1))
     )
+    _drop_oldest_open_attempts(_digest(browser_key), keep=MAX_OPEN_ATTEMPTS_PER_BROWSER - 1)
     db.session.add(
         LoginAttempt(
             state_hash=_digest(attempt.state),
@@ -234,6 +237,27 @@ def start_sso_login(
     )
     db.session.commit()
     return attempt.url
+
+
+def _drop_oldest_open_attempts(browser_hash: str, *, keep: int) -> None:
+    """Delete this browser's open attempts beyond its ``keep`` newest.
+
+    A member with a few tabs keeps working, while one browser cannot pile up rows (a
+    cookie-less flood gets a new browser key each time: the per-address limit bounds it).
+    """
+    stale = (
+        sa.select(LoginAttempt.id)
+        .where(
+            LoginAttempt.browser_hash == browser_hash,
+            LoginAttempt.used_at.is_(None),
+            LoginAttempt.created_at >= utcnow() - ATTEMPT_LIFETIME,
+        )
+        .order_by(LoginAttempt.created_at.desc(), LoginAttempt.id.desc())
+        .offset(keep)
+    )
+    ids = list(db.session.scalars(stale))
+    if ids:
+        db.session.execute(sa.delete(LoginAttempt).where(LoginAttempt.id.in_(ids)))
 
 
 def _as_aware(value: datetime) -> datetime:

@@ -63,7 +63,7 @@ def test_members_cannot_sign_in_locally_while_remote_only(client, create_auth_sy
     for url in ("/login", "/login/local"):
         resp = client.post(url, data=data)
         assert resp.status_code == 200
-        assert "Members sign in through the identity provider" in resp.get_data(as_text=True)
+        assert "Members sign in with the identity provider" in resp.get_data(as_text=True)
     with client.session_transaction() as sess:
         assert "_user_id" not in sess
 

@@ -1,0 +1,169 @@
+"""Throttling: the rate limits of sign-in, SSO and managers' heavy actions.
+
+Route limits are Flask-Limiter decorators whose values are settings (``PORTAL_RATELIMIT_*``),
+keyed by the client's address or, for managers, by their user id. The per-account back-off
+of local sign-in counts only *failed* attempts and must know when a lockout starts (to audit
+it once), so it is kept here, on the same storage as the route limits: Redis when
+``REDIS_URL`` is set (shared by every instance), this process's memory otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask import current_app
+from flask_limiter.util import get_remote_address
+from flask_login import current_user
+from limits import RateLimitItem, parse, parse_many
+from limits.strategies import FixedWindowRateLimiter
+
+from portal.extensions import limiter
+
+log = logging.getLogger(__name__)
+
+#: Scopes of the counters kept here (Flask-Limiter's own are named after the endpoint).
+ACCOUNT_SCOPE = "local-sign-in-account"
+AUDIT_SCOPE = "audit-sign-in-failed"
+#: At most one failed-sign-in audit row per source address in this window.
+FAILED_SIGN_IN_AUDIT_RATE = "1/minute"
+
+
+def _setting(name: str) -> Callable[[], str]:
+    return lambda: current_app.config[name]
+
+
+def manager_key() -> str:
+    """Key a manager's limits by user id (the address for anyone not signed in)."""
+    if current_user.is_authenticated:
+        return f"user:{current_user.get_id()}"
+    return f"ip:{get_remote_address()}"
+
+
+# --- route limits (decorators) -------------------------------------------------------------
+
+#: ``/login`` and ``/login/local`` POSTs share one budget per address.
+local_sign_in_per_ip = limiter.shared_limit(
+    _setting("PORTAL_RATELIMIT_LOGIN_IP"), scope="local-sign-in", methods=["POST"]
+)
+#: Each new SSO start writes a login attempt.
+sso_start_per_ip = limiter.limit(_setting("PORTAL_RATELIMIT_SSO_START"))
+#: Each bogus callback costs a lookup, a log line and (once a minute) an audit row.
+sso_callback_per_ip = limiter.limit(_setting("PORTAL_RATELIMIT_SSO_CALLBACK"))
+#: *Test this configuration* starts and imports, per manager and per action.
+per_manager = limiter.limit(
+    _setting("PORTAL_RATELIMIT_MANAGER"), key_func=manager_key, methods=["POST"]
+)
+
+
+def current_retry_after() -> int | None:
+    """Return the seconds until the limit this request broke lets it through again."""
+    current = limiter.current_limit
+    if current is None or not current.breached:
+        return None
+    try:
+        return max(1, math.ceil(current.reset_at - time.time()))
+    except Exception:  # the storage went away between the check and now
+        log.exception("Could not read the reset time of a rate limit")
+        return None
+
+
+# --- per-account back-off of local sign-in ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lockout:
+    """Local sign-in for one account is paused: for how long, and by which window."""
+
+    retry_after: int
+    window: str
+
+
+def _enabled() -> bool:
+    return bool(current_app.config.get("RATELIMIT_ENABLED", True)) and limiter.initialized
+
+
+def _strategy() -> FixedWindowRateLimiter:
+    # limiter.limiter is the in-memory fallback while Redis is unreachable.
+    return FixedWindowRateLimiter(limiter.limiter.storage)
+
+
+def _prefix() -> str:
+    return current_app.config.get("RATELIMIT_KEY_PREFIX") or "portal"
+
+
+def account_key(email: str) -> str:
+    """Return the throttling key of the account an email names (typed as it was).
+
+    NFKC plus casefold, so every spelling of one address shares one counter; hashed, so the
+    storage holds no email address and a huge input makes no huge key.
+    """
+    normalized = unicodedata.normalize("NFKC", email.strip()).casefold()
+    return hashlib.sha256(normalized.encode("utf-8")).hexdigest()[:40]
+
+
+def _account_items() -> list[RateLimitItem]:
+    return parse_many(current_app.config["PORTAL_RATELIMIT_LOGIN_ACCOUNT"])
+
+
+def account_lockout(email: str) -> Lockout | None:
+    """Return the lockout in force for this account, or ``None`` when it may try to sign in."""
+    if not _enabled():
+        return None
+    ids = (_prefix(), ACCOUNT_SCOPE, account_key(email))
+    try:
+        strategy = _strategy()
+        found: Lockout | None = None
+        for item in _account_items():
+            if strategy.test(item, *ids):
+                continue
+            reset_at, _remaining = strategy.get_window_stats(item, *ids)
+            wait = max(1, math.ceil(reset_at - time.time()))
+            if found is None or wait > found.retry_after:
+                found = Lockout(retry_after=wait, window=str(item))
+        return found
+    except Exception:
+        # Fail open on a storage fault: the per-address limit still holds.
+        log.exception("Could not read the sign-in lockout of an account")
+        return None
+
+
+def note_failed_sign_in(email: str) -> Lockout | None:
+    """Count a failed local sign-in for this account; return the lockout it starts, if any.
+
+    A lockout starts on the failure that fills a window, exactly once per window (the
+    storage's atomic increment tells), so concurrent failures cannot record it twice.
+    """
+    if not _enabled():
+        return None
+    ids = (_prefix(), ACCOUNT_SCOPE, account_key(email))
+    try:
+        storage = limiter.limiter.storage
+        filled = False
+        for item in _account_items():
+            count = storage.incr(item.key_for(*ids), item.get_expiry())
+            filled = filled or count == item.amount
+        return account_lockout(email) if filled else None
+    except Exception:
+        log.exception("Could not count a failed sign-in")
+        return None
+
+
+def allow_failed_sign_in_row(source: str | None) -> bool:
+    """Tell whether a failed SSO sign-in from ``source`` may add an audit row now.
+
+    At most one row per source address per minute: a flood of bogus callbacks still gets its
+    failure pages and log lines, but cannot fill the audit table.
+    """
+    if not source or not _enabled():
+        return True
+    try:
+        return _strategy().hit(parse(FAILED_SIGN_IN_AUDIT_RATE), _prefix(), AUDIT_SCOPE, source)
+    except Exception:
+        log.exception("Could not check the audit budget of a failed sign-in")
+        return True
