@@ -229,7 +229,7 @@ def test_pre_hijack_by_typing_the_victims_email_gets_the_attacker_nothing(
 def test_pre_hijack_by_squatting_the_victims_username_does_not_block_the_victim(
     provider, sso, client, auth, member
 ):
-    """A member-typed username never blocks a provider's: the victim signs in, the squatter re-picks."""
+    """A member-typed username yields to a provider's: the victim gets it, the squatter repicks."""
     auth.login_member()
     assert client.post("/account", data={"username": "JDoe"}).status_code == 302
     db.session.expire_all()
