@@ -32,6 +32,7 @@ from portal.services.profiles import (
 from portal.services.sso_login import (
     BROWSER_SESSION_KEY,
     LinkConfirmationRequired,
+    SignIn,
     SystemUnavailable,
     complete_sso_login,
     confirm_pending_link,
@@ -232,7 +233,7 @@ def sso_callback(slug: str):
     return _finish_sso_sign_in(signed_in)
 
 
-def _finish_sso_sign_in(signed_in):
+def _finish_sso_sign_in(signed_in: SignIn):
     """Start the session of a finished SSO sign-in and send the member on."""
     system = signed_in.system
     audit.record_event(audit.SIGN_IN, actor=signed_in.user, system=system)

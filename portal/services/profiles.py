@@ -104,7 +104,7 @@ def _set(user: User, key: str, value: str | None) -> None:
             # Removing one's address claims nothing: no confirmation needed.
             user.email = None
             user.email_pending = None
-        elif value not in (user.email, user.email_pending):
+        elif value not in (identifier_key(user.email or ""), user.email_pending):
             # Counts only once the member opens the link mailed to it.
             user.email_pending = value
     elif key in ("first_name", "last_name"):
