@@ -36,9 +36,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # Alembic announces each of its plugins at INFO on every command: not a manager's concern.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
-    from portal.extensions import csrf, db, limiter, login_manager, migrate
+    from portal.extensions import csrf, db, limiter, login_manager, mail, migrate
 
     db.init_app(app)
+    mail.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
     # Each app gets its own storage here: fresh memory, or a client of the shared Redis.

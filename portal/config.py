@@ -105,6 +105,7 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
     elif database_url.startswith("postgresql://"):
         database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
 
+    mail_server = env.get("MAIL_SERVER", "").strip()
     return {
         "PORTAL_ENV": "production" if production else "development",
         "SECRET_KEY": secret_key,
@@ -144,6 +145,19 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "PORTAL_RATELIMIT_MANAGER": _rate_limits(
             env, "PORTAL_RATELIMIT_MANAGER", DEFAULT_MANAGER_LIMITS
         ),
+        # Outgoing mail (Flask-Mailman). Without MAIL_SERVER outside production, mail is
+        # written to the console and to instance/outbox/ instead of being sent.
+        "MAIL_SERVER": mail_server or "localhost",
+        "MAIL_PORT": int(_float(env, "MAIL_PORT", 25)),
+        "MAIL_USERNAME": env.get("MAIL_USERNAME") or None,
+        "MAIL_PASSWORD": env.get("MAIL_PASSWORD") or None,
+        "MAIL_USE_TLS": _flag(env.get("MAIL_USE_TLS")),
+        "MAIL_USE_SSL": _flag(env.get("MAIL_USE_SSL")),
+        "MAIL_DEFAULT_SENDER": env.get("MAIL_DEFAULT_SENDER") or "portal@localhost",
+        "MAIL_TIMEOUT": 10,
+        "MAIL_BACKEND": "smtp"
+        if mail_server or production
+        else "portal.services.mail.OutboxEmailBackend",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

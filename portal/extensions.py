@@ -3,6 +3,7 @@
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
+from flask_mailman import Mail
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
@@ -31,3 +32,4 @@ csrf = CSRFProtect()
 #: Rate limits; storage, strategy and key prefix come from the ``RATELIMIT_*`` settings. Keyed
 #: by the client's address (behind ``PORTAL_TRUST_PROXY``, ProxyFix has already set it).
 limiter = Limiter(key_func=get_remote_address)
+mail = Mail()

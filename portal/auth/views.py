@@ -19,21 +19,35 @@ from portal.services.auth_systems import (
     get_system_by_slug,
     list_enabled_systems,
 )
+from portal.services.profiles import (
+    EmailConfirmationError,
+    pending_fields_for,
+    read_email_confirmation,
+    send_email_confirmation,
+)
 from portal.services.profiles import complete_profile as save_completed_profile
-from portal.services.profiles import pending_fields_for
+from portal.services.profiles import (
+    confirm_email as save_confirmed_email,
+)
 from portal.services.sso_login import (
     BROWSER_SESSION_KEY,
+    LinkConfirmationRequired,
+    SignIn,
     SystemUnavailable,
     complete_sso_login,
+    confirm_pending_link,
     get_login_system,
     is_test_state,
     logout_redirect_url,
     new_browser_key,
+    pending_link_account,
     public_login_systems,
     remote_only_in_force,
     seal_id_token,
+    seal_pending_link,
     start_sso_login,
     unseal_id_token,
+    unseal_pending_link,
 )
 from portal.services.sso_testing import complete_test_login
 from portal.sso.engine import FIELD_LABEL
@@ -47,6 +61,7 @@ BROWSER_KEY = BROWSER_SESSION_KEY  # random key; login attempts store its hash
 ID_TOKEN = "sso_id_token"  # the ID token, encrypted, kept only for the logout redirect
 SYSTEM_ID = "sso_system"  # the system the user signed in with
 AFTER_PROFILE = "after_profile"  # where to go once the profile is complete
+PENDING_LINK = "sso_pending_link"  # an upgrade waiting for the account's password, encrypted
 
 #: HTTP status and page title of each SSO failure code.
 FAILURES: dict[str, tuple[int, str]] = {
@@ -55,13 +70,16 @@ FAILURES: dict[str, tuple[int, str]] = {
     "issuer_mismatch": (400, "Sign-in failed"),
     "account_conflict": (409, "Account already exists"),
     "email_not_verified": (403, "Email address not verified"),
+    "username_not_trusted": (403, "Username not trusted"),
+    "link_not_allowed": (403, "Account cannot be connected"),
+    "link_expired": (400, "Connection request expired"),
     "membership_denied": (403, "Sign-in not allowed"),
     "required_field_missing": (400, "Missing profile information"),
     "provider_timeout": (504, "Identity provider unavailable"),
     "provider_unreachable": (502, "Identity provider unavailable"),
 }
 #: Endpoints a member with an incomplete profile may still reach.
-OPEN_ENDPOINTS = {"auth.complete_profile", "auth.logout", "static"}
+OPEN_ENDPOINTS = {"auth.complete_profile", "auth.logout", "auth.confirm_email", "static"}
 
 
 def start_session(user: User, remember: bool = False) -> None:
@@ -234,8 +252,18 @@ def sso_callback(slug: str):
         return _system_not_found()
     try:
         signed_in = complete_sso_login(system, params, browser_key=session.get(BROWSER_KEY))
+    except LinkConfirmationRequired as pending:
+        # Nobody is signed in: the matched account's owner confirms with its password first.
+        session[PENDING_LINK] = seal_pending_link(pending.link)
+        return redirect(url_for("auth.confirm_link"))
     except SSOError as exc:
         return _sso_failure(exc, slug)
+    return _finish_sso_sign_in(signed_in)
+
+
+def _finish_sso_sign_in(signed_in: SignIn):
+    """Start the session of a finished SSO sign-in and send the member on."""
+    system = signed_in.system
     audit.record_event(audit.SIGN_IN, actor=signed_in.user, system=system)
     start_session(signed_in.user)
     session[SYSTEM_ID] = system.id
@@ -246,6 +274,67 @@ def sso_callback(slug: str):
         session[AFTER_PROFILE] = signed_in.next_path
         return redirect(url_for("auth.complete_profile"))
     return redirect(safe_next(signed_in.next_path))
+
+
+@bp.route("/sso/link/confirm", methods=["GET", "POST"])
+@throttle.local_sign_in_per_ip
+def confirm_link():
+    """Ask for the matched account's password before linking it to the provider's identity."""
+    link = unseal_pending_link(session.get(PENDING_LINK))
+    if link is None:
+        session.pop(PENDING_LINK, None)
+        return _link_expired()
+    try:
+        system, target = pending_link_account(link)
+    except SSOError as exc:
+        session.pop(PENDING_LINK, None)
+        return _sso_failure(exc, "-")
+    error = None
+    if request.method == "POST":
+        # The same guard as the sign-in form: this page checks the account's password too.
+        lockout = throttle.account_lockout(target.email or "")
+        if lockout is not None:
+            return _sign_in_paused(lockout.retry_after)
+        try:
+            signed_in = confirm_pending_link(link, request.form.get("password", ""))
+        except SSOError as exc:
+            session.pop(PENDING_LINK, None)
+            return _sso_failure(exc, system.slug)
+        if signed_in is not None:
+            return _finish_sso_sign_in(signed_in)
+        audit.record_failed_local_sign_in(
+            target.email or "",
+            target,
+            reason="wrong_password",
+            lockout=throttle.note_failed_sign_in(target.email or ""),
+            link_confirmation=True,
+        )
+        error = "The password is not correct. Nothing was connected."
+    return render_template(
+        "auth/confirm_link.html",
+        system=system,
+        email=target.email,
+        matched_on=FIELD_LABEL[link.matched_on],
+        error=error,
+    ), (200 if error is None else 401)
+
+
+@bp.route("/sso/link/cancel", methods=["POST"])
+def cancel_link():
+    """Forget a pending link: nothing is connected and nobody is signed in."""
+    session.pop(PENDING_LINK, None)
+    flash("Nothing was connected, and you are not signed in.", "info")
+    return redirect(url_for("auth.login"))
+
+
+def _link_expired():
+    return render_error(
+        400,
+        "Connection request expired",
+        "This request to connect your account has expired or was already used. Please sign "
+        "in again; nothing was connected.",
+        retry_url=url_for("auth.login"),
+    )
 
 
 def _test_callback(slug: str, params: dict[str, str]):
@@ -276,15 +365,43 @@ def complete_profile():
     values = {key: (getattr(user, key) or "") for key in pending}
     if request.method == "POST":
         values = {key: request.form.get(key, "") for key in pending}
+        pending_before = user.email_pending
         errors = save_completed_profile(user, values)
         if not errors:
             session.pop(AFTER_PROFILE, None)
             flash("Thank you: your profile is complete.", "info")
+            if user.email_pending and user.email_pending != pending_before:
+                if send_email_confirmation(user):
+                    flash(
+                        f"We sent a confirmation link to {user.email_pending}: your email "
+                        "address counts once you open it.",
+                        "info",
+                    )
+                else:
+                    flash(
+                        "We could not send the confirmation email right now. Resend it from "
+                        "your account page.",
+                        "error",
+                    )
             return redirect(after)
     fields = [(key, FIELD_LABEL[key]) for key in pending]
     return render_template(
         "auth/complete_profile.html", fields=fields, values=values, errors=errors
     )
+
+
+@bp.route("/email/confirm/<token>", methods=["GET", "POST"])
+def confirm_email(token: str):
+    """Confirm a pending email address: a button (POST), so a mail scanner's visit does nothing."""
+    try:
+        user, address = read_email_confirmation(token)
+        if request.method == "POST":
+            save_confirmed_email(token)
+            flash(f"Your email address is now {address}.", "info")
+            return redirect(url_for("site.account") if current_user.is_authenticated else "/")
+    except EmailConfirmationError as exc:
+        return render_error(400, "Email address not confirmed", str(exc))
+    return render_template("auth/confirm_email.html", address=address, token=token)
 
 
 @bp.before_app_request

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from functools import cache
 
@@ -31,23 +32,35 @@ class NewUser:
     role: str = ROLE_MEMBER
 
 
+def identifier_key(value: str) -> str:
+    """Return the form under which an email address or username is compared and stored.
+
+    Unicode NFKC plus case folding, so that look-alikes which ``lower()`` keeps apart (or
+    merges only one way) compare equal: U+212A KELVIN SIGN is the letter k, full-width
+    letters are letters, ``ß`` is ``ss``. NFKC is applied again after folding because
+    folding can produce characters NFKC would have composed.
+    """
+    folded = unicodedata.normalize("NFKC", value.strip()).casefold()
+    return unicodedata.normalize("NFKC", folded)
+
+
 def normalize_email(email: str) -> str:
-    """Validate an email address's syntax and return it lower-cased."""
+    """Validate an email address's syntax and return its comparison key (`identifier_key`)."""
     try:
         result = validate_email(email.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
         raise AccountError(f"Email address is not valid: {exc}") from exc
-    return result.normalized.lower()
+    return identifier_key(result.normalized)
 
 
 def get_user_by_email(email: str) -> User | None:
-    """Return the user with this email address (any case)."""
-    return db.session.scalar(sa.select(User).where(User.email == email.strip().lower()))
+    """Return the user with this email address (compared by `identifier_key`)."""
+    return db.session.scalar(sa.select(User).where(User.email == identifier_key(email)))
 
 
 def get_user_by_username(username: str) -> User | None:
-    """Return the user with this username (any case)."""
-    return db.session.scalar(sa.select(User).where(User.username_key == username.strip().lower()))
+    """Return the user with this username (compared by `identifier_key`)."""
+    return db.session.scalar(sa.select(User).where(User.username_key == identifier_key(username)))
 
 
 def create_user(data: NewUser) -> User:
@@ -65,7 +78,9 @@ def create_user(data: NewUser) -> User:
     user = User(
         email=email,
         username=username,
-        username_key=username.lower(),
+        username_key=identifier_key(username),
+        # Created by a community manager (admin or CLI): trusted like a provider's value.
+        username_source="manager",
         first_name=data.first_name.strip(),
         last_name=data.last_name.strip(),
         role=data.role,

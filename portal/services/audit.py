@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -192,7 +191,9 @@ def record_failed_local_sign_in(
     the password. ``details`` are small facts about the page (``remote_only``, ...).
     A database problem here is logged and swallowed: the person still gets the form's answer.
     """
-    label = unicodedata.normalize("NFKC", email.strip()).casefold()[:254]
+    from portal.services.accounts import identifier_key
+
+    label = identifier_key(email)[:254]
     try:
         db.session.rollback()
         failed = record_event(

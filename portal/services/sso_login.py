@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,6 +29,8 @@ from portal.models.auth_system import (
     LOGIN_REMOTE_ONLY,
 )
 from portal.models.base import utcnow
+from portal.services import audit
+from portal.services.accounts import authenticate_local, identifier_key
 from portal.services.auth_systems import get_system_by_slug, read_client_secret
 from portal.services.groups import check_sign_in_allowed, sync_member_groups
 from portal.services.secrets import SecretUnreadable, decrypt_secret, encrypt_secret
@@ -80,13 +83,13 @@ class AccountConflict(SSOError):
 
 
 class EmailNotVerified(SSOError):
-    """An upgrade by Email Address was refused: the provider says the email is unverified."""
+    """An upgrade by Email Address was refused: nobody vouches for the provider's email."""
 
     code = "email_not_verified"
     default_user_message = (
         "Your identity provider has not verified your email address, so it cannot be used to "
         "connect to your existing account here. Verify your email address with your identity "
-        "provider and sign in again, or contact the community team."
+        "provider and sign in again, or contact the community team; nothing was changed."
     )
 
 
@@ -356,7 +359,11 @@ def complete_sso_login(
     if attempt.is_test:
         raise StateInvalid("a test attempt's state reached the sign-in callback")
     result = finish_attempt(system, attempt, params)
-    user, created = resolve_account(system, result)
+    try:
+        user, created = resolve_account(system, result)
+    except LinkConfirmationRequired as pending:
+        pending.link.next_path = attempt.next_path or "/"
+        raise
     return SignIn(
         user=user,
         system=system,
@@ -368,14 +375,109 @@ def complete_sso_login(
 
 # -- account resolution -----------------------------------------------------------------------
 
+#: Where a username came from (`User.username_source`).
+SOURCE_MEMBER = "member"
+SOURCE_PROVIDER = "provider"
+#: How long a pending link waits for the member to confirm it with the account's password.
+PENDING_LINK_LIFETIME = timedelta(minutes=10)
 
-def _email_unverified(result: SSOResult) -> bool:
-    """Tell whether the provider explicitly says the email address is not verified."""
+
+class UsernameNotTrusted(SSOError):
+    """An upgrade by Username was refused: the system does not vouch for usernames."""
+
+    code = "username_not_trusted"
+    default_user_message = (
+        "Your identity provider's username cannot be used to connect to an existing account "
+        "on this site, because this site has not been told that the provider vouches for "
+        "usernames. Please contact the community team; nothing was changed."
+    )
+
+
+class LinkNotAllowed(SSOError):
+    """The matched account may only be linked by its owner's password, and it has none."""
+
+    code = "link_not_allowed"
+    default_user_message = (
+        "Your sign-in matches an existing account on this site that can only be connected by "
+        "signing in to it once with its password, and it has none. Please contact the "
+        "community team; nothing was changed."
+    )
+
+
+class PendingLinkExpired(SSOError):
+    """The link waiting for confirmation is missing, expired or no longer possible."""
+
+    code = "link_expired"
+    default_user_message = (
+        "This request to connect your account has expired. Please sign in again; nothing "
+        "was connected."
+    )
+
+
+@dataclass
+class PendingLink:
+    """An upgrade waiting for the member to sign in once to the matched account.
+
+    Holds only what finishing the link needs; kept encrypted in the member's session.
+    """
+
+    system_id: int
+    subject: str
+    user_id: int
+    matched_on: str
+    #: The mapped profile fields (the provider values and what the group sync reads).
+    fields: dict[str, Any]
+    #: The provider said ``email_verified: true``.
+    email_verified: bool
+    #: Seconds since the epoch after which the link is refused.
+    expires_at: float
+    next_path: str = "/"
+
+
+class LinkConfirmationRequired(Exception):
+    """Not a failure: the matched account must be confirmed with its password first."""
+
+    def __init__(self, link: PendingLink) -> None:
+        super().__init__("account link waits for confirmation")
+        self.link = link
+
+
+def _email_verified_claim(result: SSOResult) -> bool | None:
+    """Return what the provider says of ``email_verified`` (ID token first); None if silent."""
     for doc in (result.id_claims or {}, result.profile or {}):
         value = doc.get("email_verified") if isinstance(doc, dict) else None
-        if value is False or (isinstance(value, str) and value.strip().lower() == "false"):
+        if value is True or (isinstance(value, str) and value.strip().lower() == "true"):
             return True
-    return False
+        if value is False or (isinstance(value, str) and value.strip().lower() == "false"):
+            return False
+    return None
+
+
+def _vouched(system: AuthSystem, result: SSOResult, field: str) -> bool:
+    """Tell whether the provider's value of ``field`` may link an existing account.
+
+    Linking on a value nobody checked is an account takeover: anyone can create an account
+    at many providers with someone else's address or username and, if we linked it, sign
+    in here as that person. An email counts when the provider says ``email_verified: true``
+    or the manager said the provider verifies emails (and the provider does not say
+    ``false``); a username only when the manager said the provider verifies usernames.
+    """
+    if field == "email":
+        claim = _email_verified_claim(result)
+        return claim is True or (claim is None and bool(system.trusts_email))
+    return bool(system.trusts_username)
+
+
+def _not_vouched(system: AuthSystem, result: SSOResult, field: str) -> SSOError:
+    if field == "email":
+        claim = _email_verified_claim(result)
+        why = (
+            "email_verified is false"
+            if claim is False
+            else "no email_verified: true and the system does not trust its emails"
+        )
+        return EmailNotVerified(f"upgrade by Email Address refused: {why}")
+    return UsernameNotTrusted("upgrade by Username refused: the system does not trust usernames")
 
 
 def provider_values(system: AuthSystem, result: SSOResult) -> dict[str, str | None]:
@@ -386,7 +488,7 @@ def provider_values(system: AuthSystem, result: SSOResult) -> dict[str, str | No
     """
     values: dict[str, str | None] = {key: result.fields.get(key) for key in ACCOUNT_FIELDS}
     if values["email"]:
-        values["email"] = values["email"].strip().lower()
+        values["email"] = identifier_key(values["email"])
     for key in ("membership_status", "membership_type"):
         row = system.param(key)
         if row is not None and row.path:
@@ -405,8 +507,8 @@ def group_sync_fields(values: Mapping[str, Any], result: SSOResult) -> dict[str,
 
 def _find_match(field: str, value: str) -> User | None:
     if field == "email":
-        return db.session.scalar(sa.select(User).where(User.email == value))
-    return db.session.scalar(sa.select(User).where(User.username_key == value.lower()))
+        return db.session.scalar(sa.select(User).where(User.email == identifier_key(value)))
+    return db.session.scalar(sa.select(User).where(User.username_key == identifier_key(value)))
 
 
 def _locked_fields(system: AuthSystem, values: Mapping[str, Any]) -> list[str]:
@@ -418,11 +520,24 @@ def _locked_fields(system: AuthSystem, values: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _displace_username(holder: User) -> None:
+    """Take a member-typed username from ``holder``: they choose another on their next visit."""
+    log.info("user %s loses the member-typed username to a provider-supplied one", holder.id)
+    holder.username = None
+    holder.username_key = None
+    holder.username_source = None
+    pending = set(holder.pending_fields or []) | {"username"}
+    holder.pending_fields = [key for key in ACCOUNT_FIELDS if key in pending]
+    # Free the unique key before the provider's holder takes it.
+    db.session.flush()
+
+
 def _apply_fields(user: User, values: Mapping[str, Any], locked: list[str], *, fill_only: bool):
     """Copy provider values onto the user.
 
     Locked (provider-owned) fields are always refreshed; the others only fill empty fields,
-    so a member's own edits of fields the provider does not own are kept.
+    so a member's own edits of fields the provider does not own are kept. A provider's
+    username wins over one another member typed here.
     """
     for key in ACCOUNT_FIELDS:
         value = values.get(key)
@@ -434,11 +549,18 @@ def _apply_fields(user: User, values: Mapping[str, Any], locked: list[str], *, f
                 other = _find_match("email", value)
                 if other is not None and other.id != user.id:
                     raise AccountConflict("email", "new Email Address belongs to another account")
-            if key == "username" and (user.username_key or "") != value.lower():
-                other = _find_match("username", value)
-                if other is not None and other.id != user.id:
-                    raise AccountConflict("username", "new Username belongs to another account")
-                user.username_key = value.lower()
+            if key == "username":
+                new_key = identifier_key(value)
+                if (user.username_key or "") != new_key:
+                    other = _find_match("username", value)
+                    if other is not None and other.id != user.id:
+                        if other.username_source != SOURCE_MEMBER:
+                            raise AccountConflict(
+                                "username", "new Username belongs to another account"
+                            )
+                        _displace_username(other)
+                    user.username_key = new_key
+                user.username_source = SOURCE_PROVIDER
             setattr(user, key, value)
 
 
@@ -446,7 +568,8 @@ def _apply_fields(user: User, values: Mapping[str, Any], locked: list[str], *, f
 class AccountPlan:
     """What an SSO result would do to the accounts: decided by reading only."""
 
-    #: ``sign_in`` (a known binding), ``upgrade`` (bind an existing account) or ``create``.
+    #: ``sign_in`` (a known binding), ``upgrade`` (bind an existing account), ``confirm``
+    #: (bind an existing account once its owner signs in to it) or ``create``.
     action: str
     #: The account signed in or upgraded; None when one is to be created.
     user: User | None
@@ -458,10 +581,19 @@ class AccountPlan:
     values: dict[str, str | None]
 
 
-def plan_account(system: AuthSystem, result: SSOResult) -> AccountPlan:
+def needs_owner_confirmation(user: User) -> bool:
+    """Tell whether linking onto ``user`` needs its owner to sign in to it first."""
+    return user.is_manager or bool(user.password_hash)
+
+
+def plan_account(
+    system: AuthSystem, result: SSOResult, *, confirmed_user_id: int | None = None
+) -> AccountPlan:
     """Decide, without writing, which account an SSO result signs in, upgrades or creates.
 
-    Raises AccountConflict or EmailNotVerified when the result may not proceed.
+    ``confirmed_user_id`` names an account whose owner has just proved, with its password,
+    that the link is theirs. Raises AccountConflict, EmailNotVerified, UsernameNotTrusted
+    or LinkNotAllowed when the result may not proceed.
     """
     values = provider_values(system, result)
     identity = db.session.scalar(
@@ -478,6 +610,11 @@ def plan_account(system: AuthSystem, result: SSOResult) -> AccountPlan:
         value = values.get(field)
         if value:
             found = _find_match(field, value)
+            if field == "username" and found is not None:
+                if found.username_source == SOURCE_MEMBER:
+                    # Typed here by a member: proves nothing, blocks nothing. The provider's
+                    # value wins when it is written (see _apply_fields).
+                    found = None
             if found is not None:
                 matches[field] = found
     if not matches:
@@ -490,15 +627,20 @@ def plan_account(system: AuthSystem, result: SSOResult) -> AccountPlan:
     for field, found in matches.items():
         if found.id != target.id:
             raise AccountConflict(field, f"{FIELD_LABEL[field]} matches a different account")
-    if "email" in upgradable and _email_unverified(result):
-        # Linking on an unverified email is an account takeover: anyone can create an
-        # account at the provider with someone else's address and, if we linked it, sign
-        # in here as that person. So an upgrade by Email Address needs the provider not to
-        # say the address is unverified (`email_verified: false`).
-        raise EmailNotVerified("upgrade by Email Address refused: email_verified is false")
     if any(i.auth_system_id == system.id for i in target.identities):
         raise AccountConflict(upgradable[0], "matching account is already bound to another User ID")
-    return AccountPlan("upgrade", target, None, upgradable[0], values)
+    vouched = [f for f in upgradable if _vouched(system, result, f)]
+    if not vouched:
+        raise _not_vouched(system, result, upgradable[0])
+    if needs_owner_confirmation(target) and confirmed_user_id != target.id:
+        # Never linked silently: a manager's account or one with a local password is
+        # linked only once its owner signs in to it (see confirm_pending_link).
+        if not target.password_hash or not target.email:
+            raise LinkNotAllowed(
+                "matching account needs its owner's confirmation and has no local password"
+            )
+        return AccountPlan("confirm", target, None, vouched[0], values)
+    return AccountPlan("upgrade", target, None, vouched[0], values)
 
 
 def check_membership_allowed(system: AuthSystem, result: SSOResult) -> None:
@@ -515,8 +657,25 @@ def check_membership_allowed(system: AuthSystem, result: SSOResult) -> None:
 _before_write: Callable[[], None] | None = None
 
 
-def _resolve_once(system: AuthSystem, result: SSOResult) -> tuple[User, bool]:
-    plan = plan_account(system, result)
+def _pending_link(system: AuthSystem, result: SSOResult, plan: AccountPlan) -> PendingLink:
+    assert plan.user is not None and plan.matched_on is not None
+    return PendingLink(
+        system_id=system.id,
+        subject=result.subject,
+        user_id=plan.user.id,
+        matched_on=plan.matched_on,
+        fields=dict(result.fields),
+        email_verified=_email_verified_claim(result) is True,
+        expires_at=(utcnow() + PENDING_LINK_LIFETIME).timestamp(),
+    )
+
+
+def _resolve_once(
+    system: AuthSystem, result: SSOResult, confirmed_user_id: int | None = None
+) -> tuple[User, bool]:
+    plan = plan_account(system, result, confirmed_user_id=confirmed_user_id)
+    if plan.action == "confirm":
+        raise LinkConfirmationRequired(_pending_link(system, result, plan))
     values = plan.values
     locked = _locked_fields(system, values)
     now = utcnow()
@@ -544,6 +703,15 @@ def _resolve_once(system: AuthSystem, result: SSOResult) -> tuple[User, bool]:
             user.teams.append(system.onboarding_team)
     else:
         _apply_fields(user, values, locked, fill_only=True)
+        audit.record_event(
+            audit.ACCOUNT_LINKED,
+            actor=user,
+            system=system,
+            details={
+                "matched_on": FIELD_LABEL[plan.matched_on or "email"],
+                "confirmed_with_password": confirmed_user_id == user.id,
+            },
+        )
     user.last_login_at = now
     db.session.add(
         Identity(
@@ -558,20 +726,23 @@ def _resolve_once(system: AuthSystem, result: SSOResult) -> tuple[User, bool]:
     return user, created
 
 
-def resolve_account(system: AuthSystem, result: SSOResult) -> tuple[User, bool]:
+def resolve_account(
+    system: AuthSystem, result: SSOResult, *, confirmed_user_id: int | None = None
+) -> tuple[User, bool]:
     """Sign in, upgrade or create the account for an SSO result, in one transaction.
 
     The system's sign-in restriction is checked first (nothing is written when it refuses),
     and the member's groups from this system are synced in the same transaction.
-    Returns the user and whether it was created. Two simultaneous first logins of the same
-    person race on the unique constraints; the loser rolls back and tries again, and then
-    finds the binding the winner made.
+    Returns the user and whether it was created. Raises LinkConfirmationRequired, writing
+    nothing, when the matched account must be confirmed by its owner first. Two
+    simultaneous first logins of the same person race on the unique constraints; the loser
+    rolls back and tries again, and then finds the binding the winner made.
     """
     check_membership_allowed(system, result)
     system_id = system.id
     for attempt in range(RESOLVE_ATTEMPTS):
         try:
-            user, created = _resolve_once(system, result)
+            user, created = _resolve_once(system, result, confirmed_user_id)
             db.session.commit()
             return user, created
         except IntegrityError:
@@ -582,6 +753,65 @@ def resolve_account(system: AuthSystem, result: SSOResult) -> tuple[User, bool]:
             db.session.rollback()
             raise
     raise SSOError("account resolution still hit a unique constraint after retries")
+
+
+# -- pending links: an upgrade the matched account's owner confirms -----------------------------
+
+
+def seal_pending_link(link: PendingLink) -> str:
+    """Encrypt a pending link to keep in the member's session."""
+    return encrypt_secret(json.dumps(asdict(link), default=str))
+
+
+def unseal_pending_link(sealed: Any) -> PendingLink | None:
+    """Return the pending link kept in the session; None when absent, unreadable or expired."""
+    if not isinstance(sealed, str) or not sealed:
+        return None
+    try:
+        link = PendingLink(**json.loads(decrypt_secret(sealed)))
+    except Exception:  # noqa: BLE001  (an old key, a tampered or outdated value: no link)
+        return None
+    if link.expires_at < utcnow().timestamp():
+        return None
+    return link
+
+
+def pending_link_account(link: PendingLink) -> tuple[AuthSystem, User]:
+    """Return the system and the account a pending link would connect, or raise."""
+    system = db.session.get(AuthSystem, link.system_id)
+    user = db.session.get(User, link.user_id)
+    if system is None or not system.enabled or user is None or not user.email:
+        raise PendingLinkExpired("pending link's system or account is gone")
+    return system, user
+
+
+def confirm_pending_link(link: PendingLink, password: str) -> SignIn | None:
+    """Link the account once its owner's password is right; None (nothing written) if wrong.
+
+    The link is decided again from scratch (`plan_account`), so a system setting changed
+    or an account linked in the meantime refuses it just as a new sign-in would.
+    """
+    system, target = pending_link_account(link)
+    checked = authenticate_local(target.email or "", password)
+    if not checked.ok or checked.user is None or checked.user.id != target.id:
+        # Keep whatever the password check recorded (throttling, audit); nothing else is new.
+        db.session.commit()
+        return None
+    result = SSOResult(
+        subject=link.subject,
+        fields=dict(link.fields),
+        missing_required=[],
+        token_response={},
+        profile={},
+        id_claims={"email_verified": True} if link.email_verified else None,
+    )
+    try:
+        user, created = resolve_account(system, result, confirmed_user_id=target.id)
+    except LinkConfirmationRequired:
+        raise PendingLinkExpired("pending link no longer matches the same account") from None
+    return SignIn(
+        user=user, system=system, id_token=None, next_path=link.next_path, created=created
+    )
 
 
 # -- logout and profile links -----------------------------------------------------------------

@@ -22,7 +22,9 @@ from portal.services.groups import resolve_member_groups
 from portal.services.sso_login import (
     AccountConflict,
     EmailNotVerified,
+    LinkNotAllowed,
     MembershipDenied,
+    UsernameNotTrusted,
     attempt_of_browser,
     check_membership_allowed,
     consume_login_attempt,
@@ -91,14 +93,25 @@ def _account_outcome(system: AuthSystem, result: SSOResult) -> dict[str, str]:
             "action": "refused",
             "summary": f"Sign-in would be refused by the sign-in restriction: {exc.user_message}",
         }
-    except (AccountConflict, EmailNotVerified) as exc:
+    except AccountConflict as exc:
         return {"action": "conflict", "summary": f"{exc.user_message} ({exc.log_detail})"}
+    except (EmailNotVerified, UsernameNotTrusted, LinkNotAllowed) as exc:
+        return {
+            "action": "refused",
+            "summary": f"Sign-in would be refused: {exc.user_message} ({exc.log_detail})",
+        }
     if plan.action == "sign_in":
         summary = f"Would sign in {_account_label(plan.user)}, already connected to this User ID."
     elif plan.action == "upgrade":
         summary = (
             f"Would connect the existing account {_account_label(plan.user)} to this system "
             f"(matched on {FIELD_LABEL[plan.matched_on]})."
+        )
+    elif plan.action == "confirm":
+        summary = (
+            f"Would connect the existing account {_account_label(plan.user)} to this system "
+            f"(matched on {FIELD_LABEL[plan.matched_on]}) only once the member confirms by "
+            "signing in to that account with its password; nobody is signed in until then."
         )
     else:
         summary = "Would create a new account"
@@ -148,7 +161,7 @@ def _report(
         report["fields"] = _field_rows(system, result, trace)
         report["account"] = _account_outcome(system, result)
         report["groups"] = _granted_groups(system, result)
-        if result.violations:
+        if result.violations or report["account"]["action"] in ("refused", "conflict"):
             report["outcome"] = "failed"
     return report
 

@@ -13,7 +13,6 @@ import hashlib
 import logging
 import math
 import time
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -103,7 +102,9 @@ def account_key(email: str) -> str:
     NFKC plus casefold, so every spelling of one address shares one counter; hashed, so the
     storage holds no email address and a huge input makes no huge key.
     """
-    normalized = unicodedata.normalize("NFKC", email.strip()).casefold()
+    from portal.services.accounts import identifier_key
+
+    normalized = identifier_key(email)
     return hashlib.sha256(normalized.encode("utf-8")).hexdigest()[:40]
 
 

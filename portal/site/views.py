@@ -5,7 +5,12 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from portal.services.profiles import locked_fields_for, update_profile
+from portal.services.profiles import (
+    cancel_email_change,
+    locked_fields_for,
+    send_email_confirmation,
+    update_profile,
+)
 from portal.services.sso_login import profile_edit_url
 from portal.site import bp
 from portal.sso.engine import ACCOUNT_FIELDS, FIELD_LABEL
@@ -18,6 +23,22 @@ def home():
     return render_template("site/home.html", user=current_user)
 
 
+def flash_email_confirmation(user, sent: bool) -> None:
+    """Tell the member where the confirmation link went, or that it could not be sent."""
+    if sent:
+        flash(
+            f"We sent a confirmation link to {user.email_pending}. Your email address changes "
+            "once you open it.",
+            "info",
+        )
+    else:
+        flash(
+            "We could not send the confirmation email right now. Try again with Resend on "
+            "your account page.",
+            "error",
+        )
+
+
 @bp.route("/account", methods=["GET", "POST"])
 @login_required
 def account():
@@ -28,9 +49,12 @@ def account():
     values = {key: getattr(user, key) or "" for key in ACCOUNT_FIELDS}
     if request.method == "POST":
         submitted = {key: request.form[key] for key in ACCOUNT_FIELDS if key in request.form}
+        pending_before = user.email_pending
         errors = update_profile(user, submitted)
         if not errors:
             flash("Your profile is saved.", "info")
+            if user.email_pending and user.email_pending != pending_before:
+                flash_email_confirmation(user, send_email_confirmation(user))
             return redirect(url_for("site.account"))
         values.update({k: v for k, v in submitted.items() if k not in locked})
     return_to = absolute_url(url_for("site.account"))
@@ -48,3 +72,24 @@ def account():
         errors=errors,
         edit_links=edit_links,
     )
+
+
+@bp.route("/account/email/resend", methods=["POST"])
+@login_required
+def resend_email_confirmation():
+    """Mail the confirmation link of the pending email address again."""
+    user = current_user._get_current_object()
+    if user.email_pending:
+        flash_email_confirmation(user, send_email_confirmation(user))
+    return redirect(url_for("site.account"))
+
+
+@bp.route("/account/email/cancel", methods=["POST"])
+@login_required
+def cancel_email_confirmation():
+    """Forget the pending email address."""
+    user = current_user._get_current_object()
+    if user.email_pending:
+        cancel_email_change(user)
+        flash("The email address change is cancelled.", "info")
+    return redirect(url_for("site.account"))

@@ -108,8 +108,9 @@ def test_upgrade_refused_for_unverified_email(system, create_user):
 
 
 def test_upgrade_with_verified_email(system, create_user):
-    """email_verified true: the local account is bound."""
+    """email_verified true: a local account without a password is bound."""
     local = create_user(email="jane@example.org", username="jdoe")
+    local.password_hash = None
     set_option(system, "email", can_upgrade=True)
     user, created = resolve_account(system, result(profile={"email_verified": True}))
     assert user.id == local.id and not created

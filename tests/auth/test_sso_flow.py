@@ -117,23 +117,26 @@ def test_next_path_is_honoured_after_sign_in(provider, sso):
 
 
 def test_upgrade_binds_an_existing_local_account(provider, sso, create_user):
-    """A local account matching on an upgradable field is bound, not duplicated."""
+    """A password-less account matching on a trusted upgradable field is bound, not duplicated."""
     local = create_user(email="jane.doe@example.org", username="jane-local")
-    reconfigure(provider, params={"email": {"can_upgrade": True}})
+    local.password_hash = None
+    db.session.commit()
+    reconfigure(provider, params={"email": {"can_upgrade": True}}, trusts_email=True)
     resp = sso.sign_in(provider)
     assert resp.status_code == 302
     user = only_user()
     assert user.id == local.id
     assert user.username == "jane-local"  # not provider-owned: kept
-    assert user.password_hash  # still able to sign in locally
     identity = db.session.scalar(sa.select(Identity))
     assert identity.user_id == local.id
 
 
 def test_upgrade_by_username(provider, sso, create_user):
-    """Username can be the upgrade field too (case-insensitive)."""
+    """Username can be the upgrade field too (case-insensitive), when the system trusts it."""
     local = create_user(email="other@example.org", username="JDoe")
-    reconfigure(provider, params={"username": {"can_upgrade": True}})
+    local.password_hash = None
+    db.session.commit()
+    reconfigure(provider, params={"username": {"can_upgrade": True}}, trusts_username=True)
     sso.sign_in(provider)
     assert db.session.scalar(sa.select(Identity)).user_id == local.id
     assert users_and_identities() == (1, 1)
