@@ -48,11 +48,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     from portal import models  # noqa: F401  (register the models with the metadata)
 
-    @login_manager.user_loader
-    def load_user(user_id: str) -> Any:
-        from portal.models import User
+    from portal.auth import sessions
 
-        return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+    sessions.init_app(app)
 
     from portal.admin import bp as admin_bp
     from portal.auth import bp as auth_bp

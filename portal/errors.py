@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, render_template
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import Forbidden, HTTPException, RequestEntityTooLarge
 
 from portal.extensions import db
 
@@ -13,9 +13,20 @@ MESSAGES = {
     403: ("Not allowed", "You do not have permission to open this page."),
     404: ("Not found", "There is nothing at this address."),
     405: ("Not allowed", "This page cannot be used that way."),
+    413: ("Too large", "What you sent is larger than this site accepts."),
     429: ("Too many requests", "Please wait a moment and try again."),
     500: ("Something went wrong", "An unexpected error happened. Please try again later."),
 }
+
+
+class AccountDisabled(Forbidden):
+    """A disabled account tried to sign in (locally or through SSO)."""
+
+    title = "Account disabled"
+    description = (
+        "This account is disabled, so it cannot sign in. If you think this is a mistake, "
+        "contact the community team."
+    )
 
 
 def render_error(status: int, title: str | None = None, message: str | None = None, **extra):
@@ -40,6 +51,23 @@ def init_app(app: Flask) -> None:
     def csrf_error(exc: CSRFError):
         return render_error(
             400, "Form expired", "The form was out of date. Go back, reload the page and try again."
+        )
+
+    @app.errorhandler(AccountDisabled)
+    def account_disabled(exc: AccountDisabled):
+        # Whatever the refused sign-in had queued (its audit row) is not saved.
+        db.session.rollback()
+        return render_error(403, exc.title, exc.description)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc: RequestEntityTooLarge):
+        limit = app.config.get("MAX_CONTENT_LENGTH")
+        size = f" (at most {limit / 1_048_576:g} MB)" if limit else ""
+        return render_error(
+            413,
+            "Too large",
+            f"What you sent is larger than this site accepts{size}, so nothing was saved. "
+            "Go back and send a smaller file.",
         )
 
     @app.errorhandler(HTTPException)
