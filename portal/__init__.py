@@ -47,7 +47,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     login_manager.login_message_category = "info"
 
     from portal import models  # noqa: F401  (register the models with the metadata)
-
     from portal.auth import sessions
 
     sessions.init_app(app)

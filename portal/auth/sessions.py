@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Flask, current_app, flash, session
+from flask import Flask, current_app, flash, g, session
 from flask_login import current_user, logout_user
 
 from portal.extensions import db, login_manager
@@ -62,6 +62,9 @@ def limits_for(user: User) -> tuple[int, int]:
 
 def end_expired_session() -> None:
     """Sign the current user out when their session is idle or too old; stamp activity."""
+    # Load the user afresh for this request, even when an application context outlives a
+    # request (tests, scripts): Flask-Login caches the user on ``g``, which lives that long.
+    g.pop("_login_user", None)
     if not current_user.is_authenticated:
         return
     signed_in_at, seen_at = session.get(SIGNED_IN_AT), session.get(SEEN_AT)
@@ -78,8 +81,7 @@ def end_expired_session() -> None:
         )
     elif moment - seen_at >= idle:
         message = (
-            f"You were signed out after {_duration(idle)} without activity. "
-            "Please sign in again."
+            f"You were signed out after {_duration(idle)} without activity. Please sign in again."
         )
     if message is None:
         if moment - seen_at >= SEEN_RESOLUTION:

@@ -141,6 +141,8 @@ def revoke_sessions(user: User, *, actor: User | None, reason: str, commit: bool
 
 def change_password(user: User, password: str, *, actor: User | None = None) -> None:
     """Set a new local password and end every session signed in with the old one."""
+    if len(password) < 8:
+        raise UserAdminError("The password must be at least 8 characters long.")
     user.set_password(password)
     revoke_sessions(user, actor=actor, reason=REVOKE_PASSWORD_CHANGED)
 
