@@ -119,6 +119,9 @@ def test_demoting_a_manager_ends_their_sessions(app, client, manager, create_use
     assert revoked.details["user_id"] == other.id
     # The demoting manager's own session goes on.
     assert client.get("/admin/auth-systems").status_code == 200
+    log = client.get("/admin/audit").get_data(as_text=True)
+    assert "second@example.com: Community manager → Member" in log
+    assert "Every session of second@example.com ended: Role changed" in log
 
 
 def test_promoting_a_member_ends_their_sessions(app, client, manager, member):
