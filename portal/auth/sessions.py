@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Flask, current_app, flash, g, session
+from flask import Flask, current_app, flash, g, request, session
 from flask_login import current_user, logout_user
 
 from portal.extensions import db, login_manager
@@ -62,6 +62,8 @@ def limits_for(user: User) -> tuple[int, int]:
 
 def end_expired_session() -> None:
     """Sign the current user out when their session is idle or too old; stamp activity."""
+    if request.endpoint == "static":
+        return  # stylesheets and scripts: no user to load, no activity to stamp
     # Load the user afresh for this request, even when an application context outlives a
     # request (tests, scripts): Flask-Login caches the user on ``g``, which lives that long.
     g.pop("_login_user", None)
