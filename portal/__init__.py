@@ -20,11 +20,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )
-    from portal.config import load_config
+    from portal.config import ConfigError, load_config
 
     app.config.update(load_config(app.instance_path))
     if test_config:
         app.config.update(test_config)
+    if app.config["PORTAL_ENV"] == "production" and app.debug:
+        raise ConfigError("FLASK_DEBUG (or DEBUG) must be off when PORTAL_ENV=production.")
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
     if app.config["PORTAL_TRUST_PROXY"]:
@@ -35,6 +37,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # Alembic announces each of its plugins at INFO on every command: not a manager's concern.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    from portal import request_log
+
+    request_log.init_app(app)
 
     from portal.extensions import csrf, db, limiter, login_manager, mail, migrate
 
@@ -49,13 +54,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     login_manager.login_message = "Please sign in to see this page."
     login_manager.login_message_category = "info"
 
+    from portal import headers
+
+    headers.init_app(app)
+
     from portal import models  # noqa: F401  (register the models with the metadata)
+    from portal.auth import sessions
 
-    @login_manager.user_loader
-    def load_user(user_id: str) -> Any:
-        from portal.models import User
-
-        return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+    sessions.init_app(app)
 
     from portal.admin import bp as admin_bp
     from portal.auth import bp as auth_bp

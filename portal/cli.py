@@ -13,6 +13,7 @@ from portal.transfer_cli import sso_group
 def init_app(app: Flask) -> None:
     """Register the commands."""
     app.cli.add_command(create_admin_command)
+    app.cli.add_command(set_password_command)
     app.cli.add_command(create_team_command)
     app.cli.add_command(rotate_secrets_command)
     app.cli.add_command(ensure_demo_command)
@@ -41,6 +42,30 @@ def create_admin_command(email: str, password: str, username: str | None) -> Non
     except AccountError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"Created community manager {user.email}.")
+
+
+@click.command("set-password")
+@click.option("--email", required=True, help="Email address of the account.")
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="New password (prompted when left out).",
+)
+def set_password_command(email: str, password: str) -> None:
+    """Set a local password (e.g. a manager who lost theirs); the account's sessions end."""
+    from portal.services.accounts import get_user_by_email
+    from portal.services.users import UserAdminError, change_password
+
+    user = get_user_by_email(email)
+    if user is None:
+        raise click.ClickException(f"No account has the email address {email}.")
+    try:
+        change_password(user, password)
+    except UserAdminError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Password changed for {user.email}; its sessions have ended.")
 
 
 @click.command("create-team")

@@ -5,10 +5,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 DEV_SECRET_KEY = "dev-only-secret-key-not-for-production"
+#: Shortest SECRET_KEY production accepts (32 characters of a random token: 192 bits or more).
+MIN_SECRET_KEY_LENGTH = 32
+#: The largest request body Portal reads. The largest legitimate upload is an SSO import
+#: (at most 1 MiB, ``MAX_DOCUMENT_BYTES``) with its multipart envelope; 2 MiB leaves room
+#: for that and refuses anything bigger before it is read.
+DEFAULT_MAX_CONTENT_LENGTH = 2 * 1024 * 1024
 
 
 class ConfigError(RuntimeError):
@@ -40,6 +47,51 @@ def _days(env: dict[str, str], name: str, default: int) -> int:
     if value < 0:
         raise ConfigError(f"{name} must be 0 (keep forever) or more days, got {value}.")
     return value
+
+
+def _positive_int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}.") from exc
+    if value <= 0:
+        raise ConfigError(f"{name} must be 1 or more, got {value}.")
+    return value
+
+
+def _check_production(env: dict[str, str], secret_key: str, keys: list[str], base_url: str) -> None:
+    """Refuse a production configuration that would run with weak or broken settings."""
+    from cryptography.fernet import Fernet
+
+    if len(secret_key) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(
+            f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters when "
+            "PORTAL_ENV=production (it signs sessions): generate one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
+        )
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            # The key itself is never quoted: it is a secret, and logs keep error messages.
+            raise ConfigError(
+                f"PORTAL_ENCRYPTION_KEYS entry {position} is not a valid Fernet key: generate "
+                "one with `python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'`."
+            ) from None
+    if not base_url.lower().startswith("https://"):
+        raise ConfigError(
+            "PORTAL_BASE_URL must be the site's https:// address when PORTAL_ENV=production "
+            "(sign-in cookies and redirect URLs depend on it)."
+        )
+    if _flag(env.get("FLASK_DEBUG")):
+        raise ConfigError(
+            "FLASK_DEBUG must be off when PORTAL_ENV=production: the debugger runs code "
+            "typed into an error page."
+        )
 
 
 def _networks(env: dict[str, str], name: str) -> tuple[Any, ...]:
@@ -98,6 +150,13 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         digest = hashlib.sha256(("portal-dev-fernet:" + secret_key).encode()).digest()
         keys = [base64.urlsafe_b64encode(digest).decode()]
 
+    base_url = env.get("PORTAL_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
+    if production:
+        _check_production(env, secret_key, keys, base_url)
+
+    manager_hours = _positive_int(env, "PORTAL_MANAGER_LIFETIME_HOURS", 12)
+    member_hours = _positive_int(env, "PORTAL_MEMBER_LIFETIME_HOURS", 168)
+
     default_db = "sqlite:///" + str(Path(instance_path) / "portal.sqlite3")
     database_url = env.get("DATABASE_URL") or default_db
     if database_url.startswith("postgres://"):
@@ -111,7 +170,7 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "SECRET_KEY": secret_key,
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
-        "PORTAL_BASE_URL": env.get("PORTAL_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
+        "PORTAL_BASE_URL": base_url,
         "PORTAL_TRUST_PROXY": _flag(env.get("PORTAL_TRUST_PROXY")),
         "PORTAL_ENCRYPTION_KEYS": keys,
         "PORTAL_ALLOW_INSECURE_HTTP": _flag(env.get("PORTAL_ALLOW_INSECURE_HTTP")),
@@ -158,9 +217,31 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "MAIL_BACKEND": "smtp"
         if mail_server or production
         else "portal.services.mail.OutboxEmailBackend",
+        "MAX_CONTENT_LENGTH": _positive_int(
+            env, "PORTAL_MAX_CONTENT_LENGTH", DEFAULT_MAX_CONTENT_LENGTH
+        ),
+        # Session lifetimes (see portal/auth/sessions.py for why these defaults). Managers
+        # hold the keys to every sign-in (client secrets, roles), so their sessions end
+        # sooner: 30 minutes idle / 12 hours in all, OWASP ASVS 3.3.2's level-2 figures.
+        # Members: 4 hours idle lets a long recording play without a request, and 7 days in
+        # all makes a lapsed membership reach the provider's answer within a week.
+        "PORTAL_MANAGER_IDLE_MINUTES": _positive_int(env, "PORTAL_MANAGER_IDLE_MINUTES", 30),
+        "PORTAL_MANAGER_LIFETIME_HOURS": manager_hours,
+        "PORTAL_MEMBER_IDLE_MINUTES": _positive_int(env, "PORTAL_MEMBER_IDLE_MINUTES", 240),
+        "PORTAL_MEMBER_LIFETIME_HOURS": member_hours,
+        # The signed cookie itself expires too (Flask checks its signature's age, Flask-Login
+        # the remember cookie's), so no cookie outlives the longest session.
+        "PERMANENT_SESSION_LIFETIME": timedelta(hours=max(manager_hours, member_hours)),
+        "REMEMBER_COOKIE_DURATION": timedelta(hours=max(manager_hours, member_hours)),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,
         "REMEMBER_COOKIE_SECURE": production,
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        # ``__Host-`` cookies are only sent over https, to this host, for every path: no
+        # sibling subdomain can plant or overwrite them. Development serves plain http.
+        "SESSION_COOKIE_NAME": "__Host-session" if production else "session",
+        "REMEMBER_COOKIE_NAME": "__Host-remember_token" if production else "remember_token",
         "WTF_CSRF_TIME_LIMIT": None,
     }

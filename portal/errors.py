@@ -6,7 +6,7 @@ import math
 
 from flask import Flask, render_template
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import Forbidden, HTTPException, RequestEntityTooLarge
 
 from portal.extensions import db
 from portal.services import throttle
@@ -16,6 +16,7 @@ MESSAGES = {
     403: ("Not allowed", "You do not have permission to open this page."),
     404: ("Not found", "There is nothing at this address."),
     405: ("Not allowed", "This page cannot be used that way."),
+    413: ("Too large", "What you sent is larger than this site accepts."),
     429: (
         "Too many requests",
         "There were too many requests from you in a short time, so this page is paused for "
@@ -23,6 +24,16 @@ MESSAGES = {
     ),
     500: ("Something went wrong", "An unexpected error happened. Please try again later."),
 }
+
+
+class AccountDisabled(Forbidden):
+    """A disabled account tried to sign in (locally or through SSO)."""
+
+    title = "Account disabled"
+    description = (
+        "This account is disabled, so it cannot sign in. If you think this is a mistake, "
+        "contact the community team."
+    )
 
 
 def wait_text(seconds: int) -> str:
@@ -71,6 +82,23 @@ def init_app(app: Flask) -> None:
     def too_many_requests(exc: HTTPException):
         # Flask-Limiter's own description names the limit ("30 per 1 minute"): not for people.
         return render_error(429, retry_after=throttle.current_retry_after() or 60)
+
+    @app.errorhandler(AccountDisabled)
+    def account_disabled(exc: AccountDisabled):
+        # Whatever the refused sign-in had queued (its audit row) is not saved.
+        db.session.rollback()
+        return render_error(403, exc.title, exc.description)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc: RequestEntityTooLarge):
+        limit = app.config.get("MAX_CONTENT_LENGTH")
+        size = f" (at most {limit / 1_048_576:g} MB)" if limit else ""
+        return render_error(
+            413,
+            "Too large",
+            f"What you sent is larger than this site accepts{size}, so nothing was saved. "
+            "Go back and send a smaller file.",
+        )
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -59,7 +59,7 @@ def delete_group(group_id: int):
     form = ConfirmForm()
     if form.validate_on_submit():
         name = group.name
-        svc.delete_group(group)
+        svc.delete_group(group, actor=current_user._get_current_object())
         flash(f"Member group {name} deleted.", "success")
         return redirect(url_for("admin.groups"))
     usage = svc.describe_group_usage(group)

@@ -1,4 +1,4 @@
-"""Admin: users, their SSO bindings, groups and role."""
+"""Admin: users, their SSO bindings, groups, role, and whether they may sign in."""
 
 from __future__ import annotations
 
@@ -83,19 +83,45 @@ def remove_user_group(user_id: int, group_id: int):
 
 @bp.route("/users/<int:user_id>/role", methods=["POST"])
 def set_user_role(user_id: int):
-    """Promote a user to community manager or demote them to member."""
+    """Promote a user to community manager or demote them to member (their sessions end)."""
     person = _user_or_404(user_id)
+    actor = current_user._get_current_object()
     if ConfirmForm().validate_on_submit():
         if request.form.get("role") == "manager":
-            svc.promote_user(person)
+            svc.promote_user(person, actor=actor)
             flash(f"{person.display_name} is now a community manager.", "success")
         else:
             try:
-                svc.demote_user(person)
+                svc.demote_user(person, actor=actor)
             except svc.UserAdminError as exc:
                 flash(str(exc), "error")
             else:
-                flash(f"{person.display_name} is now a member.", "success")
-                if person.id == current_user.id:
+                if person.id == actor.id:
+                    flash("You are now a member. Please sign in again.", "info")
                     return redirect(url_for("site.home"))
+                flash(f"{person.display_name} is now a member.", "success")
+    return redirect(url_for("admin.user", user_id=person.id))
+
+
+@bp.route("/users/<int:user_id>/disable", methods=["POST"])
+def disable_user(user_id: int):
+    """Stop a user from signing in, locally or through SSO, and end their sessions."""
+    person = _user_or_404(user_id)
+    if ConfirmForm().validate_on_submit():
+        try:
+            svc.disable_user(person, actor=current_user._get_current_object())
+        except svc.UserAdminError as exc:
+            flash(str(exc), "error")
+        else:
+            flash(f"{person.display_name} is disabled and signed out everywhere.", "success")
+    return redirect(url_for("admin.user", user_id=person.id))
+
+
+@bp.route("/users/<int:user_id>/enable", methods=["POST"])
+def enable_user(user_id: int):
+    """Let a disabled user sign in again."""
+    person = _user_or_404(user_id)
+    if ConfirmForm().validate_on_submit():
+        svc.enable_user(person, actor=current_user._get_current_object())
+        flash(f"{person.display_name} can sign in again.", "success")
     return redirect(url_for("admin.user", user_id=person.id))

@@ -10,7 +10,8 @@ from flask_login import current_user, login_user, logout_user
 
 from portal.auth import bp
 from portal.auth.forms import LoginForm
-from portal.errors import render_error
+from portal.auth.sessions import stamp_new_session
+from portal.errors import AccountDisabled, render_error
 from portal.models import User
 from portal.services import audit, throttle
 from portal.services.accounts import authenticate_local, record_login
@@ -50,6 +51,7 @@ from portal.services.sso_login import (
     unseal_pending_link,
 )
 from portal.services.sso_testing import complete_test_login
+from portal.services.users import end_sessions
 from portal.sso.engine import FIELD_LABEL
 from portal.sso.errors import SSOError
 from portal.urls import absolute_url, safe_next
@@ -83,9 +85,17 @@ OPEN_ENDPOINTS = {"auth.complete_profile", "auth.logout", "auth.confirm_email", 
 
 
 def start_session(user: User, remember: bool = False) -> None:
-    """Sign ``user`` in on a fresh session (no fixation)."""
+    """Sign ``user`` in on a fresh session (no fixation); refuse a disabled account.
+
+    Every sign-in, local or SSO, goes through here, so a disabled account is refused on
+    both paths: ``AccountDisabled`` renders its page and nothing is signed in.
+    """
+    if not user.is_active:
+        log.warning("Sign-in refused: account %s is disabled", user.id)
+        raise AccountDisabled()
     session.clear()
     login_user(user, remember=remember, fresh=True)
+    stamp_new_session()
     record_login(user)
 
 
@@ -204,11 +214,15 @@ def _next_arg(next_path: str) -> str | None:
 
 @bp.route("/logout", methods=["POST"])
 def logout():
-    """End the local session, then sign out at the provider when it has a logout URL."""
+    """End the user's sessions everywhere, then sign out at the provider if it has a logout URL."""
     sealed = session.get(ID_TOKEN)
     system_id = session.get(SYSTEM_ID)
+    user = current_user._get_current_object() if current_user.is_authenticated else None
     logout_user()
     session.clear()
+    if user is not None:
+        # Signing out ends the session everywhere: a copy of this cookie opens nothing now.
+        end_sessions(user)
     system = get_auth_system(system_id) if isinstance(system_id, int) else None
     target = logout_redirect_url(
         system,

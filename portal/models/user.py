@@ -74,6 +74,19 @@ class User(UserMixin, db.Model):
         return self.role == ROLE_MANAGER
 
     @property
+    def is_active(self) -> bool:
+        """Tell whether the account may sign in (a manager has not disabled it)."""
+        return self.disabled_at is None
+
+    def get_id(self) -> str:
+        """Return the session's name for this user: ``"<id>:<session generation>"``.
+
+        Rotating ``session_generation`` makes every session issued before it stale
+        (``portal.auth.sessions.load_user`` refuses it).
+        """
+        return f"{self.id}:{self.session_generation or 0}"
+
+    @property
     def display_name(self) -> str:
         """Return the best human name for this user."""
         full = f"{self.first_name} {self.last_name}".strip()

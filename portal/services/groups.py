@@ -188,12 +188,33 @@ def describe_group_usage(group: MemberGroup, content_limit: int = 20) -> GroupUs
     return usage
 
 
-def delete_group(group: MemberGroup) -> None:
+def delete_group(group: MemberGroup, *, actor: User | None = None) -> None:
     """Delete a group with its memberships and rules; content stops naming it.
 
     Content that only this group could open stays restricted to groups, so nobody gains
-    access by the deletion (a manager then picks other groups for it).
+    access by the deletion (a manager then picks other groups for it). The audit log keeps
+    the group's name and, in words, every mapping rule that went with it.
     """
+    usage = describe_group_usage(group, content_limit=0)
+    audit.record_event(
+        audit.GROUP_DELETED,
+        actor=actor,
+        details={
+            "group": group.name,
+            "group_id": group.id,
+            "rules": [
+                {
+                    "system_id": rule.auth_system_id,
+                    "system": rule.auth_system.name,
+                    "rule": rule_text(rule),
+                }
+                for rule in usage.rules
+            ],
+            "default_for": [system.name for system in usage.default_for],
+            "members": usage.member_count,
+            "content": usage.content_count,
+        },
+    )
     db.session.execute(
         sa.update(GroupMappingSettings)
         .where(GroupMappingSettings.default_group_id == group.id)

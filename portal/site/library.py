@@ -32,16 +32,14 @@ def library_item(content_id: int):
     """Show an item, or a friendly 403 page when the member may not open it."""
     item = svc.get_content(content_id) or abort(404)
     if not svc.can_open_item(current_user, item):
-        groups = ", ".join(g.name for g in item.groups)
+        # Neither the title nor the groups: walking the ids must not list the catalogue.
         return render_error(
             403,
             title="This content is for other members",
             message=(
-                f"“{item.title}” is available to members of {groups}. "
-                "Your membership does not include it at the moment. If you think it should, "
-                "sign out and in again to refresh your membership, or contact the community team."
-                if groups
-                else f"“{item.title}” is not available to you at the moment."
+                "Your membership does not include this item at the moment. If you think it "
+                "should, sign out and in again to refresh your membership, or contact the "
+                "community team."
             ),
         )
     return render_template("site/item.html", item=item)

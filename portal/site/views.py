@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
+from flask import flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required, logout_user
 
 from portal.services.profiles import (
     cancel_email_change,
@@ -12,6 +12,7 @@ from portal.services.profiles import (
     update_profile,
 )
 from portal.services.sso_login import profile_edit_url
+from portal.services.users import REVOKE_SIGN_OUT_EVERYWHERE, revoke_sessions
 from portal.site import bp
 from portal.sso.engine import ACCOUNT_FIELDS, FIELD_LABEL
 from portal.urls import absolute_url
@@ -93,3 +94,15 @@ def cancel_email_confirmation():
         cancel_email_change(user)
         flash("The email address change is cancelled.", "info")
     return redirect(url_for("site.account"))
+
+
+@bp.route("/account/sign-out-everywhere", methods=["POST"])
+@login_required
+def sign_out_everywhere():
+    """End every session of the signed-in user, on every device, this one included."""
+    user = current_user._get_current_object()
+    revoke_sessions(user, actor=user, reason=REVOKE_SIGN_OUT_EVERYWHERE)
+    logout_user()
+    session.clear()
+    flash("You are signed out on every device and browser.", "info")
+    return redirect(url_for("site.home"))

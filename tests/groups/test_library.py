@@ -73,13 +73,17 @@ def test_item_page_shows_an_item_the_member_may_open(
 
 
 def test_item_page_answers_403_with_a_friendly_page(client, auth, member, catalogue):
-    """An item of another group answers 403 with a page that says why, and no link to it."""
+    """An item of another group answers 403 with a page that says why, and no link to it.
+
+    The page names neither the item nor its groups (issue 12, finding 12).
+    """
     auth.login_member()
     response = client.get(f"/library/{catalogue['item_silver'].id}")
     assert response.status_code == 403
     page = response.get_data(as_text=True)
     assert "This content is for other members" in page
-    assert "available to members of Silver" in page
+    assert "Your membership does not include this item" in page
+    assert "Silver" not in page
     assert "https://video.example.com/watch/1" not in page
 
 

@@ -1,0 +1,112 @@
+"""Sessions that end: a generation checked on every request, an idle timeout and a lifetime.
+
+A session names its user as ``"<id>:<generation>"`` (``User.get_id``). Rotating the user's
+``session_generation`` (sign-out, *Sign out everywhere*, a password or role change, disabling)
+makes every copy of every cookie issued before it name a stale generation, which the user
+loader below refuses: the request is anonymous, as if the cookie had never been sent.
+
+Each session also carries when it was signed in and when it was last seen. It ends after
+``PORTAL_*_IDLE_MINUTES`` without a request, or ``PORTAL_*_LIFETIME_HOURS`` after sign-in,
+whichever comes first; managers' limits are shorter (see ``portal/config.py``). The last-seen
+time is written at most once a minute, so the cookie isn't re-signed on every request.
+"""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask, current_app, flash, g, request, session
+from flask_login import current_user, logout_user
+
+from portal.extensions import db, login_manager
+from portal.models import User
+
+#: Session keys: when the session was signed in and when it last made a request (epoch s).
+SIGNED_IN_AT = "signed_in_at"
+SEEN_AT = "seen_at"
+#: The last-seen stamp is rewritten at most this often (seconds).
+SEEN_RESOLUTION = 60
+
+
+def now() -> float:
+    """Return the current time in seconds (tests move it by replacing this function)."""
+    return time.time()
+
+
+def load_user(token: str) -> User | None:
+    """Return the user a session names, or ``None`` when its generation is stale.
+
+    A disabled user is refused too (their generation rotated when they were disabled).
+    Tokens in the old ``"<id>"`` shape name no generation and are refused.
+    """
+    user_id, sep, generation = (token or "").partition(":")
+    if not sep or not user_id.isdigit() or not generation.isdigit():
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or (user.session_generation or 0) != int(generation) or not user.is_active:
+        return None
+    return user
+
+
+def stamp_new_session() -> None:
+    """Record in the session that it is signed in now."""
+    session[SIGNED_IN_AT] = session[SEEN_AT] = int(now())
+
+
+def limits_for(user: User) -> tuple[int, int]:
+    """Return ``(idle, lifetime)`` in seconds for ``user``'s role."""
+    config = current_app.config
+    prefix = "PORTAL_MANAGER_" if user.is_manager else "PORTAL_MEMBER_"
+    return config[prefix + "IDLE_MINUTES"] * 60, config[prefix + "LIFETIME_HOURS"] * 3600
+
+
+def end_expired_session() -> None:
+    """Sign the current user out when their session is idle or too old; stamp activity."""
+    if request.endpoint == "static":
+        return  # stylesheets and scripts: no user to load, no activity to stamp
+    # Load the user afresh for this request, even when an application context outlives a
+    # request (tests, scripts): Flask-Login caches the user on ``g``, which lives that long.
+    g.pop("_login_user", None)
+    if not current_user.is_authenticated:
+        return
+    signed_in_at, seen_at = session.get(SIGNED_IN_AT), session.get(SEEN_AT)
+    moment = int(now())
+    idle, lifetime = limits_for(current_user)
+    message = None
+    if not isinstance(signed_in_at, int) or not isinstance(seen_at, int):
+        # A session that never went through sign-in (a restored remember cookie): refuse it.
+        message = "Please sign in again."
+    elif moment - signed_in_at >= lifetime:
+        message = (
+            f"You were signed out because your session reached its limit of "
+            f"{_duration(lifetime)}. Please sign in again."
+        )
+    elif moment - seen_at >= idle:
+        message = (
+            f"You were signed out after {_duration(idle)} without activity. Please sign in again."
+        )
+    if message is None:
+        if moment - seen_at >= SEEN_RESOLUTION:
+            session[SEEN_AT] = moment
+        return
+    logout_user()
+    session.clear()
+    flash(message, "info")
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 86400 == 0:
+        days = seconds // 86400
+        return f"{days} day{'s' if days != 1 else ''}"
+    if seconds % 3600 == 0:
+        hours = seconds // 3600
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    minutes = max(1, seconds // 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def init_app(app: Flask) -> None:
+    """Load users by id and generation, and end idle or expired sessions before each request."""
+    login_manager.user_loader(load_user)
+    # Registered before the blueprints, so it runs before their own request checks.
+    app.before_request(end_expired_session)
