@@ -35,7 +35,7 @@ from portal.services.sso_login import (
     start_sso_login,
     unseal_id_token,
 )
-from portal.services.sso_testing import complete_test_login
+from portal.services.sso_testing import complete_test_login, record_failed_test_run
 from portal.sso.engine import FIELD_LABEL
 from portal.sso.errors import SSOError
 from portal.urls import absolute_url, safe_next
@@ -225,10 +225,16 @@ def _test_callback(slug: str, params: dict[str, str]):
     system = get_system_by_slug(slug)
     if system is None or not _is_manager():
         return _system_not_found()
+    manager = current_user._get_current_object()
     try:
-        attempt = complete_test_login(system, params, browser_key=session.get(BROWSER_KEY))
+        attempt = complete_test_login(
+            system, params, browser_key=session.get(BROWSER_KEY), actor=manager
+        )
     except SSOError as exc:
-        return _sso_failure(exc, slug)
+        # A refused test run is audited as the manager's test run, not as a failed sign-in.
+        reference = record_failed_test_run(system, exc, actor=manager)
+        status, title = FAILURES.get(exc.code, (502, "Sign-in failed"))
+        return render_error(status, title, exc.user_message, reference=reference)
     return redirect(
         url_for("admin.auth_system_test_result", system_id=system.id, attempt_id=attempt.id)
     )
