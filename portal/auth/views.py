@@ -59,6 +59,7 @@ FAILURES: dict[str, tuple[int, str]] = {
     "required_field_missing": (400, "Missing profile information"),
     "provider_timeout": (504, "Identity provider unavailable"),
     "provider_unreachable": (502, "Identity provider unavailable"),
+    "provider_address_refused": (502, "Identity provider unavailable"),
 }
 #: Endpoints a member with an incomplete profile may still reach.
 OPEN_ENDPOINTS = {"auth.complete_profile", "auth.logout", "static"}
