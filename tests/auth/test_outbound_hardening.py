@@ -16,6 +16,7 @@ from werkzeug.wrappers import Response
 from portal.devidp.oidc import _new_key
 from portal.extensions import db
 from portal.models import AuditEvent
+from portal.services.sso_login import http_settings
 from tests.sso.conftest import App, Server
 
 from .conftest import assert_failure_page, count, users_and_identities
@@ -77,6 +78,21 @@ def test_allowed_private_networks_reach_an_on_premises_provider(oidc, sso, app, 
     assert resp.status_code == 302
     assert resp.headers["Location"] == "/"
     assert users_and_identities() == (1, 1)
+
+
+def test_the_services_build_the_client_settings_with_the_policy(app):
+    """http_settings(): the total deadline and the environment's address policy."""
+    with app.app_context():
+        app.config["PORTAL_HTTP_TOTAL_TIMEOUT"] = 9.0
+        dev = http_settings()
+        assert dev.total_timeout == 9.0
+        assert dev.policy.allow_loopback is True
+        app.config["PORTAL_ENV"] = "production"
+        app.config["PORTAL_ALLOWED_PRIVATE_NETWORKS"] = (ipaddress.ip_network("10.20.0.0/16"),)
+        prod = http_settings()
+    assert prod.policy.allow_loopback is False
+    assert prod.policy.address_problem("10.20.1.2") is None
+    assert prod.policy.address_problem("10.21.1.2") is not None
 
 
 # -- finding 11: keys that change -------------------------------------------------------------

@@ -281,3 +281,12 @@ def test_trace_redacts_registered_secrets_wherever_they_appear():
         elapsed_ms=1.0,
     )
     assert "tok-123" not in repr(trace.entries) and "s3cr3t-value" not in repr(trace.entries)
+
+
+def test_settings_come_from_the_config(tmp_path):
+    """PORTAL_HTTP_TOTAL_TIMEOUT is read from the environment (15 s by default)."""
+    from portal.config import load_config
+
+    assert load_config(str(tmp_path), env={})["PORTAL_HTTP_TOTAL_TIMEOUT"] == 15.0
+    env = {"PORTAL_HTTP_TOTAL_TIMEOUT": "7.5"}
+    assert load_config(str(tmp_path), env=env)["PORTAL_HTTP_TOTAL_TIMEOUT"] == 7.5
