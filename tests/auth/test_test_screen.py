@@ -297,6 +297,11 @@ def test_a_failed_run_is_audited_with_its_error_code(provider, manager_client, m
     (event,) = audit_events("test_run")
     assert (event.actor_id, event.details["outcome"]) == (manager.id, "provider_http_error")
     assert audit_events("sign_in_failed") == []
+    screen = manager_client.get("/admin/audit", query_string={"kind": "test_run"})
+    text = unescape(screen.get_data(as_text=True))
+    assert "Test this configuration run" in text
+    assert "The sign-in would fail (error code <code>provider_http_error</code>)" in text
+    assert event.reference in text
 
 
 def test_a_run_that_would_be_refused_is_audited_with_why(oidc, manager_client):
