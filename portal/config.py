@@ -177,6 +177,8 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "PORTAL_HTTP_CONNECT_TIMEOUT": _float(env, "PORTAL_HTTP_CONNECT_TIMEOUT", 5.0),
         "PORTAL_HTTP_READ_TIMEOUT": _float(env, "PORTAL_HTTP_READ_TIMEOUT", 10.0),
         "PORTAL_HTTP_MAX_BYTES": int(_float(env, "PORTAL_HTTP_MAX_BYTES", 1_048_576)),
+        #: Seconds a whole outbound call (connect, send, headers and body) may take.
+        "PORTAL_HTTP_TOTAL_TIMEOUT": _float(env, "PORTAL_HTTP_TOTAL_TIMEOUT", 15.0),
         #: Networks outbound calls may reach although private (an on-premises AMS, say).
         "PORTAL_ALLOWED_PRIVATE_NETWORKS": _networks(env, "PORTAL_ALLOWED_PRIVATE_NETWORKS"),
         #: Days the audit log keeps events; 0 keeps them forever.

@@ -50,7 +50,7 @@ from portal.services.sso_login import (
     unseal_id_token,
     unseal_pending_link,
 )
-from portal.services.sso_testing import complete_test_login
+from portal.services.sso_testing import complete_test_login, record_failed_test_run
 from portal.services.users import end_sessions
 from portal.sso.engine import FIELD_LABEL
 from portal.sso.errors import SSOError
@@ -79,6 +79,7 @@ FAILURES: dict[str, tuple[int, str]] = {
     "required_field_missing": (400, "Missing profile information"),
     "provider_timeout": (504, "Identity provider unavailable"),
     "provider_unreachable": (502, "Identity provider unavailable"),
+    "provider_address_refused": (502, "Identity provider unavailable"),
 }
 #: Endpoints a member with an incomplete profile may still reach.
 OPEN_ENDPOINTS = {"auth.complete_profile", "auth.logout", "auth.confirm_email", "static"}
@@ -356,10 +357,16 @@ def _test_callback(slug: str, params: dict[str, str]):
     system = get_system_by_slug(slug)
     if system is None or not _is_manager():
         return _system_not_found()
+    manager = current_user._get_current_object()
     try:
-        attempt = complete_test_login(system, params, browser_key=session.get(BROWSER_KEY))
+        attempt = complete_test_login(
+            system, params, browser_key=session.get(BROWSER_KEY), actor=manager
+        )
     except SSOError as exc:
-        return _sso_failure(exc, slug)
+        # A refused test run is audited as the manager's test run, not as a failed sign-in.
+        reference = record_failed_test_run(system, exc, actor=manager)
+        status, title = FAILURES.get(exc.code, (502, "Sign-in failed"))
+        return render_error(status, title, exc.user_message, reference=reference)
     return redirect(
         url_for("admin.auth_system_test_result", system_id=system.id, attempt_id=attempt.id)
     )

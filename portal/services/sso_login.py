@@ -33,7 +33,9 @@ from portal.services import audit
 from portal.services.accounts import authenticate_local, identifier_key
 from portal.services.auth_systems import get_system_by_slug, read_client_secret
 from portal.services.groups import check_sign_in_allowed, sync_member_groups
+from portal.services.outbound import address_policy
 from portal.services.secrets import SecretUnreadable, decrypt_secret, encrypt_secret
+from portal.sso.discovery import get_discovery_cache, requires_iss_parameter
 from portal.sso.engine import (
     ACCOUNT_FIELDS,
     FIELD_LABEL,
@@ -128,12 +130,14 @@ class SignIn:
 
 
 def http_settings() -> HttpSettings:
-    """Return the outbound HTTP settings from the app config."""
+    """Return the outbound HTTP settings from the app config, with the address policy."""
     cfg = current_app.config
     return HttpSettings(
         connect_timeout=float(cfg["PORTAL_HTTP_CONNECT_TIMEOUT"]),
         read_timeout=float(cfg["PORTAL_HTTP_READ_TIMEOUT"]),
         max_bytes=int(cfg["PORTAL_HTTP_MAX_BYTES"]),
+        total_timeout=float(cfg.get("PORTAL_HTTP_TOTAL_TIMEOUT", 15.0)),
+        policy=address_policy(),
     )
 
 
@@ -336,15 +340,26 @@ def finish_attempt(
     enforce_required: bool = True,
 ) -> SSOResult:
     """Check the callback's issuer and run the engine for a consumed attempt."""
-    # RFC 9207: the issuer named in the response must be the one this attempt was sent to.
+    # RFC 9207: the issuer named in the response must be the one this attempt was sent to,
+    # and a provider whose discovery says it always names itself must have done so.
     if attempt.issuer and params.get("iss") and params["iss"] != attempt.issuer:
         raise IssuerMismatch(f"callback iss {params['iss']!r}, expected {attempt.issuer!r}")
+    http = get_http_client(http_settings())
+    if (
+        attempt.issuer
+        and not params.get("iss")
+        and requires_iss_parameter(attempt.issuer, http, get_discovery_cache())
+    ):
+        raise IssuerMismatch(
+            "callback without iss, although the provider's discovery document advertises "
+            "authorization_response_iss_parameter_supported"
+        )
     return finish_login(
         build_sso_config(system),
         params=params,
         nonce=attempt.nonce,
         code_verifier=_read_verifier(attempt),
-        http=get_http_client(http_settings()),
+        http=http,
         jwks_cache=get_jwks_cache(),
         trace=trace,
         enforce_required=enforce_required,

@@ -9,15 +9,19 @@ redacted report on the attempt for the admin's result page. Nothing about users 
 
 from __future__ import annotations
 
+import logging
+import secrets
 from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
 
 from portal.extensions import db
 from portal.models import AuthSystem, LoginAttempt, MemberGroup, User
 from portal.models.base import utcnow
+from portal.services import audit
 from portal.services.groups import resolve_member_groups
 from portal.services.sso_login import (
     AccountConflict,
@@ -35,8 +39,13 @@ from portal.services.sso_login import (
     start_sso_login,
 )
 from portal.sso.engine import FIELD_LABEL, OPTION_FIELDS, PROFILE_FIELDS, SSOResult, Trace
-from portal.sso.errors import SSOError
+from portal.sso.errors import RequiredFieldMissing, SSOError
 from portal.sso.paths import PathNode, path_tree
+
+log = logging.getLogger(__name__)
+
+#: The audit outcome of a test run that would sign the member in.
+SUCCESS = "success"
 
 
 def start_test_login(system: AuthSystem, *, browser_key: str) -> str:
@@ -84,6 +93,7 @@ def _account_outcome(system: AuthSystem, result: SSOResult) -> dict[str, str]:
         return {
             "action": "refused",
             "summary": f"Sign-in would fail: the provider did not supply {missing}.",
+            "code": RequiredFieldMissing.code,
         }
     try:
         check_membership_allowed(system, result)
@@ -92,13 +102,26 @@ def _account_outcome(system: AuthSystem, result: SSOResult) -> dict[str, str]:
         return {
             "action": "refused",
             "summary": f"Sign-in would be refused by the sign-in restriction: {exc.user_message}",
+            "code": exc.code,
         }
     except AccountConflict as exc:
-        return {"action": "conflict", "summary": f"{exc.user_message} ({exc.log_detail})"}
+        return {
+            "action": "conflict",
+            "summary": f"{exc.user_message} ({exc.log_detail})",
+            "code": exc.code,
+        }
     except (EmailNotVerified, UsernameNotTrusted, LinkNotAllowed) as exc:
         return {
             "action": "refused",
             "summary": f"Sign-in would be refused: {exc.user_message} ({exc.log_detail})",
+            "code": exc.code,
+        }
+    except SSOError as exc:
+        # Whatever else account resolution refuses.
+        return {
+            "action": "conflict",
+            "summary": f"{exc.user_message} ({exc.log_detail})",
+            "code": exc.code,
         }
     if plan.action == "sign_in":
         summary = f"Would sign in {_account_label(plan.user)}, already connected to this User ID."
@@ -166,13 +189,66 @@ def _report(
     return report
 
 
+def test_outcome(report: Mapping[str, Any]) -> str:
+    """Return a report's audit outcome: ``success``, or the code of what would fail."""
+    if report.get("error"):
+        return str(report["error"]["code"])
+    account = report.get("account") or {}
+    if account.get("code"):
+        return str(account["code"])
+    return SUCCESS
+
+
+def _record_test_run(
+    system: AuthSystem, *, actor: User | None, outcome: str, reference: str
+) -> None:
+    audit.record_event(
+        audit.TEST_RUN,
+        actor=actor,
+        system=system,
+        reference=reference,
+        details={"outcome": outcome[:40], "reference": reference},
+    )
+
+
+def record_failed_test_run(system: AuthSystem, error: SSOError, *, actor: User | None) -> str:
+    """Log and audit a test run whose callback was refused (bad state...); return its reference.
+
+    The failure is a test run's outcome, not a failed sign-in: it is recorded as ``test_run``
+    with the error code, never as ``sign_in_failed``. Whatever the refused callback left in
+    the session is rolled back first; a database problem is logged and swallowed.
+    """
+    reference = secrets.token_hex(4)
+    log.warning(
+        "SSO test run failed ref=%s system=%s code=%s detail=%s",
+        reference,
+        system.slug,
+        error.code,
+        " ".join((error.log_detail or "-").split()),
+    )
+    try:
+        db.session.rollback()
+        _record_test_run(system, actor=actor, outcome=error.code, reference=reference)
+        db.session.commit()
+    except SQLAlchemyError:
+        db.session.rollback()
+        log.exception("Could not record the test run ref=%s in the audit log", reference)
+    return reference
+
+
 def complete_test_login(
-    system: AuthSystem, params: Mapping[str, str], *, browser_key: str | None
+    system: AuthSystem,
+    params: Mapping[str, str],
+    *,
+    browser_key: str | None,
+    actor: User | None = None,
 ) -> LoginAttempt:
     """Finish a test attempt: trace the whole flow, store the report, and sign nobody in.
 
     The state is checked exactly as for a real sign-in (StateInvalid when it fails); every
-    later failure is part of the report rather than an error page.
+    later failure is part of the report rather than an error page. The run and its outcome
+    are audited (``test_run``) with ``actor``, the manager who ran it, in the same commit as
+    the report.
     """
     attempt = consume_login_attempt(system, params.get("state"), browser_key)
     trace = Trace()
@@ -183,10 +259,12 @@ def complete_test_login(
     except SSOError as exc:
         error = exc
     report = _report(system, trace, result, error)
+    report["reference"] = reference = secrets.token_hex(4)
     # Reading the account plan may have loaded users; make sure nothing about them is saved.
     db.session.rollback()
     attempt = db.session.get(LoginAttempt, attempt.id)
     attempt.test_result = report
+    _record_test_run(system, actor=actor, outcome=test_outcome(report), reference=reference)
     db.session.commit()
     return attempt
 

@@ -9,7 +9,10 @@ written for the community manager who pressed *Import from issuer*.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,7 +23,9 @@ from portal.sso.errors import (
     ProviderHTTPError,
     SSOError,
 )
-from portal.sso.http import HttpClient, TraceRecorder, parse_json_or_form
+from portal.sso.http import HttpClient, TraceRecorder, cache_ttl, parse_json_or_form
+
+log = logging.getLogger(__name__)
 
 WELL_KNOWN = "/.well-known/openid-configuration"
 
@@ -295,3 +300,81 @@ def discover_issuer(
         pkce=pkce,
         discovery_url=url,
     )
+
+
+# -- provider metadata at sign-in ------------------------------------------------------------
+
+#: How long a failed discovery fetch is remembered: no extra request (or latency) per sign-in.
+FAILURE_TTL = 60.0
+
+
+@dataclass
+class _Metadata:
+    doc: dict[str, Any] | None
+    expires_at: float
+
+
+class DiscoveryCache:
+    """The discovery documents of this process, keyed by issuer, kept for their TTL.
+
+    A document is kept for its ``Cache-Control: max-age`` (bounded, 1 h without one); a
+    failure (unreachable, not JSON, another issuer's document) is remembered as "no
+    document" for ``failure_ttl`` seconds.
+    """
+
+    def __init__(
+        self, *, failure_ttl: float = FAILURE_TTL, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._entries: dict[str, _Metadata] = {}
+        self._lock = threading.Lock()
+        self.failure_ttl = failure_ttl
+        self.clock = clock
+
+    def get(self, issuer: str, http: HttpClient) -> dict[str, Any] | None:
+        """Return the issuer's discovery document, or ``None`` when it cannot be had."""
+        with self._lock:
+            entry = self._entries.get(issuer)
+            if entry is not None and entry.expires_at > self.clock():
+                return entry.doc
+        url = discovery_url_for(issuer)
+        doc: dict[str, Any] | None = None
+        ttl = self.failure_ttl
+        try:
+            resp = http.request("GET", url, headers=[("Accept", "application/json")])
+            fetched = parse_json_or_form(resp, allow_form=False)
+        except SSOError as exc:
+            log.info("Discovery document of %s unavailable: %s", issuer, exc.code)
+        else:
+            found = fetched.get("issuer")
+            if isinstance(found, str) and issuer_matches(issuer, found):
+                doc, ttl = fetched, cache_ttl(resp.headers.get("cache-control"))
+            else:
+                log.info("Discovery document at %s names another issuer: ignored", url)
+        with self._lock:
+            self._entries[issuer] = _Metadata(doc, self.clock() + ttl)
+        return doc
+
+    def clear(self) -> None:
+        """Forget every cached document."""
+        with self._lock:
+            self._entries.clear()
+
+
+_process_cache = DiscoveryCache()
+
+
+def get_discovery_cache() -> DiscoveryCache:
+    """Return this process's discovery cache."""
+    return _process_cache
+
+
+def requires_iss_parameter(issuer: str, http: HttpClient, cache: DiscoveryCache) -> bool:
+    """Tell whether the issuer advertises that its authorization responses carry ``iss``.
+
+    RFC 9207 section 3: a client that knows the provider sends ``iss`` must refuse a response
+    without it. When the discovery document cannot be fetched, nothing is required.
+    """
+    if not issuer:
+        return False
+    doc = cache.get(issuer, http)
+    return bool(doc) and doc.get("authorization_response_iss_parameter_supported") is True

@@ -193,17 +193,27 @@ class Trace:
         return text
 
     def redact_doc(self, doc: Any, keys: Iterable[str] = ()) -> Any:
-        """Return a copy of a JSON document with token keys and secret values redacted."""
+        """Return a copy of a JSON document with secrets redacted by key and by value.
+
+        Values under ``keys`` or keys named like a token or secret are replaced whole; every
+        registered secret is replaced wherever else it appears: inside any string value,
+        inside a key, or as a number, so a provider that echoes the Client Secret or a token
+        under an innocuous key shows neither.
+        """
         keys = frozenset(keys)
         if isinstance(doc, dict):
             return {
-                k: REDACTED if k in keys or _looks_secret(k) else self.redact_doc(v, keys)
+                self.redact_doc(k): (
+                    REDACTED if k in keys or _looks_secret(k) else self.redact_doc(v, keys)
+                )
                 for k, v in doc.items()
             }
         if isinstance(doc, list):
             return [self.redact_doc(v, keys) for v in doc]
         if isinstance(doc, str):
             return self.redact_text(doc)
+        if isinstance(doc, int | float) and not isinstance(doc, bool) and str(doc) in self._secrets:
+            return REDACTED
         return doc
 
     def record_request(

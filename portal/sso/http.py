@@ -1,17 +1,33 @@
-"""Outbound HTTP to identity providers: pooled, capped, never following redirects."""
+"""Outbound HTTP to identity providers: pooled, capped, never following redirects.
+
+Every connection goes through `PinnedBackend`: the host name is resolved here, every address
+it resolves to is checked with the settings' `AddressPolicy`, and the socket is connected to
+a checked address (TLS still verifies the certificate for, and sends SNI with, the host
+name). So a provider URL, or a provider's DNS answer, can never make Portal call loopback,
+private or metadata addresses that the policy refuses, and DNS rebinding between a check and
+the connection is impossible: there is no second resolution. Each request also has a total
+deadline, enforced on every socket operation, so a server that drips its answer cannot hold a
+worker longer than ``HttpSettings.total_timeout``.
+"""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
+import re
+import socket
+import ssl
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
+import httpcore
 import httpx
+from httpcore._backends.sync import SyncStream
 
 from portal.sso.errors import (
     OAuthErrorResponse,
@@ -22,6 +38,7 @@ from portal.sso.errors import (
     ResponseTooLarge,
     SSOError,
 )
+from portal.sso.netpolicy import AddressPolicy, AddressRefused
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +47,150 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 
 @dataclass(frozen=True)
 class HttpSettings:
-    """Timeouts (seconds), response size cap (bytes) and TLS verification."""
+    """Timeouts (seconds), response size cap (bytes), TLS verification and address policy.
+
+    ``total_timeout`` bounds a whole request (connect, send, headers and body);
+    ``policy`` says which addresses may be connected to (the default refuses loopback and
+    every private or internal network).
+    """
 
     connect_timeout: float = 5.0
     read_timeout: float = 10.0
     max_bytes: int = 1_048_576
     verify: bool = True
+    total_timeout: float = 15.0
+    policy: AddressPolicy = field(default_factory=AddressPolicy)
+
+
+class ProviderAddressRefused(ProviderUnreachable):
+    """The provider's host is, or resolves to, an address the outbound policy refuses."""
+
+    code = "provider_address_refused"
+    default_user_message = (
+        "The identity provider is unavailable: this site may not connect to its address. "
+        "Please contact the community team."
+    )
+
+
+#: When the request running in this context must be finished (time.monotonic()), if any.
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "portal_http_deadline", default=None
+)
+
+
+def _bounded(timeout: float | None, timeout_error: type[Exception]) -> float | None:
+    """Return ``timeout`` shortened to the current request's deadline; raise once it passed."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return timeout
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise timeout_error("the request's total deadline passed")
+    return remaining if timeout is None else min(timeout, remaining)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A network stream whose every operation ends by the current request's deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        # server_hostname is the URL's host name: SNI and certificate checks use it, not the IP.
+        inner = self._inner.start_tls(
+            ssl_context, server_hostname, _bounded(timeout, httpcore.ConnectTimeout)
+        )
+        return _DeadlineStream(inner)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class PinnedBackend(httpcore.NetworkBackend):
+    """Resolve, check every address with the policy, and connect to a checked address."""
+
+    def __init__(self, policy: AddressPolicy) -> None:
+        self.policy = policy
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        timeout = _bounded(timeout, httpcore.ConnectTimeout)
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from None
+        # Every address is checked (AddressRefused propagates), and only those are used.
+        self.policy.check_addresses(host, [info[4][0] for info in infos])
+        error: Exception = httpcore.ConnectError(f"{host} has no address")
+        for family, socktype, proto, _name, sockaddr in infos:
+            sock = socket.socket(family, socktype, proto)
+            try:
+                sock.settimeout(timeout)
+                if local_address is not None:
+                    sock.bind((local_address, 0))
+                sock.connect(sockaddr)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                for option in socket_options or ():
+                    sock.setsockopt(*option)
+            except TimeoutError:
+                sock.close()
+                error = httpcore.ConnectTimeout(f"connecting to {host} timed out")
+            except OSError as exc:
+                sock.close()
+                error = httpcore.ConnectError(f"cannot connect to {host}: {exc}")
+            else:
+                return _DeadlineStream(SyncStream(sock))
+        raise error
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("Unix sockets are not used for identity providers")
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class _PinnedTransport(httpx.HTTPTransport):
+    """httpx's transport with its connection pool built on `PinnedBackend`.
+
+    httpx.HTTPTransport takes no network backend, so the pool it builds is replaced by the
+    same pool (same limits, TLS context and no retries) with ours.
+    """
+
+    def __init__(self, settings: HttpSettings) -> None:
+        super().__init__(verify=settings.verify, trust_env=False)
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(verify=settings.verify, trust_env=False),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=5.0,
+            network_backend=PinnedBackend(settings.policy),
+        )
 
 
 class TraceRecorder(Protocol):
@@ -113,7 +268,7 @@ class HttpClient:
                 pool=settings.connect_timeout,
             ),
             follow_redirects=False,
-            verify=settings.verify,
+            transport=_PinnedTransport(settings),
             trust_env=False,
         )
 
@@ -172,6 +327,9 @@ class HttpClient:
         # Header values may hold non-ASCII text a template produced: send them as UTF-8.
         raw_headers = [(name.encode("ascii"), value.encode("utf-8")) for name, value in headers]
         started = time.monotonic()
+        total = self.settings.total_timeout
+        deadline = started + total
+        token = _deadline.set(deadline)
         try:
             with self._client.stream(
                 method.upper(), url, headers=raw_headers, content=body
@@ -182,6 +340,8 @@ class HttpClient:
                 chunks: list[bytes] = []
                 size = 0
                 for chunk in response.iter_bytes():
+                    if time.monotonic() >= deadline:
+                        raise ProviderTimeout(f"{host}: total deadline of {total:g} s passed")
                     size += len(chunk)
                     if size > cap:
                         raise ResponseTooLarge(f"{host} sent more than {cap} bytes")
@@ -192,7 +352,11 @@ class HttpClient:
                     content=b"".join(chunks),
                     elapsed_ms=(time.monotonic() - started) * 1000,
                 )
+        except AddressRefused as exc:
+            raise ProviderAddressRefused(f"{host}: {exc}") from None
         except httpx.TimeoutException as exc:
+            if time.monotonic() >= deadline:
+                raise ProviderTimeout(f"{host}: total deadline of {total:g} s passed") from None
             raise ProviderTimeout(f"{host}: {type(exc).__name__}") from None
         except httpx.UnsupportedProtocol:
             raise ProviderUnreachable(f"{host}: unsupported URL scheme") from None
@@ -202,6 +366,8 @@ class HttpClient:
             raise ProviderUnreachable(f"{host}: {type(exc).__name__}") from None
         except httpx.DecodingError:
             raise ProviderBadResponse(f"{host}: undecodable content encoding") from None
+        finally:
+            _deadline.reset(token)
 
 
 _clients: dict[HttpSettings, HttpClient] = {}
@@ -216,6 +382,31 @@ def get_http_client(settings: HttpSettings | None = None) -> HttpClient:
         if client is None:
             client = _clients[settings] = HttpClient(settings)
         return client
+
+
+#: How long a key set or discovery document is kept without a Cache-Control max-age.
+DEFAULT_TTL = 3600.0
+#: Bounds on a provider's max-age: a refetch at most every 5 minutes, at least once a day.
+MIN_TTL = 300.0
+MAX_TTL = 86_400.0
+_MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
+
+
+def cache_ttl(cache_control: str | None, *, default: float = DEFAULT_TTL) -> float:
+    """Return how long to keep a document: its ``max-age`` bounded to [MIN_TTL, MAX_TTL].
+
+    ``no-store``/``no-cache`` and ``max-age=0`` keep it for MIN_TTL: a provider cannot make
+    Portal fetch on every sign-in. Without a max-age, ``default``.
+    """
+    value = (cache_control or "").lower()
+    match = _MAX_AGE.search(value)
+    if match:
+        seconds = float(match.group(1))
+    elif "no-store" in value or "no-cache" in value:
+        seconds = 0.0
+    else:
+        seconds = default
+    return max(MIN_TTL, min(MAX_TTL, seconds))
 
 
 def _looks_like_html(resp: HttpResponse, text: str) -> bool:

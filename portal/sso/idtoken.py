@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Collection
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import Any
 
 from joserfc import jws, jwt
@@ -18,7 +20,7 @@ from joserfc.errors import (
 from joserfc.jwk import KeySet
 
 from portal.sso.errors import IDTokenInvalid, ProviderBadResponse
-from portal.sso.http import HttpClient, TraceRecorder, parse_json_or_form
+from portal.sso.http import HttpClient, TraceRecorder, cache_ttl, parse_json_or_form
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +43,35 @@ def _import_keys(doc: dict[str, Any]) -> KeySet:
     return KeySet(keys)
 
 
-class JWKSCache:
-    """The provider key sets of this process, keyed by JWKS URL."""
+#: At most one forced refetch (unknown kid, bad signature) per JWKS URL in this many seconds.
+REFETCH_INTERVAL = 60.0
 
-    def __init__(self) -> None:
-        self._sets: dict[str, KeySet] = {}
+
+@dataclass
+class _Entry:
+    key_set: KeySet
+    expires_at: float
+
+
+class JWKSCache:
+    """The provider key sets of this process, keyed by JWKS URL, kept for their TTL.
+
+    A forced refetch (the token names an unknown ``kid``, or its signature fails with the
+    cached keys: the provider may have re-keyed, even under the same ``kid``) happens at most
+    once per ``refetch_interval`` per URL, so a flood of bad tokens cannot hammer the provider.
+    """
+
+    def __init__(
+        self,
+        *,
+        refetch_interval: float = REFETCH_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._entries: dict[str, _Entry] = {}
+        self._last_forced: dict[str, float] = {}
         self._lock = threading.Lock()
+        self.refetch_interval = refetch_interval
+        self.clock = clock
 
     def get(
         self,
@@ -56,21 +81,40 @@ class JWKSCache:
         refresh: bool = False,
         trace: TraceRecorder | None = None,
     ) -> KeySet:
-        """Return the key set at a URL, fetching it when absent or when asked to refresh."""
+        """Return the key set at a URL, fetching it when absent, expired or asked to refresh.
+
+        A ``refresh`` inside the refetch interval of the previous one returns the cached set.
+        """
+        now = self.clock()
         with self._lock:
-            cached = self._sets.get(url)
-        if cached is not None and not refresh:
-            return cached
+            entry = self._entries.get(url)
+            fresh = entry is not None and entry.expires_at > now
+            if entry is not None and refresh:
+                last = self._last_forced.get(url)
+                if last is not None and now - last < self.refetch_interval:
+                    log.info("JWKS refetch of %s skipped: one ran %.0f s ago", url, now - last)
+                    return entry.key_set
+                self._last_forced[url] = now
+            elif fresh and entry is not None:
+                return entry.key_set
         resp = http.request("GET", url, headers=[("Accept", "application/json")], trace=trace)
         key_set = _import_keys(parse_json_or_form(resp, allow_form=False))
+        ttl = cache_ttl(resp.headers.get("cache-control"))
         with self._lock:
-            self._sets[url] = key_set
+            self._entries[url] = _Entry(key_set, self.clock() + ttl)
         return key_set
+
+    def refetch_allowed(self, url: str) -> bool:
+        """Tell whether a forced refetch of ``url`` would run now."""
+        with self._lock:
+            last = self._last_forced.get(url)
+        return last is None or self.clock() - last >= self.refetch_interval
 
     def clear(self) -> None:
         """Forget every cached key set."""
         with self._lock:
-            self._sets.clear()
+            self._entries.clear()
+            self._last_forced.clear()
 
 
 _process_cache = JWKSCache()
@@ -128,14 +172,25 @@ def validate_id_token(
         raise IDTokenInvalid("malformed key id")
 
     key_set = cache.get(jwks_url, http, trace=trace)
+    refetched = False
     if kid is not None and kid not in _key_ids(key_set):
-        # The provider may have rotated its keys: fetch them again, once.
+        # The provider may have rotated its keys: fetch them again (rate-limited).
         key_set = cache.get(jwks_url, http, refresh=True, trace=trace)
+        refetched = True
         if kid not in _key_ids(key_set):
             raise IDTokenInvalid(f"unknown key id {kid!r}")
 
     try:
-        token = _decode(id_token, key_set, kid, allowed)
+        try:
+            token = _decode(id_token, key_set, kid, allowed)
+        except BadSignatureError:
+            if refetched or not cache.refetch_allowed(jwks_url):
+                raise
+            # The provider may have re-keyed under the same kid: fetch the keys again, once.
+            key_set = cache.get(jwks_url, http, refresh=True, trace=trace)
+            if kid is not None and kid not in _key_ids(key_set):
+                raise IDTokenInvalid(f"unknown key id {kid!r}") from None
+            token = _decode(id_token, key_set, kid, allowed)
     except BadSignatureError:
         raise IDTokenInvalid("bad signature") from None
     except JoseError as exc:
@@ -160,7 +215,8 @@ def validate_id_token(
     except ClaimError as exc:
         # Name the claim, never its value.
         raise IDTokenInvalid(f"invalid claim ({exc.claim})") from None
-    aud = claims["aud"]
-    if isinstance(aud, list) and len(aud) > 1 and claims.get("azp", client_id) != client_id:
+    # azp, when present, names the party the token was issued to: it must be us, whatever
+    # the number of audiences (OpenID Connect Core 3.1.3.7, items 4 and 5).
+    if "azp" in claims and claims["azp"] != client_id:
         raise IDTokenInvalid("invalid claim (azp)")
     return claims

@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from portal.devidp import AMSProvider, Member, OIDCProvider
 from portal.extensions import db
 from portal.models import AuthSystem, Identity, User
+from portal.sso.discovery import get_discovery_cache
 from portal.sso.idtoken import get_jwks_cache
 
 #: Every character that tends to get mangled on the way to the provider.
@@ -39,10 +40,13 @@ def app_config(app_config: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(autouse=True)
 def _fresh_jwks_cache() -> Iterator[None]:
-    """Forget key sets between tests: each test's provider has its own keys on its own port."""
+    """Forget key sets and discovery documents between tests: each test's provider has its
+    own keys on its own port."""
     get_jwks_cache().clear()
+    get_discovery_cache().clear()
     yield
     get_jwks_cache().clear()
+    get_discovery_cache().clear()
 
 
 def jane() -> Member:

@@ -204,10 +204,12 @@ def test_iss_parameter_mismatch_is_rejected(oidc, sso, logs):
     assert oidc.idp.requests.all("token") == []
 
 
-def test_missing_iss_parameter_is_accepted(oidc, sso):
-    """A provider that omits iss on the callback still works (the id_token's iss is checked)."""
+def test_missing_iss_parameter_is_rejected_when_advertised(oidc, sso, logs):
+    """RFC 9207: the provider's discovery says it sends iss, so a callback without it is
+    refused before any call to the token endpoint (issue 12, finding 15b)."""
     oidc.idp.faults.set("authorize", "no_iss")
-    assert sso.sign_in(oidc).headers["Location"] == "/"
+    fail(oidc, sso, logs, "unexpected identity provider", "issuer_mismatch", status=400)
+    assert oidc.idp.requests.all("token") == []
 
 
 # -- systems ----------------------------------------------------------------------------------

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from html import unescape
 from urllib.parse import urlsplit
 
 import pytest
+import sqlalchemy as sa
+from werkzeug.wrappers import Response
 
 from portal.extensions import db
-from portal.models import AuthSystem, GroupMembership, Identity, LoginAttempt, MemberGroup, User
+from portal.models import (
+    AuditEvent,
+    AuthSystem,
+    GroupMembership,
+    Identity,
+    LoginAttempt,
+    MemberGroup,
+    User,
+)
 from portal.services.groups import add_rule
-from tests.auth.conftest import Provider, count, reconfigure
+from tests.auth.conftest import CLIENT_ID, CLIENT_SECRET, Provider, count, reconfigure
 from tests.conftest import MANAGER_PASSWORD
+from tests.sso.conftest import App, Server
 
 RESULT = re.compile(r"/admin/auth-systems/(\d+)/test/(\d+)$")
 
@@ -191,3 +203,132 @@ def test_a_test_that_cannot_start_says_why_and_records_nothing(oidc, manager_cli
     page = unescape(manager_client.get(resp.headers["Location"]).get_data(as_text=True))
     assert "The test could not start: Sign-in with this identity provider is not available" in page
     assert count(LoginAttempt) == 0
+
+
+# -- issue 12: redaction by value, internal addresses, and the audit of every run -------------
+
+
+def audit_events(kind: str) -> list[AuditEvent]:
+    db.session.expire_all()
+    query = sa.select(AuditEvent).where(AuditEvent.kind == kind).order_by(AuditEvent.id)
+    return list(db.session.scalars(query))
+
+
+def test_a_provider_echoing_the_secret_and_token_under_innocuous_keys_shows_neither(
+    ams, manager_client
+):
+    """The profile repeats the Client Secret and the access key under keys that look harmless,
+    inside longer strings, and even as a key: the result page shows none of them."""
+    idp = ams.idp
+    issued: list[str] = []
+    lookup_key, profile_for = idp.lookup_key, idp.profile_for
+
+    def recording_lookup(key):
+        issued.append(key)
+        return lookup_key(key)
+
+    def echoing_profile(person):
+        doc = profile_for(person)
+        key = issued[-1]
+        doc["note"] = CLIENT_SECRET
+        doc["data"] = {"x": key, "said": f"your key is {key}!", key: "key as a key"}
+        doc["basic"] = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+        return doc
+
+    idp.lookup_key, idp.profile_for = recording_lookup, echoing_profile
+    _url, page = run_test(manager_client, ams)
+    assert "The sign-in works" in page
+    assert issued, "the provider's profile endpoint was not called"
+    for secret in [*issued, CLIENT_SECRET, *ams.issued_secrets()]:
+        assert secret not in page, f"secret {secret[:4]}... on the test page"
+    assert 'data-path="note"' in page
+    assert 'data-path="data.x"' in page
+
+
+def test_an_internal_token_url_is_never_called_in_production(oidc, manager_client, app):
+    """finding 4: in production, a token URL on an internal address (stored straight in the
+    database, past the form's checks) is refused before any byte is sent, so the test page
+    cannot show an internal service's answer."""
+    internal = App()
+    internal.routes["/admin/secrets"] = lambda r: Response(
+        '{"internal": "do not show"}', content_type="application/json"
+    )
+    server = Server(internal)
+    try:
+        oidc.system.token_url = server.url + "/admin/secrets"
+        db.session.commit()
+        app.config["PORTAL_ENV"] = "production"
+        app.config["PORTAL_ALLOWED_PRIVATE_NETWORKS"] = ()
+        _url, page = run_test(manager_client, oidc)
+    finally:
+        app.config["PORTAL_ENV"] = "development"
+        server.stop()
+    assert internal.requests == []
+    assert "The sign-in failed" in page
+    assert "provider_address_refused" in page
+    assert "do not show" not in page
+    assert_no_secrets(oidc, page)
+
+
+def test_a_successful_run_is_audited_as_a_test_run(oidc, manager_client, manager):
+    """Test this configuration, success: one test_run row with the manager, the system, the
+    outcome and the reference the page shows; no sign-in row of any kind."""
+    _url, page = run_test(manager_client, oidc)
+    assert "The sign-in works" in page
+    (event,) = audit_events("test_run")
+    assert event.actor_id == manager.id
+    assert event.auth_system_id == oidc.system.id
+    assert event.details["outcome"] == "success"
+    assert event.details["reference"] == event.reference
+    assert f"reference <code>{event.reference}</code>" in page
+    assert audit_events("sign_in_failed") == []
+    assert audit_events("sign_in") == []
+    rows_text = repr([(e.details, e.reference) for e in audit_events("test_run")])
+    for secret in oidc.issued_secrets():
+        assert secret not in rows_text
+
+
+def test_a_failed_run_is_audited_with_its_error_code(provider, manager_client, manager):
+    """A run that fails at the token API is a test_run with the error code, not a failed
+    sign-in."""
+    provider.idp.faults.set("token", "status", 500)
+    _url, page = run_test(manager_client, provider)
+    assert "The sign-in failed" in page
+    (event,) = audit_events("test_run")
+    assert (event.actor_id, event.details["outcome"]) == (manager.id, "provider_http_error")
+    assert audit_events("sign_in_failed") == []
+    screen = manager_client.get("/admin/audit", query_string={"kind": "test_run"})
+    text = unescape(screen.get_data(as_text=True))
+    assert "Test this configuration run" in text
+    assert "The sign-in would fail (error code <code>provider_http_error</code>)" in text
+    assert event.reference in text
+
+
+def test_a_run_that_would_be_refused_is_audited_with_why(oidc, manager_client):
+    """A must-supply field the provider lacks: the outcome names the refusal."""
+    reconfigure(oidc, params={"username": {"path": "nickname", "must_supply": True}})
+    run_test(manager_client, oidc)
+    (event,) = audit_events("test_run")
+    assert event.details["outcome"] == "required_field_missing"
+
+
+def test_a_refused_test_callback_is_a_test_run_not_a_failed_sign_in(oidc, manager_client, manager):
+    """The test callback replayed: the state is refused, the page says so with a reference,
+    and the audit log has a test_run with outcome state_invalid, never a sign_in_failed."""
+    resp = manager_client.post(f"/admin/auth-systems/{oidc.system.id}/test")
+    back = oidc.idp.authorize_redirect(resp.headers["Location"], "jdoe")
+    parts = urlsplit(back)
+    callback = f"{parts.path}?{parts.query}"
+    assert manager_client.get(callback).status_code == 302
+    before = rows()
+    resp = manager_client.get(callback)
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 400
+    assert "expired or was already used" in page
+    success, refused = audit_events("test_run")
+    assert success.details["outcome"] == "success"
+    assert refused.details["outcome"] == "state_invalid"
+    assert refused.actor_id == manager.id
+    assert f"<code>{refused.reference}</code>" in page
+    assert audit_events("sign_in_failed") == []
+    assert rows() == before

@@ -14,8 +14,11 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from portal.sso.http import HttpClient, HttpSettings
+from portal.sso.netpolicy import AddressPolicy
 
-FAST = HttpSettings(connect_timeout=0.5, read_timeout=0.4, max_bytes=64 * 1024)
+#: Loopback test servers are reached as in development: the policy allows loopback.
+DEV_POLICY = AddressPolicy(allow_loopback=True)
+FAST = HttpSettings(connect_timeout=0.5, read_timeout=0.4, max_bytes=64 * 1024, policy=DEV_POLICY)
 
 
 class App:

@@ -11,10 +11,13 @@ from werkzeug.wrappers import Response
 
 from portal.devidp import OIDCProvider, demo_members
 from portal.sso.discovery import (
+    FAILURE_TTL,
+    DiscoveryCache,
     DiscoveryInvalid,
     discover_issuer,
     discovery_url_for,
     issuer_matches,
+    requires_iss_parameter,
 )
 from portal.sso.engine import ProfileParam, SSOConfig, begin_login, finish_login
 from portal.sso.errors import (
@@ -344,3 +347,83 @@ def test_discovered_values_pass_the_form_validation(app, provider, http):
     data.update(discover_issuer(provider.publish(), http).form_values())
     data.update(name="Discovered", client_id="client-1", client_secret="s3cret")
     assert validate_auth_system_data(data) == {}
+
+
+# -- issue 12: the discovery cache and the iss parameter (findings 11 and 15b) ----------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def hits(server) -> int:
+    return sum(1 for r in server.app.requests if r["path"].endswith(WELL_KNOWN))
+
+
+def test_iss_is_required_when_the_provider_advertises_it(provider, http):
+    """authorization_response_iss_parameter_supported: true means the callback must carry iss;
+    the document is fetched once and then served from the cache."""
+    issuer = provider.publish(
+        metadata(provider.url, authorization_response_iss_parameter_supported=True)
+    )
+    cache = DiscoveryCache()
+    assert requires_iss_parameter(issuer, http, cache) is True
+    assert requires_iss_parameter(issuer, http, cache) is True
+    assert hits(provider) == 1
+
+
+@pytest.mark.parametrize("flag", [None, False, "true", 1])
+def test_iss_is_not_required_unless_advertised_as_true(provider, http, flag):
+    """Absent, false or not the JSON true: not required."""
+    issuer = provider.publish(
+        metadata(provider.url, authorization_response_iss_parameter_supported=flag)
+    )
+    assert requires_iss_parameter(issuer, http, DiscoveryCache()) is False
+
+
+def test_a_failed_discovery_requires_nothing_and_is_remembered_briefly(provider, http):
+    """A 404: nothing required, no request per sign-in, asked again after the failure TTL."""
+    issuer = provider.publish(status=404, body="not found")
+    clock = Clock()
+    cache = DiscoveryCache(clock=clock)
+    for _ in range(3):
+        assert requires_iss_parameter(issuer, http, cache) is False
+    assert hits(provider) == 1
+    clock.now += FAILURE_TTL + 1
+    assert requires_iss_parameter(issuer, http, cache) is False
+    assert hits(provider) == 2
+
+
+def test_another_issuers_document_counts_as_none(provider, http):
+    """A document naming another issuer is not trusted to require anything."""
+    issuer = provider.publish(
+        metadata("https://other.example", authorization_response_iss_parameter_supported=True)
+    )
+    assert requires_iss_parameter(issuer, http, DiscoveryCache()) is False
+
+
+def test_discovery_documents_follow_cache_control(serve, http):
+    """A document is kept for its max-age (bounded), then fetched again."""
+    server = serve()
+    issuer = server.url
+    body = json.dumps(metadata(issuer, authorization_response_iss_parameter_supported=True))
+
+    @server.app.route(WELL_KNOWN)
+    def _(request):
+        return Response(
+            body, content_type="application/json", headers={"Cache-Control": "max-age=600"}
+        )
+
+    clock = Clock()
+    cache = DiscoveryCache(clock=clock)
+    cache.get(issuer, http)
+    clock.now += 599
+    cache.get(issuer, http)
+    assert hits(server) == 1
+    clock.now += 2
+    assert cache.get(issuer, http)["issuer"] == issuer
+    assert hits(server) == 2

@@ -7,6 +7,7 @@ import time
 import pytest
 from joserfc import jwt
 from joserfc.jwk import OctKey, RSAKey
+from werkzeug.wrappers import Response
 
 from portal.sso.errors import IDTokenInvalid, ProviderUnreachable
 from portal.sso.idtoken import JWKSCache, validate_id_token
@@ -208,3 +209,114 @@ def test_encryption_keys_in_jwks_are_ignored(serve, http, rsa_keys):
     enc = RSAKey.generate_key(2048, parameters={"kid": "e1", "use": "enc"})
     p = Provider(serve, [rsa_keys["k1"], enc])
     assert [k.kid for k in JWKSCache().get(p.url, http).keys] == ["k1"]
+
+
+# -- issue 12: keys that expire and change (finding 11), azp (finding 15a) --------------------
+
+
+class Clock:
+    """A monotonic clock a test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_rekey_under_the_same_kid_is_picked_up_by_one_refetch(
+    check, make_id_token, provider, rsa_keys
+):
+    """The provider replaces key k1 by another key still called k1: the first token signed
+    by the new key fails with the cached key, triggers one refetch, and passes."""
+    check(make_id_token())
+    new_k1 = RSAKey.generate_key(2048, parameters={"kid": "k1", "alg": "RS256", "use": "sig"})
+    provider.keys = [new_k1]
+    assert check(make_id_token(key=new_k1))["sub"] == "user-42"
+    assert check(make_id_token(key=new_k1))["sub"] == "user-42"
+    assert provider.fetches == 2
+
+
+def test_a_flood_of_unknown_kids_refetches_once_per_interval(serve, http, make_id_token, rsa_keys):
+    """Thirty tokens naming unknown kids: one refetch in the interval, the rest refused from
+    the cache; once the interval has passed, one more refetch is allowed."""
+    provider = Provider(serve, [rsa_keys["k1"]])
+    clock = Clock()
+    cache = JWKSCache(clock=clock)
+
+    def check(token):
+        return validate_id_token(
+            token,
+            issuer=ISSUER,
+            client_id="client-1",
+            nonce="nonce-1",
+            jwks_url=provider.url,
+            http=http,
+            jwks_cache=cache,
+        )
+
+    check(make_id_token())
+    for n in range(30):
+        with pytest.raises(IDTokenInvalid, match="unknown key id"):
+            check(make_id_token(header={"kid": f"attacker-{n}"}))
+        clock.now += 1
+    assert provider.fetches == 2
+    clock.now += 60
+    with pytest.raises(IDTokenInvalid):
+        check(make_id_token(header={"kid": "attacker-late"}))
+    assert provider.fetches == 3
+
+
+def test_a_flood_of_bad_signatures_refetches_once(check, make_id_token, provider, rsa_keys):
+    """Tokens signed by an impostor under the provider's kid: one refetch, then refused."""
+    check(make_id_token())
+    impostor = RSAKey.generate_key(2048, parameters={"kid": "k1", "alg": "RS256", "use": "sig"})
+    for _ in range(10):
+        with pytest.raises(IDTokenInvalid, match="bad signature"):
+            check(make_id_token(key=impostor))
+    assert provider.fetches == 2
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "ttl"),
+    [
+        (None, 3600),
+        ("public, max-age=7200", 7200),
+        ("max-age=5", 300),
+        ("no-store", 300),
+        ("max-age=999999", 86400),
+    ],
+)
+def test_key_sets_expire_after_their_cache_control_max_age(
+    serve, http, rsa_keys, cache_control, ttl
+):
+    """A key set is kept for its max-age, bounded to [5 min, 24 h], 1 h by default."""
+    app = App()
+    headers = {"Cache-Control": cache_control} if cache_control else {}
+    app.routes["/jwks"] = lambda r: Response(
+        json.dumps(jwks_of(rsa_keys["k1"])), content_type="application/json", headers=headers
+    )
+    url = serve(app).url + "/jwks"
+    clock = Clock()
+    cache = JWKSCache(clock=clock)
+    cache.get(url, http)
+    clock.now += ttl - 1
+    cache.get(url, http)
+    assert app.hits("/jwks") == 1
+    clock.now += 2
+    cache.get(url, http)
+    assert app.hits("/jwks") == 2
+
+
+def test_azp_naming_another_client_is_refused_even_with_one_audience(check, make_id_token):
+    """finding 15a: aud is us, but azp says the token was issued to another client."""
+    with pytest.raises(IDTokenInvalid, match=r"invalid claim \(azp\)"):
+        check(make_id_token(aud="client-1", azp="other-client"))
+    with pytest.raises(IDTokenInvalid, match=r"invalid claim \(azp\)"):
+        check(make_id_token(aud=["client-1", "other-client"], azp="other-client"))
+
+
+def test_azp_naming_us_passes(check, make_id_token):
+    """azp equal to the client id is fine, with one audience or several."""
+    assert check(make_id_token(aud="client-1", azp="client-1"))["azp"] == "client-1"
+    assert check(make_id_token(aud=["client-1", "x"], azp="client-1"))["sub"] == "user-42"
