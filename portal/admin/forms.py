@@ -68,6 +68,8 @@ class AuthSystemForm(FlaskForm):
     login_mode = SelectField(LABELS["login_mode"], choices=list(LOGIN_MODES.items()))
     onboarding_team_id = SelectField(LABELS["onboarding_team_id"], choices=[("", "None")])
     enabled = BooleanField(LABELS["enabled"])
+    trusts_email = BooleanField(LABELS["trusts_email"])
+    trusts_username = BooleanField(LABELS["trusts_username"])
     # Import from issuer: not saved; the view fills the form from discovery and re-renders it.
     issuer_url = StringField("Issuer URL")
     import_issuer = SubmitField("Import from issuer")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import re
+import socket
 import unicodedata
 from collections.abc import Mapping
 from typing import Any
@@ -20,6 +22,7 @@ from portal.models.auth_system import LOGIN_LOCAL_ONLY, LOGIN_MODES, TYPE_OAUTH2
 from portal.presets import FORM_FIELDS as PRESET_FIELDS
 from portal.presets import marker_messages
 from portal.services import audit
+from portal.services.outbound import address_policy
 from portal.services.secrets import (
     SecretUnreadable,
     decrypt_secret,
@@ -27,7 +30,7 @@ from portal.services.secrets import (
     rotate_secret,
 )
 from portal.sso.engine import OPTION_FIELDS, PROFILE_FIELDS
-from portal.sso.paths import validate_path
+from portal.sso.paths import path_limit_problem, validate_path
 from portal.sso.placeholders import (
     PLACEHOLDERS,
     TEMPLATE_FIELDS,
@@ -61,7 +64,12 @@ LABELS: dict[str, str] = {
     "login_mode": "Alternate Login",
     "onboarding_team_id": "Onboarding Team",
     "enabled": "Enabled",
+    "trusts_email": "This provider verifies email addresses",
+    "trusts_username": "This provider verifies usernames",
 }
+
+#: On/off settings of a system (everything else is text or a choice).
+FLAG_FIELDS: tuple[str, ...] = ("enabled", "trusts_email", "trusts_username")
 
 #: Text fields, in form order, with their column lengths (None: unbounded text).
 TEXT_FIELDS: dict[str, int | None] = {
@@ -91,7 +99,16 @@ URL_FIELDS: tuple[str, ...] = (
     "logout_url",
     "profile_edit_url",
 )
+#: Addresses Portal itself calls (or, for the login URL, the provider Portal then calls), held
+#: to the outbound address policy at save time. The Alternate Logout and Profile Edit URLs
+#: are only links a member's browser follows: Portal never fetches them, so they may name an
+#: intranet page.
+POLICY_URL_FIELDS: tuple[str, ...] = ("login_url", "token_url", "profile_url", "issuer", "jwks_url")
 HEADER_FIELDS: tuple[str, ...] = ("token_headers", "profile_headers")
+#: Placeholders that carry the client secret.
+SECRET_PLACEHOLDERS: frozenset[str] = frozenset({"ClientSecret", "BasicAuth"})
+#: Fields of the token request whose change needs the Client Secret typed again.
+TOKEN_REQUEST_FIELDS: tuple[str, ...] = ("token_headers", "token_body")
 TOKEN_METHODS: tuple[str, ...] = ("POST", "GET")
 LOCAL_HOSTS: frozenset[str] = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -102,7 +119,7 @@ DEFAULT_LOGIN_URL = (
 )
 DEFAULT_TOKEN_BODY = (
     "grant_type=authorization_code&code=%Code%&redirect_uri=%RedirectURL%"
-    "&client_id=%ClientID%&client_secret=%ClientSecret%"
+    "&client_id=%ClientID%&client_secret=%ClientSecret%&code_verifier=%CodeVerifier%"
 )
 DEFAULT_PARAM_PATHS: dict[str, str] = {
     "user_id": "sub",
@@ -207,6 +224,8 @@ def default_auth_system_data() -> dict[str, Any]:
         "login_mode": LOGIN_LOCAL_ONLY,
         "onboarding_team_id": None,
         "enabled": False,
+        "trusts_email": False,
+        "trusts_username": False,
         "params": {
             key: {
                 "path": DEFAULT_PARAM_PATHS.get(key, ""),
@@ -228,9 +247,10 @@ def auth_system_data(system: AuthSystem) -> dict[str, Any]:
         token_method=system.token_method,
         login_mode=system.login_mode,
         onboarding_team_id=system.onboarding_team_id,
-        enabled=bool(system.enabled),
         client_secret="",
     )
+    for key in FLAG_FIELDS:
+        data[key] = bool(getattr(system, key))
     for key, _label in PROFILE_FIELDS:
         row = system.param(key)
         data["params"][key] = {
@@ -253,7 +273,8 @@ def _clean(data: Mapping[str, Any]) -> dict[str, Any]:
     # Pasted secrets often bring a stray space or newline; providers never issue those.
     clean["client_secret"] = str(clean["client_secret"] or "").strip()
     clean["token_method"] = clean["token_method"].upper()
-    clean["enabled"] = bool(clean["enabled"])
+    for key in FLAG_FIELDS:
+        clean[key] = bool(clean[key])
     team = clean["onboarding_team_id"]
     if team in (None, ""):
         clean["onboarding_team_id"] = None
@@ -290,6 +311,121 @@ def _url_problem(value: str, label: str) -> str | None:
                 "localhost and 127.0.0.1)."
             )
     return None
+
+
+def _numeric_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """Return the address of a shorthand IPv4 host (``127.1``, ``0x7f.0.0.1``, ``2130706433``).
+
+    Resolvers accept these forms; the policy's parser does not, so they are read here first.
+    """
+    if not re.fullmatch(r"[0-9a-fA-FxX.]+", host) or not any(c.isdigit() for c in host):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except (OSError, ValueError):
+        return None
+
+
+def address_policy_problem(url: str, label: str) -> str | None:
+    """Return why the outbound address policy refuses the host of ``url``, or None.
+
+    Loopback passes outside production; ``PORTAL_ALLOWED_PRIVATE_NETWORKS`` lets an operator
+    allow an on-premises provider. Names are judged again, on what they resolve to, when
+    Portal connects.
+    """
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return None
+    if not host:
+        return None
+    policy = address_policy()
+    shorthand = _numeric_ipv4(host)
+    why = policy.address_problem(shorthand) if shorthand else policy.host_problem(host)
+    if not why:
+        return None
+    return (
+        f"The {label} points to {why}; Portal only calls identity providers on public "
+        "addresses. An operator can allow a private network with "
+        "PORTAL_ALLOWED_PRIVATE_NETWORKS."
+    )
+
+
+def pkce_problem(clean: Mapping[str, Any]) -> str | None:
+    """Return why the login URL's PKCE challenge would go unanswered, or None.
+
+    A challenge without its verifier in the token request makes every sign-in fail at a
+    provider that enforces PKCE, and protects nothing at one that does not.
+    """
+    if "CodeChallenge" not in find_placeholders(clean["login_url"]):
+        return None
+    token_request = " ".join(clean[key] for key in ("token_url", *TOKEN_REQUEST_FIELDS))
+    if "CodeVerifier" in find_placeholders(token_request):
+        return None
+    return (
+        "The Identity Provider Login URL sends a PKCE challenge (%CodeChallenge%), but the "
+        "token request never sends its verifier: add code_verifier=%CodeVerifier% to the "
+        "Token API Post Body (or remove the challenge from the login URL)."
+    )
+
+
+def _origin(template: str) -> str:
+    """Return ``scheme://host:port`` of a URL template (placeholders made harmless), or ""."""
+    if not template:
+        return ""
+    try:
+        parts = urlsplit(_substituted(template))
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
+        host = parts.hostname or ""
+    except ValueError:
+        return template
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}:{port}"
+
+
+def _sends_secret(data: Mapping[str, Any], *keys: str) -> bool:
+    return any(SECRET_PLACEHOLDERS & set(find_placeholders(data.get(k) or "")) for k in keys)
+
+
+def secret_binding_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """Return what changed between two configurations that the stored secret is bound to.
+
+    The secret was saved for one token endpoint (its origin), one Client ID and one way of
+    sending it (the token request's headers and body), and for the profile endpoint when the
+    profile request carries it. A change to any of these must come with the secret typed
+    again, or a stored secret could be sent to a host its owner never chose.
+    """
+    changes: list[str] = []
+    old, new = _origin(before.get("token_url") or ""), _origin(after.get("token_url") or "")
+    if old != new:
+        changes.append(f"the {LABELS['token_url']} now goes to {new or 'nowhere'} instead of {old}")
+    profile_keys = ("profile_url", "profile_headers")
+    if _sends_secret(after, *profile_keys):
+        if not _sends_secret(before, *profile_keys):
+            changes.append(f"the {LABELS['profile_url']} or Headers now send the secret")
+        else:
+            old = _origin(before.get("profile_url") or "")
+            new = _origin(after.get("profile_url") or "")
+            if old != new:
+                changes.append(
+                    f"the {LABELS['profile_url']}, which sends the secret, now goes to {new} "
+                    f"instead of {old}"
+                )
+    if (before.get("client_id") or "").strip() != (after.get("client_id") or "").strip():
+        changes.append(f"the {LABELS['client_id']} changed")
+    for key in TOKEN_REQUEST_FIELDS:
+        if (before.get(key) or "").strip() != (after.get(key) or "").strip():
+            changes.append(f"the {LABELS[key]} changed")
+    return changes
+
+
+def secret_binding_message(changes: list[str]) -> str:
+    """Return the Client Secret's error for ``changes`` (from ``secret_binding_changes``)."""
+    return (
+        f"Type the Client Secret again: {'; '.join(changes)}. The stored secret is only sent "
+        "to the host, Client ID and token request it was saved for."
+    )
 
 
 def _substituted(template: str) -> str:
@@ -377,9 +513,20 @@ def validate_auth_system_data(
             add(key, message)
     for key in URL_FIELDS:
         if clean[key] and key not in errors:
-            problem = _url_problem(_substituted(clean[key]), LABELS[key])
+            url = _substituted(clean[key])
+            problem = _url_problem(url, LABELS[key])
+            if not problem and key in POLICY_URL_FIELDS:
+                problem = address_policy_problem(url, LABELS[key])
             if problem:
                 add(key, problem)
+    pkce = pkce_problem(clean) if "token_body" not in errors else None
+    if pkce:
+        add("token_body", pkce)
+    # A blank Client Secret keeps the stored one only where the secret was meant to go.
+    if system is not None and system.client_secret_encrypted and not clean["client_secret"]:
+        changes = secret_binding_changes(auth_system_data(system), clean)
+        if changes:
+            add("client_secret", secret_binding_message(changes))
     if clean["jwks_url"] and not clean["issuer"]:
         add("issuer", "Issuer is required with a JWKS URL (both turn on ID token validation).")
 
@@ -387,6 +534,10 @@ def validate_auth_system_data(
         problem = validate_path(clean["access_token_path"])
         if problem:
             add("access_token_path", f"Not a valid path: {problem}")
+        else:
+            limit = path_limit_problem(clean["access_token_path"])
+            if limit:
+                add("access_token_path", f"The {LABELS['access_token_path']} {limit}")
     for key, label in PROFILE_FIELDS:
         path = clean["params"][key]["path"]
         markers = marker_messages(path)
@@ -396,6 +547,10 @@ def validate_auth_system_data(
             problem = validate_path(path)
             if problem:
                 add(param_error_key(key), f"{label}: not a valid path: {problem}")
+            else:
+                limit = path_limit_problem(path)
+                if limit:
+                    add(param_error_key(key), f"The {label} path {limit}")
     return errors
 
 
@@ -409,7 +564,8 @@ def _apply(system: AuthSystem, clean: dict[str, Any]) -> None:
     system.token_method = clean["token_method"]
     system.login_mode = clean["login_mode"]
     system.onboarding_team_id = clean["onboarding_team_id"]
-    system.enabled = clean["enabled"]
+    for key in FLAG_FIELDS:
+        setattr(system, key, clean[key])
     if clean["client_secret"]:
         store_client_secret(system, clean["client_secret"])
     for key, _label in PROFILE_FIELDS:

@@ -14,7 +14,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from portal.presets import Preset, get_preset, list_presets, marker_messages, unfinished_markers
-from portal.services.auth_systems import default_auth_system_data
+from portal.services.auth_systems import (
+    LABELS,
+    POLICY_URL_FIELDS,
+    address_policy_problem,
+    default_auth_system_data,
+)
 from portal.services.sso_login import http_settings
 from portal.sso.discovery import CLIENT_SECRET_POST, discover_issuer
 from portal.sso.errors import SSOError
@@ -111,6 +116,9 @@ def import_from_issuer(issuer_url: str, current: Mapping[str, Any]) -> IssuerImp
     markers = marker_messages(issuer_url)
     if markers:
         raise IssuerImportFailed(" ".join(markers))
+    refused = address_policy_problem(issuer_url, "Issuer URL")
+    if refused:
+        raise IssuerImportFailed(refused)
     try:
         found = discover_issuer(issuer_url, get_http_client(http_settings()))
     except SSOError as exc:
@@ -118,8 +126,15 @@ def import_from_issuer(issuer_url: str, current: Mapping[str, Any]) -> IssuerImp
         log.info("Import from issuer %s failed: %s", _host(issuer_url), exc.code)
         raise IssuerImportFailed(exc.user_message) from None
 
+    discovered = found.form_values()
+    for name in POLICY_URL_FIELDS:
+        label = f"{LABELS[name]} the discovery document gives"
+        refused = address_policy_problem(discovered.get(name) or "", label)
+        if refused:
+            log.info("Import from issuer %s refused: %s", _host(issuer_url), name)
+            raise IssuerImportFailed(refused)
     values: dict[str, str] = {}
-    for name, value in found.form_values().items():
+    for name, value in discovered.items():
         if value or name in TOKEN_REQUEST_FIELDS:
             values[name] = value
         elif unfinished_markers(str(current.get(name) or "")):

@@ -23,6 +23,7 @@ are saved in one transaction.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,6 +34,7 @@ from portal.models import AuthSystem, MemberGroup, Team, User
 from portal.models.group import RULE_GROUPS_CONTAINS, RULE_KINDS
 from portal.services import audit
 from portal.services.auth_systems import (
+    FLAG_FIELDS,
     LABELS,
     AuthSystemInvalid,
     auth_system_data,
@@ -63,16 +65,20 @@ MAX_DOCUMENT_BYTES = 1_048_576
 
 #: Keys of ``auth_system`` that hold text, in form order (the secret is never one of them).
 SYSTEM_TEXT_KEYS: tuple[str, ...] = tuple(
-    key for key in LABELS if key not in ("client_secret", "onboarding_team_id", "enabled")
+    key for key in LABELS if key not in ("client_secret", "onboarding_team_id", *FLAG_FIELDS)
 )
 #: Every key ``auth_system`` may hold, in the order an export writes them.
 SYSTEM_KEYS: tuple[str, ...] = (
     *SYSTEM_TEXT_KEYS,
     "onboarding_team",
-    "enabled",
+    *FLAG_FIELDS,
     "params",
     "client_secret_encrypted",
 )
+#: How deep a document may nest. An export is four levels deep (document, auth_system,
+#: params, one parameter); the margin is for hand-edited files. A limit also keeps the JSON
+#: parser's recursion away from Python's stack limit.
+MAX_DEPTH = 32
 MAPPING_KEYS: tuple[str, ...] = (
     "default_group",
     "restrict_sign_in",
@@ -83,6 +89,11 @@ MAPPING_KEYS: tuple[str, ...] = (
 )
 RULE_KEYS: tuple[str, ...] = ("kind", "values", "group")
 PARAM_LABELS: dict[str, str] = dict(PROFILE_FIELDS)
+#: Where an import's Client Secret can come from, for the messages that need one.
+SECRET_HINT = (
+    "Give it with the import: in the file (exported with --include-secret), with "
+    "--client-secret-file, or in the Client Secret field of the import page."
+)
 #: Same message as the mapping screen gives.
 RESTRICT_WITHOUT_STATUS = (
     "List at least one Membership Status that may sign in, or turn the restriction off."
@@ -117,7 +128,8 @@ def export_auth_system(system: AuthSystem, *, include_secret: bool = False) -> d
     data = auth_system_data(system)
     out: dict[str, Any] = {key: data[key] for key in SYSTEM_TEXT_KEYS}
     out["onboarding_team"] = system.onboarding_team.name if system.onboarding_team else None
-    out["enabled"] = data["enabled"]
+    for key in FLAG_FIELDS:
+        out[key] = data[key]
     out["params"] = {key: _param_out(key, data["params"][key]) for key, _ in PROFILE_FIELDS}
     if include_secret and system.client_secret_encrypted:
         out["client_secret_encrypted"] = encrypt_secret(read_client_secret(system))
@@ -155,6 +167,14 @@ def parse_export(raw: bytes | str) -> Any:
             raw = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise ImportInvalid(["The file is not UTF-8 text; it is not a Portal export."]) from exc
+    depth = _nesting_depth(raw)
+    if depth > MAX_DEPTH:
+        raise ImportInvalid(
+            [
+                f"The file nests objects or lists more than {MAX_DEPTH} levels deep; a Portal "
+                "export has four levels. It is not a Portal export."
+            ]
+        )
     try:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
@@ -162,6 +182,27 @@ def parse_export(raw: bytes | str) -> Any:
         raise ImportInvalid(
             [f"The file is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."]
         ) from exc
+
+
+_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _nesting_depth(text: str) -> int:
+    """Return how deep the objects and lists of a JSON text nest (strings skipped).
+
+    Stops counting once past ``MAX_DEPTH``, so a hostile file costs one linear scan.
+    """
+    depth = deepest = 0
+    for match in _STRUCTURE.finditer(text):
+        token = match.group(0)
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_DEPTH:
+                break
+        elif token in "]}":
+            depth -= 1
+    return deepest
 
 
 def _names(keys: Any) -> str:
@@ -228,11 +269,13 @@ def _read_system(raw: Any, add) -> tuple[dict[str, Any], set[str], str]:
         else:
             add(f"{LABELS[key]}: must be text (a JSON string).")
             bad.add(key)
-    if "enabled" in raw:
-        if isinstance(raw["enabled"], bool):
-            data["enabled"] = raw["enabled"]
+    for key in FLAG_FIELDS:
+        if key not in raw:
+            continue
+        if isinstance(raw[key], bool):
+            data[key] = raw[key]
         else:
-            add(f"{LABELS['enabled']}: must be true or false.")
+            add(f"{LABELS[key]}: must be true or false.")
     team = raw.get("onboarding_team")
     if team is not None and not isinstance(team, str):
         add(f"{LABELS['onboarding_team_id']}: must be a team's name or null.")
@@ -456,6 +499,9 @@ def import_auth_system(
     existing = _find_system(name) if name else None
     target = existing if replace else None
     errors = validate_auth_system_data(data, system=target)
+    if target is not None and not secret and "client_secret" in errors:
+        # The file changes where the stored secret would go: it must come with the import.
+        errors["client_secret"] = [f"{m} {SECRET_HINT}" for m in errors["client_secret"]]
     problems.extend(_validation_problems(errors, bad_keys))
     if existing is not None and not replace:
         add("To overwrite the existing system, import again with Replace.")

@@ -30,7 +30,7 @@ from portal.sso.errors import (
 )
 from portal.sso.http import FORM_TYPE, HttpClient, parse_json_or_form
 from portal.sso.idtoken import JWKSCache, validate_id_token
-from portal.sso.paths import search_path
+from portal.sso.paths import PathTooCostly, search_path
 from portal.sso.placeholders import Context, basic_auth, body_context, render, render_headers
 
 log = logging.getLogger(__name__)
@@ -263,6 +263,8 @@ def begin_login(config: SSOConfig) -> LoginAttempt:
 def _search(expr: str, doc: Any, what: str) -> Any:
     try:
         return search_path(expr, doc)
+    except PathTooCostly as exc:
+        raise TemplateError(f"the {what} path was stopped: {exc}") from None
     except JMESPathError:
         raise TemplateError(f"the {what} path is not a usable JMESPath expression") from None
 

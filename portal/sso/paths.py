@@ -1,4 +1,12 @@
-"""JMESPath expressions that pick values out of token and profile documents."""
+"""JMESPath expressions that pick values out of token and profile documents.
+
+A path is written by a manager and evaluated at every sign-in against a document the
+provider sends, so it is bounded twice: at save time (``path_limit_problem``: its length and
+how many copies of the document its multi-selects can make) and at evaluation
+(``search_path``: a budget of visited nodes and a cap on the result's size). A short path
+such as ``[@,@,@,@][][@,@,@,@][]...`` multiplies the document four times per segment: without
+the bounds, 312 characters of it ran for seconds at every sign-in.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,38 @@ from typing import Any
 import jmespath
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
+from jmespath.visitor import TreeInterpreter
+
+#: The longest path accepted. The paths providers need are short (the longest preset path,
+#: ``Member.Emails[?Primary].Address | [0]``, has 36 characters) and the Access Token Path
+#: column holds 255: anything longer is a program, not a path.
+MAX_PATH_LENGTH = 255
+#: The most copies of the document a path's multi-selects may make, multiplied along the
+#: path (``[a, b]`` makes 2; ``join(' ', [given, family])`` too). Real paths stay under 10.
+MAX_FAN_OUT = 64
+#: How many expression nodes one evaluation may visit: a projection over a provider's list
+#: of a thousand groups visits a few thousand; millions mean a runaway path.
+MAX_VISITS = 100_000
+#: The most items a path's result may hold (a list of groups is the largest real result).
+MAX_RESULT_ITEMS = 10_000
+
+
+class PathTooCostly(JMESPathError):
+    """Evaluating a path went past the visit budget or the result cap."""
+
+
+class _BoundedInterpreter(TreeInterpreter):
+    """A tree interpreter that stops after ``MAX_VISITS`` node visits."""
+
+    def __init__(self, budget: int) -> None:
+        super().__init__()
+        self._budget = budget
+
+    def visit(self, node: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        self._budget -= 1
+        if self._budget < 0:
+            raise PathTooCostly("the path visits too many values of the document")
+        return super().visit(node, *args, **kwargs)
 
 
 @lru_cache(maxsize=512)
@@ -27,9 +67,62 @@ def validate_path(expr: str) -> str | None:
     return None
 
 
+def _fan_out(node: Any) -> int:
+    """Return how many copies of its input the multi-selects of ``node`` can make, at most."""
+    if not isinstance(node, dict):
+        return 1
+    factor = 1
+    if node.get("type") in ("multi_select_list", "multi_select_dict"):
+        factor = max(1, len(node.get("children") or []))
+    for child in node.get("children") or []:
+        factor *= _fan_out(child)
+        if factor > MAX_FAN_OUT:
+            break
+    return factor
+
+
+def path_limit_problem(expr: str) -> str | None:
+    """Return why a (syntactically valid) path is refused by the limits, or None.
+
+    The text completes "The <field> path ...".
+    """
+    if len(expr) > MAX_PATH_LENGTH:
+        return (
+            f"is {len(expr)} characters long; a path may have at most {MAX_PATH_LENGTH} "
+            "(provider paths are far shorter, and a long one can run for seconds at every "
+            "sign-in)."
+        )
+    try:
+        parsed = _compile(expr).parsed
+    except JMESPathError:
+        return None  # the syntax check reports it
+    if _fan_out(parsed) > MAX_FAN_OUT:
+        return (
+            f"multiplies the document more than {MAX_FAN_OUT} times with its multi-selects "
+            "([a, b, ...] inside projections); such a path can build millions of values at "
+            "every sign-in. Pick the values you need with a simpler path."
+        )
+    return None
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, list | dict):
+        return len(value)
+    return 1
+
+
 def search_path(expr: str, data: Any) -> Any:
-    """Evaluate a JMESPath expression against data (compiled expressions are cached)."""
-    return _compile(expr).search(data)
+    """Evaluate a JMESPath expression against data, within the visit budget and result cap.
+
+    Raise ``PathTooCostly`` (a ``JMESPathError``) when the path is longer than allowed, visits
+    more than ``MAX_VISITS`` nodes or returns more than ``MAX_RESULT_ITEMS`` items.
+    """
+    if len(expr) > MAX_PATH_LENGTH:
+        raise PathTooCostly("the path is longer than allowed")
+    result = _BoundedInterpreter(MAX_VISITS).visit(_compile(expr).parsed, data)
+    if _size(result) > MAX_RESULT_ITEMS:
+        raise PathTooCostly("the path's result holds too many values")
+    return result
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

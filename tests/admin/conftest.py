@@ -58,6 +58,17 @@ def form_data() -> dict[str, Any]:
     }
 
 
+def secret_bound_fields(form_data: dict[str, Any]) -> dict[str, Any]:
+    """Return the fields the stored secret is bound to, as ``form_data`` has them.
+
+    A system created with these can be edited with a blank Client Secret (nothing the secret
+    is bound to changes).
+    """
+    return {
+        key: form_data[key] for key in ("client_id", "token_url", "token_headers", "token_body")
+    }
+
+
 def errors_beside(page: str, field_id: str) -> list[str]:
     """Return the error messages shown beside the field with this id."""
     pattern = re.compile(rf'<p class="error" id="{re.escape(field_id)}-error">(.*?)</p>', re.S)

@@ -14,7 +14,7 @@ from portal.services.auth_systems import (
 )
 from portal.sso.engine import OPTION_FIELDS, PROFILE_FIELDS
 from portal.sso.placeholders import PLACEHOLDERS, TEMPLATE_FIELDS
-from tests.admin.conftest import SECRET, parse_page
+from tests.admin.conftest import SECRET, parse_page, secret_bound_fields
 
 OPTION_LABELS = ("User can upgrade from this field", "Provider must supply this value")
 
@@ -204,7 +204,7 @@ def test_edit_form_shows_saved_values(signed_in, create_auth_system):
 
 def test_edit_saves_changes_and_flashes(signed_in, create_auth_system, form_data):
     """Editing replaces the configuration, including the slug, and flashes."""
-    system = create_auth_system("Old Name")
+    system = create_auth_system("Old Name", **secret_bound_fields(form_data))
     form_data.update(name="New Name", client_secret="", param_email_path="emails[0]")
     response = signed_in.post(
         f"/admin/auth-systems/{system.id}/edit", data=form_data, follow_redirects=True

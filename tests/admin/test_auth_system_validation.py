@@ -11,7 +11,7 @@ from portal.extensions import db
 from portal.models import AuthSystem
 from portal.services.auth_systems import validate_auth_system_data
 from portal.sso.paths import validate_path
-from tests.admin.conftest import errors_beside, parse_page
+from tests.admin.conftest import errors_beside, parse_page, secret_bound_fields
 
 NEW = "/admin/auth-systems/new"
 
@@ -415,7 +415,7 @@ def test_edit_with_an_error_saves_nothing(signed_in, form_data, create_auth_syst
 
 def test_edit_may_keep_its_own_name(signed_in, form_data, create_auth_system):
     """Saving a system under its own Name is not a duplicate."""
-    system = create_auth_system("Acme SSO")
+    system = create_auth_system("Acme SSO", **secret_bound_fields(form_data))
     form_data.update(name="ACME SSO", client_secret="")
     response = signed_in.post(f"/admin/auth-systems/{system.id}/edit", data=form_data)
     assert response.status_code == 302

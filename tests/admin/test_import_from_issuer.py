@@ -184,8 +184,15 @@ def test_import_on_the_edit_form_fills_it_without_saving(
     assert form_values(page)["token_url"] == idp.token_url
     db.session.expire_all()
     assert db.session.get(AuthSystem, system.id).token_url == "https://idp.example.com/token"
-    # Saving now keeps the stored secret (left blank) and stores the discovered values.
-    response = signed_in.post(url, data=as_post(form_values(page)))
+    # The token endpoint moved to another host: a blank secret is refused, and says why.
+    refused = signed_in.post(url, data=as_post(form_values(page))).get_data(as_text=True)
+    assert errors_beside(refused, "client_secret")[0].startswith("Type the Client Secret again")
+    db.session.expire_all()
+    assert db.session.get(AuthSystem, system.id).token_url == "https://idp.example.com/token"
+    # Typed again, it saves the discovered values with the secret.
+    response = signed_in.post(
+        url, data={**as_post(form_values(page)), "client_secret": 's3cr3t+/=&"value'}
+    )
     assert response.status_code == 302
     db.session.expire_all()
     saved = db.session.get(AuthSystem, system.id)

@@ -38,6 +38,8 @@ def test_update_records_exactly_the_changed_fields_with_before_and_after(
         signed_in,
         system,
         client_id="acme-client-2",
+        # A new Client ID needs the secret typed again; the same secret is not a change.
+        client_secret=SECRET,
         login_label="Sign in with Acme Corp",
         param_email_can_upgrade=False,
     )
@@ -119,6 +121,8 @@ def test_literal_credentials_in_headers_and_body_are_hidden(signed_in, form_data
         system,
         token_headers="Accept: application/json\nX-Api-Key: literal-key-123",
         token_body="grant_type=authorization_code&code=%Code%&client_secret=literal-pw-456",
+        # A new token request needs the secret typed again; the same secret is not a change.
+        client_secret=SECRET,
     )
     (event,) = events("system.updated")
     changes = {c["field"]: c for c in event.details["changes"]}

@@ -89,16 +89,17 @@ def test_upload_of_a_file_that_is_not_json_says_so(signed_in, count_rows):
 def test_upload_over_an_existing_name_needs_replace(signed_in, configured):
     """Without the Replace box an existing Name is refused; with it the system is updated."""
     doc = export_auth_system(configured)
-    doc["auth_system"]["client_id"] = "changed"
+    # A change the stored secret is not bound to (the Client ID would need the secret again).
+    doc["auth_system"]["login_label"] = "Changed label"
     refused = _upload(signed_in, json.dumps(doc)).get_data(as_text=True)
     assert "An authentication system named Acme SSO already exists." in refused
     db.session.expire_all()
-    assert configured.client_id == "acme-client"
+    assert configured.login_label == "Sign in with Acme"
 
     replaced = _upload(signed_in, json.dumps(doc), replace="y")
     assert replaced.headers["Location"] == f"/admin/auth-systems/{configured.id}/edit"
     db.session.expire_all()
-    assert configured.client_id == "changed"
+    assert configured.login_label == "Changed label"
     assert read_client_secret(configured) == SECRET, "a blank secret did not keep the stored one"
 
 

@@ -205,14 +205,15 @@ def test_replace_overwrites_in_place_and_a_blank_secret_keeps_the_stored_one(
 ):
     """With replace the same row is updated, rules replaced, and the stored secret kept."""
     doc = export_auth_system(configured)
-    doc["auth_system"]["client_id"] = "changed"
+    # A change the stored secret is not bound to (the Client ID would need the secret again).
+    doc["auth_system"]["login_label"] = "Changed label"
     doc["group_mapping"]["rules"] = doc["group_mapping"]["rules"][:1]
     system_id = configured.id
 
     system = import_auth_system(doc, replace=True)
 
     assert system.id == system_id
-    assert system.client_id == "changed"
+    assert system.login_label == "Changed label"
     assert read_client_secret(system) == SECRET, "the stored secret was not kept"
     assert count_rows()["group_rules"] == 1
 
