@@ -76,7 +76,18 @@ KINDS: tuple[tuple[str, str], ...] = (
 KIND_LABELS: dict[str, str] = dict(KINDS)
 #: Kinds that record a manager's configuration change (they trigger the opportunistic purge).
 CONFIG_KINDS: frozenset[str] = frozenset(
-    kind for kind, _ in KINDS if not kind.startswith("sign_in")
+    {
+        SYSTEM_CREATED,
+        SYSTEM_UPDATED,
+        SYSTEM_DELETED,
+        SYSTEM_ENABLED,
+        SYSTEM_DISABLED,
+        MAPPING_CHANGED,
+        GROUP_DELETED,
+        ROLE_CHANGED,
+        USER_DISABLED,
+        USER_ENABLED,
+    }
 )
 
 #: What the audit log stores instead of a value that must stay secret.

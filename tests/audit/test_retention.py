@@ -72,6 +72,17 @@ def test_a_configuration_change_purges_expired_events_at_most_hourly(
     ]
 
 
+@pytest.mark.parametrize(
+    "kind", [audit.LOCKOUT, audit.TEST_RUN, audit.SESSIONS_REVOKED, audit.SIGN_IN_LOCAL_FAILED]
+)
+def test_anonymous_and_routine_events_never_start_the_purge(app, kind):
+    """Only a manager's change purges: a stranger's lockout or a test run deletes nothing."""
+    _aged(31, "old00001")
+    audit.record_event(kind)
+    db.session.commit()
+    assert [e.reference for e in events("sign_in_failed")] == ["old00001"]
+
+
 def test_retention_setting_is_read_from_the_environment(tmp_path):
     """PORTAL_AUDIT_RETENTION_DAYS defaults to 365 and refuses a negative or non-number."""
     assert load_config(str(tmp_path), {})["PORTAL_AUDIT_RETENTION_DAYS"] == 365
