@@ -123,9 +123,13 @@ DEFAULT_LOGIN_IP_LIMITS = "20/minute;200/hour"
 #: Failed local sign-ins per account (the email typed): a member who mistypes a few times is
 #: never stopped, an attacker gets 5 guesses a minute, then 20 an hour, then 100 a day.
 DEFAULT_LOGIN_ACCOUNT_LIMITS = "5/minute;20/hour;100/day"
-#: SSO starts and callbacks per address: a person needs one of each per sign-in (a few more
-#: with tabs); a flood of bogus callbacks or new login attempts stops here.
-DEFAULT_SSO_LIMITS = "30/minute;300/hour"
+#: Unfinished SSO sign-ins started from one address. A sign-in that comes back finished no
+#: longer counts, so a keynote's crowd behind one conference NAT signs in at any pace, while a
+#: flood of starts that never finish (each writes a login attempt) stops here.
+DEFAULT_SSO_START_LIMITS = "500/10 minutes"
+#: Failed SSO callbacks per address (a successful sign-in never counts): a person fails a few
+#: times at most; a flood of bogus callbacks stops here.
+DEFAULT_SSO_CALLBACK_LIMITS = "30/minute;300/hour"
 #: *Test this configuration* starts and imports per manager: each calls out or parses a file.
 DEFAULT_MANAGER_LIMITS = "10/minute;100/hour"
 
@@ -198,10 +202,10 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
             env, "PORTAL_RATELIMIT_LOGIN_ACCOUNT", DEFAULT_LOGIN_ACCOUNT_LIMITS
         ),
         "PORTAL_RATELIMIT_SSO_START": _rate_limits(
-            env, "PORTAL_RATELIMIT_SSO_START", DEFAULT_SSO_LIMITS
+            env, "PORTAL_RATELIMIT_SSO_START", DEFAULT_SSO_START_LIMITS
         ),
         "PORTAL_RATELIMIT_SSO_CALLBACK": _rate_limits(
-            env, "PORTAL_RATELIMIT_SSO_CALLBACK", DEFAULT_SSO_LIMITS
+            env, "PORTAL_RATELIMIT_SSO_CALLBACK", DEFAULT_SSO_CALLBACK_LIMITS
         ),
         "PORTAL_RATELIMIT_MANAGER": _rate_limits(
             env, "PORTAL_RATELIMIT_MANAGER", DEFAULT_MANAGER_LIMITS

@@ -237,13 +237,15 @@ def logout():
 
 
 @bp.route("/sso/<slug>/login")
-@throttle.sso_start_per_ip
 def sso_login(slug: str):
     """Start an SSO sign-in: record the attempt and send the browser to the provider."""
     try:
         system = get_login_system(slug, is_manager=_is_manager())
     except SystemUnavailable:
         return _system_not_found()
+    wait = throttle.start_sso_sign_in()
+    if wait is not None:
+        return render_error(429, retry_after=wait)
     key = session.get(BROWSER_KEY)
     if not isinstance(key, str) or not key:
         key = session[BROWSER_KEY] = new_browser_key()
@@ -269,10 +271,12 @@ def sso_callback(slug: str):
         signed_in = complete_sso_login(system, params, browser_key=session.get(BROWSER_KEY))
     except LinkConfirmationRequired as pending:
         # Nobody is signed in: the matched account's owner confirms with its password first.
+        throttle.finish_sso_sign_in()
         session[PENDING_LINK] = seal_pending_link(pending.link)
         return redirect(url_for("auth.confirm_link"))
     except SSOError as exc:
         return _sso_failure(exc, slug)
+    throttle.finish_sso_sign_in()
     return _finish_sso_sign_in(signed_in)
 
 

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 #: Scopes of the counters kept here (Flask-Limiter's own are named after the endpoint).
 ACCOUNT_SCOPE = "local-sign-in-account"
+OPEN_SSO_SCOPE = "sso-open-sign-ins"
 AUDIT_SCOPE = "audit-sign-in-failed"
 #: At most one failed-sign-in audit row per source address in this window.
 FAILED_SIGN_IN_AUDIT_RATE = "1/minute"
@@ -50,10 +51,12 @@ def manager_key() -> str:
 local_sign_in_per_ip = limiter.shared_limit(
     _setting("PORTAL_RATELIMIT_LOGIN_IP"), scope="local-sign-in", methods=["POST"]
 )
-#: Each new SSO start writes a login attempt.
-sso_start_per_ip = limiter.limit(_setting("PORTAL_RATELIMIT_SSO_START"))
-#: Each bogus callback costs a lookup, a log line and (once a minute) an audit row.
-sso_callback_per_ip = limiter.limit(_setting("PORTAL_RATELIMIT_SSO_CALLBACK"))
+#: Each bogus callback costs a lookup, a log line and (once a minute) an audit row; only
+#: failed callbacks count, so members signing in are never slowed, however many share an address.
+sso_callback_per_ip = limiter.limit(
+    _setting("PORTAL_RATELIMIT_SSO_CALLBACK"),
+    deduct_when=lambda response: response.status_code >= 400,
+)
 #: *Test this configuration* starts and imports, per manager and per action.
 per_manager = limiter.limit(
     _setting("PORTAL_RATELIMIT_MANAGER"), key_func=manager_key, methods=["POST"]
@@ -168,3 +171,54 @@ def allow_failed_sign_in_row(source: str | None) -> bool:
     except Exception:
         log.exception("Could not check the audit budget of a failed sign-in")
         return True
+
+
+# --- unfinished SSO sign-ins per address ---------------------------------------------------
+
+
+def _open_sso_ids() -> tuple[str, ...]:
+    return (_prefix(), OPEN_SSO_SCOPE, get_remote_address())
+
+
+def _open_sso_items() -> list[RateLimitItem]:
+    return parse_many(current_app.config["PORTAL_RATELIMIT_SSO_START"])
+
+
+def start_sso_sign_in() -> int | None:
+    """Count an SSO start from this address; return the seconds to wait when refused.
+
+    Each start writes a login attempt, so starts that never come back are what a flood looks
+    like. `finish_sso_sign_in` takes a finished one off the count: only unfinished sign-ins
+    fill the window, and a crowd behind one address signing in for real is never held back.
+    """
+    if not _enabled():
+        return None
+    ids = _open_sso_ids()
+    try:
+        strategy = _strategy()
+        items = _open_sso_items()
+        for item in items:
+            if not strategy.test(item, *ids):
+                reset_at, _remaining = strategy.get_window_stats(item, *ids)
+                return max(1, math.ceil(reset_at - time.time()))
+        for item in items:
+            strategy.hit(item, *ids)
+        return None
+    except Exception:
+        log.exception("Could not count an SSO start")
+        return None
+
+
+def finish_sso_sign_in() -> None:
+    """Take a sign-in that came back finished off this address's count of unfinished ones."""
+    if not _enabled():
+        return
+    ids = _open_sso_ids()
+    try:
+        storage = limiter.limiter.storage
+        for item in _open_sso_items():
+            key = item.key_for(*ids)
+            if storage.get(key) > 0:
+                storage.incr(key, item.get_expiry(), amount=-1)
+    except Exception:
+        log.exception("Could not count a finished SSO sign-in")

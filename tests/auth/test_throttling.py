@@ -22,6 +22,7 @@ from portal.extensions import db
 from portal.models import ROLE_MANAGER, AuditEvent, LoginAttempt, User
 from portal.services import accounts, audit
 from portal.services.sso_login import MAX_OPEN_ATTEMPTS_PER_BROWSER
+from tests.auth.conftest import users_and_identities
 from tests.conftest import MANAGER_PASSWORD, MEMBER_PASSWORD
 
 WRONG = "Wrong-Guess-7731"
@@ -263,6 +264,13 @@ def system(create_auth_system):
     return create_auth_system(name="Example IdP", login_mode="local_and_remote")
 
 
+@pytest.fixture
+def small_start_limit(app):
+    """Hold unfinished SSO sign-ins per address to 10 (the default is sized for a venue)."""
+    app.config["PORTAL_RATELIMIT_SSO_START"] = "10/10 minutes"
+    return 10
+
+
 def test_a_flood_of_bogus_callbacks_is_throttled_and_audited_once(app, client, system, caplog):
     """50 bogus callbacks from one address: failure pages up to the limit, then 429s.
 
@@ -294,11 +302,14 @@ def open_attempts() -> int:
     return db.session.scalar(sa.select(sa.func.count()).select_from(LoginAttempt))
 
 
-def test_fifty_sso_starts_from_one_browser_keep_a_few_attempts_then_429(app, client, system):
+def test_fifty_sso_starts_from_one_browser_keep_a_few_attempts_then_429(
+    client, system, small_start_limit
+):
     """50 SSO starts from one browser: at most the cap of open attempts, then 429s."""
-    allowed = first_limit(app, "PORTAL_RATELIMIT_SSO_START")
-    statuses = [client.get(f"/sso/{system.slug}/login").status_code for _ in range(50)]
-    assert statuses == [302] * allowed + [429] * (50 - allowed)
+    responses = [client.get(f"/sso/{system.slug}/login") for _ in range(50)]
+    statuses = [r.status_code for r in responses]
+    assert statuses == [302] * small_start_limit + [429] * (50 - small_start_limit)
+    assert_readable_429(responses[-1], "Too many requests")
     assert open_attempts() == MAX_OPEN_ATTEMPTS_PER_BROWSER
 
 
@@ -317,12 +328,32 @@ def test_a_new_tab_drops_only_the_oldest_open_attempt(client, system):
     assert kept == set(started[1:])
 
 
-def test_cookieless_sso_starts_are_bounded_by_the_address_limit(app, system):
+def test_cookieless_sso_starts_are_bounded_by_the_address_limit(app, system, small_start_limit):
     """Without a cookie every start is a new browser: the per-address limit bounds the rows."""
-    allowed = first_limit(app, "PORTAL_RATELIMIT_SSO_START")
     statuses = [app.test_client().get(f"/sso/{system.slug}/login").status_code for _ in range(40)]
-    assert statuses.count(302) == allowed
-    assert open_attempts() == allowed
+    assert statuses.count(302) == small_start_limit
+    assert open_attempts() == small_start_limit
+    # Another address is not held back by this one's flood.
+    other = app.test_client().get(f"/sso/{system.slug}/login", environ_base=OTHER_IP)
+    assert other.status_code == 302
+
+
+def test_a_crowd_behind_one_address_signs_in_past_the_start_limit(oidc, sso, small_start_limit):
+    """A keynote behind one NAT: finished sign-ins leave the count, so none is refused."""
+    for _ in range(2 * small_start_limit + 1):
+        resp = sso.sign_in(oidc)
+        assert resp.status_code == 302 and resp.headers["Location"] == "/"
+        sso.client.post("/logout")
+    assert users_and_identities() == (1, 1)
+
+
+def test_successful_callbacks_never_count_toward_the_callback_limit(app, oidc, sso):
+    """Only failed callbacks fill the callback window: members signing in are never slowed."""
+    allowed = first_limit(app, "PORTAL_RATELIMIT_SSO_CALLBACK")
+    for _ in range(allowed + 1):
+        assert sso.sign_in(oidc).headers["Location"] == "/"
+        sso.client.post("/logout")
+    assert sso.client.get(f"/sso/{oidc.system.slug}/callback?state=bogus").status_code == 400
 
 
 # -- managers' heavy actions ----------------------------------------------------------------
