@@ -36,20 +36,7 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}.") from exc
 
 
-def _days(env: dict[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a whole number of days, got {raw!r}.") from exc
-    if value < 0:
-        raise ConfigError(f"{name} must be 0 (keep forever) or more days, got {value}.")
-    return value
-
-
-def _positive_int(env: dict[str, str], name: str, default: int) -> int:
+def _whole_number(env: dict[str, str], name: str, default: int, *, minimum: int, hint: str) -> int:
     raw = env.get(name)
     if raw in (None, ""):
         return default
@@ -57,9 +44,17 @@ def _positive_int(env: dict[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}.") from exc
-    if value <= 0:
-        raise ConfigError(f"{name} must be 1 or more, got {value}.")
+    if value < minimum:
+        raise ConfigError(f"{name} must be {hint}, got {value}.")
     return value
+
+
+def _days(env: dict[str, str], name: str, default: int) -> int:
+    return _whole_number(env, name, default, minimum=0, hint="0 (keep forever) or more days")
+
+
+def _positive_int(env: dict[str, str], name: str, default: int) -> int:
+    return _whole_number(env, name, default, minimum=1, hint="1 or more")
 
 
 def _check_production(env: dict[str, str], secret_key: str, keys: list[str], base_url: str) -> None:

@@ -24,7 +24,6 @@ from portal.models.base import utcnow
 from portal.services import audit
 from portal.services.groups import resolve_member_groups
 from portal.services.sso_login import (
-    AccountConflict,
     EmailNotVerified,
     LinkNotAllowed,
     MembershipDenied,
@@ -98,31 +97,15 @@ def _account_outcome(system: AuthSystem, result: SSOResult) -> dict[str, str]:
     try:
         check_membership_allowed(system, result)
         plan = plan_account(system, result)
-    except MembershipDenied as exc:
-        return {
-            "action": "refused",
-            "summary": f"Sign-in would be refused by the sign-in restriction: {exc.user_message}",
-            "code": exc.code,
-        }
-    except AccountConflict as exc:
-        return {
-            "action": "conflict",
-            "summary": f"{exc.user_message} ({exc.log_detail})",
-            "code": exc.code,
-        }
-    except (EmailNotVerified, UsernameNotTrusted, LinkNotAllowed) as exc:
-        return {
-            "action": "refused",
-            "summary": f"Sign-in would be refused: {exc.user_message} ({exc.log_detail})",
-            "code": exc.code,
-        }
     except SSOError as exc:
-        # Whatever else account resolution refuses.
-        return {
-            "action": "conflict",
-            "summary": f"{exc.user_message} ({exc.log_detail})",
-            "code": exc.code,
-        }
+        action, summary = "refused", f"{exc.user_message} ({exc.log_detail})"
+        if isinstance(exc, MembershipDenied):
+            summary = f"Sign-in would be refused by the sign-in restriction: {exc.user_message}"
+        elif isinstance(exc, EmailNotVerified | UsernameNotTrusted | LinkNotAllowed):
+            summary = f"Sign-in would be refused: {summary}"
+        else:  # AccountConflict, and whatever else account resolution refuses
+            action = "conflict"
+        return {"action": action, "summary": summary, "code": exc.code}
     if plan.action == "sign_in":
         summary = f"Would sign in {_account_label(plan.user)}, already connected to this User ID."
     elif plan.action == "upgrade":
