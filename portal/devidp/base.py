@@ -104,11 +104,6 @@ class Members:
         with self._lock:
             return self._by_username.get(username)
 
-    def by_sub(self, sub: str) -> Member | None:
-        """The member with this subject, or ``None``."""
-        with self._lock:
-            return next((m for m in self._by_username.values() if m.sub == sub), None)
-
     def check_password(self, username: str, password: str) -> Member | None:
         """The member when the password matches, else ``None`` (constant-time compare)."""
         member = self.get(username)
