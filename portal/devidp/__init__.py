@@ -7,18 +7,13 @@
 """
 
 from portal.devidp.ams import AMSProvider, create_ams_app
-from portal.devidp.base import (
-    AuthorizeFailed,
-    Fault,
-    Faults,
-    Member,
-    Members,
-    RecordedRequest,
-    RegisteredClient,
-    RequestLog,
-    demo_members,
-)
-from portal.devidp.oidc import OIDCProvider, create_oidc_app, s256
+from portal.devidp.client import RegisteredClient
+from portal.devidp.faults import Fault, Faults
+from portal.devidp.members import Member, Members, demo_members
+from portal.devidp.oidc import OIDCProvider, create_oidc_app
+from portal.devidp.oidc_authority import s256
+from portal.devidp.provider import AuthorizeFailed
+from portal.devidp.request_log import RecordedRequest, RequestLog
 from portal.devidp.server import LiveServer, closed_port_url, serve
 
 __all__ = [

@@ -13,8 +13,9 @@ import threading
 from collections.abc import Sequence
 
 from portal.devidp.ams import AMSProvider
-from portal.devidp.base import BaseProvider, demo_members
+from portal.devidp.members import demo_members
 from portal.devidp.oidc import OIDCProvider
+from portal.devidp.provider import BaseProvider
 
 
 def _is_loopback(host: str) -> bool:

@@ -10,24 +10,19 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, redirect, request
 from markupsafe import escape
 
-from portal.devidp.base import (
-    DEFAULT_CLIENT_SECRET,
-    GENERIC_FAULTS,
-    BaseProvider,
-    Member,
-    account_page,
-    add_query,
-    html_page,
-    json_response,
-    login_form,
-)
+from portal.devidp.faults import GENERIC_FAULTS
+from portal.devidp.members import Member
+from portal.devidp.provider import BaseProvider, Route, endpoint_url
+from portal.devidp.responses import account_page, add_query, html_page, json_response
+from portal.devidp.signin import sign_in
+
+BRAND = "Member Center"
 
 
 @dataclass
@@ -58,52 +53,22 @@ class AMSProvider(BaseProvider):
     FAULT_ALIASES = {"profile": "member"}
     AUTHORIZE_PATH = "/oauth/authorize"
 
-    def __init__(
-        self,
-        *,
-        client_id: str = "portal",
-        client_secret: str = DEFAULT_CLIENT_SECRET,
-        redirect_uris: Iterable[str] = (),
-        members: Iterable[Member] = (),
-        code_ttl: float = 60.0,
-        token_ttl: int = 3600,
-        login_hint: str | None = None,
-    ) -> None:
+    def __init__(self, **options: Any) -> None:
+        """Take the options of :class:`BaseProvider` (client, members, lifetimes, hint)."""
         self._codes: dict[str, _Code] = {}
         self._keys: dict[str, _Key] = {}
-        super().__init__(
-            client_id=client_id,
-            client_secret=client_secret,
-            redirect_uris=redirect_uris,
-            members=members,
-            code_ttl=code_ttl,
-            token_ttl=token_ttl,
-            login_hint=login_hint,
-        )
+        super().__init__(**options)
 
     def create_app(self) -> Flask:
         """Build the provider's Flask app."""
         return create_ams_app(self)
 
-    @property
-    def authorize_url(self) -> str:
-        """Authorization endpoint of the running server."""
-        return f"{self.url}/oauth/authorize"
-
-    @property
-    def token_url(self) -> str:
-        """Token endpoint of the running server."""
-        return f"{self.url}/oauth/token"
-
-    @property
-    def member_url(self) -> str:
-        """Profile API of the running server."""
-        return f"{self.url}/api/member"
-
-    @property
-    def logout_url(self) -> str:
-        """Logout endpoint of the running server."""
-        return f"{self.url}/logout"
+    authorize_url = endpoint_url(
+        "/oauth/authorize", "Authorization endpoint of the running server."
+    )
+    token_url = endpoint_url("/oauth/token", "Token endpoint of the running server.")
+    member_url = endpoint_url("/api/member", "Profile API of the running server.")
+    logout_url = endpoint_url("/logout", "Logout endpoint of the running server.")
 
     def clear_grants(self) -> None:
         """Forget codes and keys."""
@@ -112,15 +77,11 @@ class AMSProvider(BaseProvider):
 
     def expire_codes(self) -> None:
         """Make every issued authorization code expired."""
-        with self._lock:
-            for code in self._codes.values():
-                code.expires_at = 0
+        self.expire_grants(self._codes)
 
     def expire_tokens(self) -> None:
         """Make every issued access key expired."""
-        with self._lock:
-            for key in self._keys.values():
-                key.expires_at = 0
+        self.expire_grants(self._keys)
 
     def profile_for(self, member: Member) -> dict[str, Any]:
         """The ``/api/member`` document: secondary emails first, the primary one last."""
@@ -187,106 +148,98 @@ def create_ams_app(provider: AMSProvider | None = None, **options: Any) -> Flask
     """App factory: the AMS provider's Flask app (``app.extensions["devidp"]`` is the provider)."""
     if provider is None:
         return AMSProvider(**options).app
-    idp = provider
-    app = Flask(__name__)
-    app.extensions["devidp"] = idp
-    idp.install_hooks(
-        app, {"authorize": "authorize", "token": "token", "member": "member", "logout": "logout"}
+    return provider.build_app(__name__, ROUTES)
+
+
+def authorize(idp: AMSProvider) -> Response:
+    """Check the client, then run the sign-in step; the redirect back carries no ``iss``."""
+    args = dict(request.args.items())
+    client_id = args.get("client_id", "")
+    redirect_uri = args.get("redirect_uri", "")
+    if client_id != idp.client.client_id or redirect_uri not in idp.client.redirect_uris:
+        return html_page(
+            BRAND,
+            "<h1>Invalid application</h1>"
+            f"<p>Client {escape(client_id)!s} or redirect "
+            f"{escape(redirect_uri)!s} is not registered.</p>",
+            400,
+        )
+    state = args.get("state")
+    if idp.faults.take("authorize", "wrong_state"):
+        state = "tampered-" + (state or "")
+
+    def back(**params: str | None) -> Response:
+        return redirect(add_query(redirect_uri, {**params, "state": state}))
+
+    fault = idp.faults.take("authorize", "error")
+    if fault:
+        return back(error=str(fault.value), error_description="Simulated error.")
+    return sign_in(
+        idp,
+        BRAND,
+        cancelled=lambda: back(error="access_denied", error_description="The member cancelled."),
+        signed_in=lambda member: back(code=idp.issue_code(member, client_id, redirect_uri)),
     )
 
-    @app.route("/oauth/authorize", methods=["GET", "POST"], endpoint="authorize")
-    def authorize() -> Any:
-        args = dict(request.args.items())
-        client_id = args.get("client_id", "")
-        redirect_uri = args.get("redirect_uri", "")
-        if client_id != idp.client.client_id or redirect_uri not in idp.client.redirect_uris:
-            return html_page(
-                "Member Center",
-                "<h1>Invalid application</h1>"
-                f"<p>Client {escape(client_id)!s} or redirect "
-                f"{escape(redirect_uri)!s} is not registered.</p>",
-                400,
-            )
-        state = args.get("state")
-        if idp.faults.take("authorize", "wrong_state"):
-            state = "tampered-" + (state or "")
 
-        def back(**params: str | None) -> Response:
-            return redirect(add_query(redirect_uri, {**params, "state": state}))
+def token(idp: AMSProvider) -> Response:
+    """Exchange a code for an access key; the request and the answer are JSON only."""
+    if not request.is_json:
+        return _error("invalid_request", "Content-Type must be application/json.", 415)
+    try:
+        body = json.loads(request.get_data(cache=True))
+    except ValueError:
+        return _error("invalid_request", "The body is not valid JSON.")
+    if not isinstance(body, dict):
+        return _error("invalid_request", "The body must be a JSON object.")
+    client_id, secret = str(body.get("client_id", "")), str(body.get("client_secret", ""))
+    if not idp.client.check_secret(client_id, secret):
+        return _error("invalid_client", "Client authentication failed.", 401)
+    if body.get("grant_type") != "authorization_code":
+        return _error("unsupported_grant_type", "grant_type must be authorization_code.")
+    grant, problem = idp.redeem_code(str(body.get("code", "")))
+    if grant is None:
+        return _error("invalid_grant", problem)
+    if grant.client_id != client_id or body.get("redirect_uri") != grant.redirect_uri:
+        return _error("invalid_grant", "client_id or redirect_uri does not match the code.")
+    if grant.username not in idp.members:
+        return _error("invalid_grant", "The member no longer exists.")
+    result: dict[str, Any] = {
+        "AccessKey": idp.issue_key(grant.username),
+        "Expires": idp.token_ttl,
+    }
+    if idp.faults.take("token", "no_token"):
+        del result["AccessKey"]
+    return json_response({"result": result})
 
-        fault = idp.faults.take("authorize", "error")
-        if fault:
-            return back(error=str(fault.value), error_description="Simulated error.")
-        if request.method == "GET":
-            return login_form(
-                brand="Member Center",
-                action=request.full_path,
-                username=args.get("login_hint", ""),
-                hint=idp.login_hint,
-            )
-        if request.form.get("action") == "cancel":
-            return back(error="access_denied", error_description="The member cancelled.")
-        username = request.form.get("username", "")
-        member = idp.members.check_password(username, request.form.get("password", ""))
-        if member is None:
-            return login_form(
-                brand="Member Center",
-                action=request.full_path,
-                username=username,
-                error="Wrong username or password.",
-                hint=idp.login_hint,
-                status=401,
-            )
-        return back(code=idp.issue_code(member, client_id, redirect_uri))
 
-    @app.post("/oauth/token", endpoint="token")
-    def token() -> Response:
-        if not request.is_json:
-            return _error("invalid_request", "Content-Type must be application/json.", 415)
-        try:
-            body = json.loads(request.get_data(cache=True))
-        except ValueError:
-            return _error("invalid_request", "The body is not valid JSON.")
-        if not isinstance(body, dict):
-            return _error("invalid_request", "The body must be a JSON object.")
-        client_id, secret = str(body.get("client_id", "")), str(body.get("client_secret", ""))
-        if not idp.client.check_secret(client_id, secret):
-            return _error("invalid_client", "Client authentication failed.", 401)
-        if body.get("grant_type") != "authorization_code":
-            return _error("unsupported_grant_type", "grant_type must be authorization_code.")
-        grant, problem = idp.redeem_code(str(body.get("code", "")))
-        if grant is None:
-            return _error("invalid_grant", problem)
-        if grant.client_id != client_id or body.get("redirect_uri") != grant.redirect_uri:
-            return _error("invalid_grant", "client_id or redirect_uri does not match the code.")
-        if grant.username not in idp.members:
-            return _error("invalid_grant", "The member no longer exists.")
-        result: dict[str, Any] = {
-            "AccessKey": idp.issue_key(grant.username),
-            "Expires": idp.token_ttl,
-        }
-        if idp.faults.take("token", "no_token"):
-            del result["AccessKey"]
-        return json_response({"result": result})
+def member(idp: AMSProvider) -> Response:
+    """The nested member profile for the access key in ``X-Api-Key``."""
+    found = idp.lookup_key(request.headers.get("X-Api-Key", "").strip())
+    person = idp.members.get(found.username) if found else None
+    if person is None:
+        return json_response({"Message": "Invalid or missing X-Api-Key."}, 401)
+    return json_response(idp.profile_for(person))
 
-    @app.get("/api/member", endpoint="member")
-    def member() -> Response:
-        found = idp.lookup_key(request.headers.get("X-Api-Key", "").strip())
-        person = idp.members.get(found.username) if found else None
-        if person is None:
-            return json_response({"Message": "Invalid or missing X-Api-Key."}, 401)
-        return json_response(idp.profile_for(person))
 
-    @app.get("/profile", endpoint="profile")
-    def profile() -> Response:
-        return account_page("Member Center")
+def profile(idp: AMSProvider) -> Response:
+    """The stand-in "edit your profile" page."""
+    return account_page(BRAND)
 
-    @app.get("/logout", endpoint="logout")
-    def logout() -> Response:
-        idp.logouts.append(dict(request.args.items()))
-        target = request.args.get("returnUrl")
-        if target:
-            return redirect(target)
-        return html_page("Member Center", "<h1>You have been signed out</h1>")
 
-    return app
+def logout(idp: AMSProvider) -> Response:
+    """Record the logout and go to ``returnUrl`` when given (any URL: this AMS checks none)."""
+    idp.logouts.append(dict(request.args.items()))
+    target = request.args.get("returnUrl")
+    if target:
+        return redirect(target)
+    return html_page(BRAND, "<h1>You have been signed out</h1>")
+
+
+ROUTES = (
+    Route("/oauth/authorize", "authorize", authorize, ("GET", "POST")),
+    Route("/oauth/token", "token", token, ("POST",)),
+    Route("/api/member", "member", member),
+    Route("/profile", "profile", profile),
+    Route("/logout", "logout", logout),
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
@@ -49,7 +49,35 @@ class _LoudHandler(_TrackingHandler):
     quiet = False
 
 
-class LiveServer:
+class Startable:
+    """Something served in the background: ``restart()``, and ``with`` to stop it at the end."""
+
+    def start(self) -> Self:
+        """Start serving (subclasses)."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop serving (subclasses)."""
+        raise NotImplementedError
+
+    def restart(self) -> Self:
+        """Stop, then serve again on the same port."""
+        self.stop()
+        return self.start()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class LiveServer(Startable):
     """A WSGI app served on a loopback port by a background thread.
 
     ``port=0`` picks a free port; after ``stop()``, ``start()`` (or ``restart()``) binds the
@@ -80,7 +108,7 @@ class LiveServer:
             raise RuntimeError("server was never started")
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> LiveServer:
+    def start(self) -> Self:
         """Bind (the same port as before, if any) and serve in a daemon thread."""
         if self._server is not None:
             return self
@@ -118,22 +146,6 @@ class LiveServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-
-    def restart(self) -> LiveServer:
-        """Stop, then serve again on the same port."""
-        self.stop()
-        return self.start()
-
-    def __enter__(self) -> LiveServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def serve(app: Any, *, host: str = LOOPBACK, port: int = 0, quiet: bool = True) -> LiveServer:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from werkzeug.wrappers import Response
 
-from portal.devidp.oidc import _new_key
+from portal.devidp.oidc_authority import _new_key
 from portal.extensions import db
 from portal.models import AuditEvent
 from portal.services.sso_login import http_settings
