@@ -9,6 +9,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from flask import current_app
+
+from portal.services.outbound import address_policy
+from portal.sso.http import HttpSettings
+
 DEV_SECRET_KEY = "dev-only-secret-key-not-for-production"
 #: Shortest SECRET_KEY production accepts (32 characters of a random token: 192 bits or more).
 MIN_SECRET_KEY_LENGTH = 32
@@ -246,3 +251,15 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "REMEMBER_COOKIE_NAME": "__Host-remember_token" if production else "remember_token",
         "WTF_CSRF_TIME_LIMIT": None,
     }
+
+
+def http_settings() -> HttpSettings:
+    """Return the outbound HTTP settings from the app config, with the address policy."""
+    cfg = current_app.config
+    return HttpSettings(
+        connect_timeout=float(cfg["PORTAL_HTTP_CONNECT_TIMEOUT"]),
+        read_timeout=float(cfg["PORTAL_HTTP_READ_TIMEOUT"]),
+        max_bytes=int(cfg["PORTAL_HTTP_MAX_BYTES"]),
+        total_timeout=float(cfg.get("PORTAL_HTTP_TOTAL_TIMEOUT", 15.0)),
+        policy=address_policy(),
+    )

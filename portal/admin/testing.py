@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, session, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
@@ -17,7 +17,7 @@ from portal.services.auth_systems import (
     param_error_key,
     update_auth_system,
 )
-from portal.services.sso_login import BROWSER_SESSION_KEY, new_browser_key
+from portal.services.login_attempts import ensure_browser_key, session_browser_key
 from portal.services.sso_testing import document_trees, get_test_result, start_test_login
 from portal.sso.engine import PROFILE_FIELDS
 from portal.sso.errors import SSOError
@@ -36,13 +36,6 @@ def _system_or_404(system_id: int) -> AuthSystem:
     return system
 
 
-def _browser_key() -> str:
-    key = session.get(BROWSER_SESSION_KEY)
-    if not isinstance(key, str) or not key:
-        key = session[BROWSER_SESSION_KEY] = new_browser_key()
-    return key
-
-
 @bp.route("/auth-systems/<int:system_id>/test", methods=["POST"])
 @throttle.per_manager
 def test_auth_system(system_id: int):
@@ -51,7 +44,7 @@ def test_auth_system(system_id: int):
     if not ConfirmForm().validate_on_submit():
         abort(400)
     try:
-        url = start_test_login(system, browser_key=_browser_key())
+        url = start_test_login(system, browser_key=ensure_browser_key())
     except SSOError as exc:
         flash(f"The test could not start: {exc.user_message}", "error")
         return redirect(url_for("admin.edit_auth_system", system_id=system.id))
@@ -83,7 +76,7 @@ def _render_result(system: AuthSystem, attempt_id: int, report: dict, paths, err
 
 
 def _report_or_404(system: AuthSystem, attempt_id: int) -> dict:
-    report = get_test_result(system, attempt_id, session.get(BROWSER_SESSION_KEY))
+    report = get_test_result(system, attempt_id, session_browser_key())
     if report is None:
         abort(404)
     return report

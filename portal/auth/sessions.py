@@ -26,6 +26,11 @@ SIGNED_IN_AT = "signed_in_at"
 SEEN_AT = "seen_at"
 #: The last-seen stamp is rewritten at most this often (seconds).
 SEEN_RESOLUTION = 60
+#: Session keys of the SSO flow (the browser key is `login_attempts.BROWSER_SESSION_KEY`).
+ID_TOKEN = "sso_id_token"  # the ID token, encrypted, kept only for the logout redirect
+SYSTEM_ID = "sso_system"  # the system the user signed in with
+AFTER_PROFILE = "after_profile"  # where to go once the profile is complete
+PENDING_LINK = "sso_pending_link"  # an upgrade waiting for the account's password, encrypted
 
 
 def now() -> float:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from portal.config import http_settings
 from portal.presets import Preset, get_preset, list_presets, marker_messages, unfinished_markers
 from portal.services.auth_systems import (
     LABELS,
@@ -20,7 +21,6 @@ from portal.services.auth_systems import (
     address_policy_problem,
     default_auth_system_data,
 )
-from portal.services.sso_login import http_settings
 from portal.sso.discovery import CLIENT_SECRET_POST, discover_issuer
 from portal.sso.errors import SSOError
 from portal.sso.http import get_http_client

@@ -22,23 +22,24 @@ from portal.extensions import db
 from portal.models import AuthSystem, LoginAttempt, MemberGroup, User
 from portal.models.base import utcnow
 from portal.services import audit
-from portal.services.groups import resolve_member_groups
-from portal.services.sso_login import (
-    EmailNotVerified,
-    LinkNotAllowed,
-    MembershipDenied,
-    UsernameNotTrusted,
-    attempt_of_browser,
+from portal.services.account_resolution import (
     check_membership_allowed,
-    consume_login_attempt,
-    finish_attempt,
     group_sync_fields,
     plan_account,
     provider_values,
-    start_sso_login,
 )
+from portal.services.groups import resolve_member_groups
+from portal.services.login_attempts import attempt_of_browser, consume_login_attempt
+from portal.services.sso_login import finish_attempt, start_sso_login
 from portal.sso.engine import FIELD_LABEL, OPTION_FIELDS, PROFILE_FIELDS, SSOResult, Trace
-from portal.sso.errors import RequiredFieldMissing, SSOError
+from portal.sso.errors import (
+    EmailNotVerified,
+    LinkNotAllowed,
+    MembershipDenied,
+    RequiredFieldMissing,
+    SSOError,
+    UsernameNotTrusted,
+)
 from portal.sso.paths import PathNode, path_tree
 
 log = logging.getLogger(__name__)

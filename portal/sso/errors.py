@@ -1,4 +1,4 @@
-"""Typed failures of the SSO engine, each with a member-facing message and a log detail."""
+"""The one catalogue of sign-in failures: each error's page status, title, message and retry."""
 
 from __future__ import annotations
 
@@ -12,11 +12,16 @@ class SSOError(Exception):
 
     `code` is a short machine string, `user_message` words a member understands, and
     `log_detail` what managers see in the log. None of them ever holds a secret, an
-    authorization code or a token.
+    authorization code or a token. The class also says how the failure page looks:
+    `page_status` (its HTTP status), `title`, and `retryable` (whether starting the
+    sign-in again can help, so the page offers "try again").
     """
 
     code = "sso_error"
+    page_status = 502
+    title = "Sign-in failed"
     default_user_message = "Sign-in with the identity provider failed."
+    retryable = False
 
     def __init__(self, log_detail: str = "", *, user_message: str | None = None) -> None:
         self.log_detail = log_detail
@@ -40,11 +45,22 @@ class SSOError(Exception):
         return self
 
 
+def _error_detail(error: str, description: str | None) -> str:
+    """Return the log detail of an OAuth ``error`` and its ``description``."""
+    detail = f"error={error!r}"
+    if description:
+        detail += f" description={description!r}"
+    return detail
+
+
 class ProviderError(SSOError):
     """The callback carried `error=` from the identity provider."""
 
     code = "provider_error"
+    page_status = 400
+    title = "Sign-in not completed"
     default_user_message = "The identity provider did not complete the sign-in."
+    retryable = True
 
     def __init__(self, error: str, description: str | None = None) -> None:
         self.error = error
@@ -53,25 +69,26 @@ class ProviderError(SSOError):
             user_message = "The sign-in was cancelled or refused at the identity provider."
         else:
             user_message = self.default_user_message
-        detail = f"error={error!r}"
-        if description:
-            detail += f" description={description!r}"
-        super().__init__(detail, user_message=user_message)
+        super().__init__(_error_detail(error, description), user_message=user_message)
 
 
 class StateInvalid(SSOError):
     """The `state` of the callback is unknown, used or expired."""
 
     code = "state_invalid"
+    page_status = 400
+    title = "Sign-in link expired"
     default_user_message = (
         "This sign-in link has expired or was already used. Please start the sign-in again."
     )
+    retryable = True
 
 
 class IssuerMismatch(SSOError):
     """The callback's `iss` is not the configured issuer."""
 
     code = "issuer_mismatch"
+    page_status = 400
     default_user_message = "The sign-in response came from an unexpected identity provider."
 
 
@@ -79,14 +96,31 @@ class ProviderUnreachable(SSOError):
     """The identity provider could not be reached."""
 
     code = "provider_unreachable"
+    title = "Identity provider unavailable"
     default_user_message = "The identity provider could not be reached. Please try again later."
+    retryable = True
+
+
+class ProviderAddressRefused(ProviderUnreachable):
+    """The provider's host is, or resolves to, an address the outbound policy refuses."""
+
+    code = "provider_address_refused"
+    default_user_message = (
+        "The identity provider is unavailable: this site may not connect to its address. "
+        "Please contact the community team."
+    )
+    # Only the operator's settings can change this answer.
+    retryable = False
 
 
 class ProviderTimeout(SSOError):
     """The identity provider did not answer in time."""
 
     code = "provider_timeout"
+    page_status = 504
+    title = "Identity provider unavailable"
     default_user_message = "The identity provider took too long to answer. Please try again later."
+    retryable = True
 
 
 class ProviderHTTPError(SSOError):
@@ -125,9 +159,7 @@ class OAuthErrorResponse(SSOError):
         self.error = error
         self.description = description
         self.status = status
-        detail = f"error={error!r}"
-        if description:
-            detail += f" description={description!r}"
+        detail = _error_detail(error, description)
         if status is not None:
             detail += f" (HTTP {status})"
         super().__init__(detail)
@@ -162,6 +194,8 @@ class RequiredFieldMissing(SSOError):
     """A field the site requires was not supplied by the identity provider."""
 
     code = "required_field_missing"
+    page_status = 400
+    title = "Missing profile information"
 
     def __init__(self, field_label: str) -> None:
         self.field_label = field_label
@@ -176,3 +210,100 @@ class TemplateError(SSOError):
 
     code = "template_error"
     default_user_message = "The sign-in settings for this identity provider are invalid."
+
+
+class SettingsUnreadable(SSOError):
+    """A stored secret of the system (or attempt) cannot be decrypted with the configured keys."""
+
+    code = "settings_unreadable"
+    default_user_message = (
+        "Sign-in with this identity provider is not available right now. Please try again "
+        "later or contact the community team."
+    )
+
+
+# -- account resolution: the provider's answer was fine, but this site refuses the account ----
+
+
+class AccountConflict(SSOError):
+    """A unique field from the provider matches a local account that may not be upgraded.
+
+    ``label`` is the field's label as members read it (``FIELD_LABEL[field]``).
+    """
+
+    code = "account_conflict"
+    page_status = 409
+    title = "Account already exists"
+
+    def __init__(self, field: str, label: str, log_detail: str = "") -> None:
+        self.field = field
+        super().__init__(
+            log_detail or f"{label} matches an existing account without upgrade",
+            user_message=(
+                f"An account with the same {label} already exists on this site, and it cannot "
+                "be connected to your identity provider account automatically. Please contact "
+                "the community team; nothing was changed."
+            ),
+        )
+
+
+class EmailNotVerified(SSOError):
+    """An upgrade by Email Address was refused: nobody vouches for the provider's email."""
+
+    code = "email_not_verified"
+    page_status = 403
+    title = "Email address not verified"
+    default_user_message = (
+        "Your identity provider has not verified your email address, so it cannot be used to "
+        "connect to your existing account here. Verify your email address with your identity "
+        "provider and sign in again, or contact the community team; nothing was changed."
+    )
+
+
+class UsernameNotTrusted(SSOError):
+    """An upgrade by Username was refused: the system does not vouch for usernames."""
+
+    code = "username_not_trusted"
+    page_status = 403
+    title = "Username not trusted"
+    default_user_message = (
+        "Your identity provider's username cannot be used to connect to an existing account "
+        "on this site, because this site has not been told that the provider vouches for "
+        "usernames. Please contact the community team; nothing was changed."
+    )
+
+
+class LinkNotAllowed(SSOError):
+    """The matched account may only be linked by its owner's password, and it has none."""
+
+    code = "link_not_allowed"
+    page_status = 403
+    title = "Account cannot be connected"
+    default_user_message = (
+        "Your sign-in matches an existing account on this site that can only be connected by "
+        "signing in to it once with its password, and it has none. Please contact the "
+        "community team; nothing was changed."
+    )
+
+
+class PendingLinkExpired(SSOError):
+    """The link waiting for confirmation is missing, expired or no longer possible."""
+
+    code = "link_expired"
+    page_status = 400
+    title = "Connection request expired"
+    default_user_message = (
+        "This request to connect your account has expired. Please sign in again; nothing "
+        "was connected."
+    )
+
+
+class MembershipDenied(SSOError):
+    """The system's sign-in restriction refuses this membership status.
+
+    The member-facing message is the restriction's own words, passed as ``user_message``.
+    """
+
+    code = "membership_denied"
+    page_status = 403
+    title = "Sign-in not allowed"

@@ -31,6 +31,7 @@ from httpcore._backends.sync import SyncStream
 
 from portal.sso.errors import (
     OAuthErrorResponse,
+    ProviderAddressRefused,
     ProviderBadResponse,
     ProviderHTTPError,
     ProviderTimeout,
@@ -60,16 +61,6 @@ class HttpSettings:
     verify: bool = True
     total_timeout: float = 15.0
     policy: AddressPolicy = field(default_factory=AddressPolicy)
-
-
-class ProviderAddressRefused(ProviderUnreachable):
-    """The provider's host is, or resolves to, an address the outbound policy refuses."""
-
-    code = "provider_address_refused"
-    default_user_message = (
-        "The identity provider is unavailable: this site may not connect to its address. "
-        "Please contact the community team."
-    )
 
 
 #: When the request running in this context must be finished (time.monotonic()), if any.

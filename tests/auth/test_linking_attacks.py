@@ -13,17 +13,13 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import AuditEvent, GroupMembership, Identity, MemberGroup, User
-from portal.services import audit, sso_login
+from portal.services import account_resolution, audit
+from portal.services.account_resolution import LinkConfirmationRequired, resolve_account
 from portal.services.accounts import AccountError, NewUser, identifier_key
 from portal.services.accounts import create_user as create_account
 from portal.services.groups import add_rule
-from portal.services.sso_login import (
-    AccountConflict,
-    EmailNotVerified,
-    LinkConfirmationRequired,
-    resolve_account,
-)
 from portal.sso.engine import SSOResult
+from portal.sso.errors import AccountConflict, EmailNotVerified
 from tests.conftest import MANAGER_PASSWORD, MEMBER_PASSWORD
 
 from .conftest import reconfigure, users_and_identities
@@ -144,7 +140,7 @@ def test_cancelled_link_leaves_nothing_behind(oidc, sso, client, member):
 
 def test_expired_pending_link_cannot_be_confirmed(oidc, sso, client, member, monkeypatch):
     """A pending link older than its lifetime links nothing, even with the right password."""
-    monkeypatch.setattr(sso_login, "PENDING_LINK_LIFETIME", timedelta(seconds=-1))
+    monkeypatch.setattr(account_resolution, "PENDING_LINK_LIFETIME", timedelta(seconds=-1))
     oidc.idp.members.update("jdoe", email="member@example.com")
     reconfigure(oidc, params={"email": {"can_upgrade": True}})
     sso.sign_in(oidc)

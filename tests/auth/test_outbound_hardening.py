@@ -13,10 +13,10 @@ from collections.abc import Iterator
 import pytest
 from werkzeug.wrappers import Response
 
+from portal.config import http_settings
 from portal.devidp.oidc_authority import _new_key
 from portal.extensions import db
 from portal.models import AuditEvent
-from portal.services.sso_login import http_settings
 from tests.sso.conftest import App, Server
 
 from .conftest import assert_failure_page, count, users_and_identities

@@ -10,9 +10,10 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import AuthSystem, Identity, User
-from portal.services import sso_login
-from portal.services.sso_login import AccountConflict, EmailNotVerified, resolve_account
+from portal.services import account_resolution
+from portal.services.account_resolution import resolve_account
 from portal.sso.engine import SSOResult
+from portal.sso.errors import AccountConflict, EmailNotVerified
 from tests.conftest import is_postgres
 
 from .conftest import users_and_identities
@@ -153,13 +154,17 @@ def test_simultaneous_first_logins_create_one_account(app, system, database_url,
     barrier = threading.Barrier(2, timeout=10)
     local = threading.local()
 
-    def both_looked_up() -> None:
+    plan_account = account_resolution.plan_account
+
+    def plan_then_wait(*args: Any, **kwargs: Any) -> Any:
         # Hold each thread after its lookups until the other has looked up too.
+        plan = plan_account(*args, **kwargs)
         if not getattr(local, "waited", False):
             local.waited = True
             barrier.wait()
+        return plan
 
-    monkeypatch.setattr(sso_login, "_before_write", both_looked_up)
+    monkeypatch.setattr(account_resolution, "plan_account", plan_then_wait)
     outcomes: list[Any] = []
 
     def sign_in() -> None:

@@ -21,7 +21,7 @@ from limits import parse_many
 from portal.extensions import db
 from portal.models import ROLE_MANAGER, AuditEvent, LoginAttempt, User
 from portal.services import accounts, audit
-from portal.services.sso_login import MAX_OPEN_ATTEMPTS_PER_BROWSER
+from portal.services.login_attempts import MAX_OPEN_ATTEMPTS_PER_BROWSER
 from tests.auth.conftest import users_and_identities
 from tests.conftest import MANAGER_PASSWORD, MEMBER_PASSWORD
 

@@ -17,8 +17,8 @@ import pytest
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 
-from portal.sso.errors import ProviderTimeout, ProviderUnreachable
-from portal.sso.http import HttpClient, HttpSettings, ProviderAddressRefused
+from portal.sso.errors import ProviderAddressRefused, ProviderTimeout, ProviderUnreachable
+from portal.sso.http import HttpClient, HttpSettings
 from portal.sso.netpolicy import AddressPolicy
 
 from .conftest import App, read_request_head

@@ -1,0 +1,226 @@
+"""SSO sign-in views: start, callback, confirming a pending link, and the failure page."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from flask import flash, redirect, render_template, request, session, url_for
+from flask_login import current_user
+
+from portal.auth import bp
+from portal.auth.sessions import AFTER_PROFILE, ID_TOKEN, PENDING_LINK, SYSTEM_ID
+from portal.auth.views import sign_in_paused, start_session
+from portal.errors import render_error
+from portal.services import audit, throttle
+from portal.services.account_resolution import LinkConfirmationRequired
+from portal.services.auth_systems import get_system_by_slug
+from portal.services.login_attempts import ensure_browser_key, is_test_state, session_browser_key
+from portal.services.profiles import pending_fields_for
+from portal.services.sso_login import (
+    SignIn,
+    SystemUnavailable,
+    complete_sso_login,
+    confirm_pending_link,
+    get_login_system,
+    pending_link_account,
+    seal_id_token,
+    seal_pending_link,
+    start_sso_login,
+    unseal_pending_link,
+)
+from portal.services.sso_testing import complete_test_login, record_failed_test_run
+from portal.sso.engine import FIELD_LABEL
+from portal.sso.errors import SSOError
+from portal.urls import safe_next
+
+log = logging.getLogger(__name__)
+
+
+def _is_manager() -> bool:
+    return bool(current_user.is_authenticated and current_user.is_manager)
+
+
+@bp.route("/sso/<slug>/login")
+def sso_login(slug: str):
+    """Start an SSO sign-in: record the attempt and send the browser to the provider."""
+    try:
+        system = get_login_system(slug, is_manager=_is_manager())
+    except SystemUnavailable:
+        return _system_not_found()
+    wait = throttle.start_sso_sign_in()
+    if wait is not None:
+        return render_error(429, retry_after=wait)
+    key = ensure_browser_key()
+    try:
+        url = start_sso_login(system, browser_key=key, next_path=request.args.get("next", ""))
+    except SSOError as exc:
+        return _sso_failure(exc, slug)
+    return redirect(url)
+
+
+@bp.route("/sso/<slug>/callback")
+@throttle.sso_callback_per_ip
+def sso_callback(slug: str):
+    """Finish an SSO sign-in at the Redirect URL."""
+    params = request.args.to_dict(flat=True)
+    if is_test_state(params.get("state")):
+        return _test_callback(slug, params)
+    try:
+        system = get_login_system(slug, is_manager=_is_manager())
+    except SystemUnavailable:
+        return _system_not_found()
+    try:
+        signed_in = complete_sso_login(system, params, browser_key=session_browser_key())
+    except LinkConfirmationRequired as pending:
+        # Nobody is signed in: the matched account's owner confirms with its password first.
+        throttle.finish_sso_sign_in()
+        session[PENDING_LINK] = seal_pending_link(pending.link)
+        return redirect(url_for("auth.confirm_link"))
+    except SSOError as exc:
+        return _sso_failure(exc, slug)
+    throttle.finish_sso_sign_in()
+    return _finish_sso_sign_in(signed_in)
+
+
+def _finish_sso_sign_in(signed_in: SignIn):
+    """Start the session of a finished SSO sign-in and send the member on."""
+    system = signed_in.system
+    audit.record_event(audit.SIGN_IN, actor=signed_in.user, system=system)
+    start_session(signed_in.user)
+    session[SYSTEM_ID] = system.id
+    sealed = seal_id_token(signed_in.id_token)
+    if sealed:
+        session[ID_TOKEN] = sealed
+    if pending_fields_for(signed_in.user):
+        session[AFTER_PROFILE] = signed_in.next_path
+        return redirect(url_for("auth.complete_profile"))
+    return redirect(safe_next(signed_in.next_path))
+
+
+@bp.route("/sso/link/confirm", methods=["GET", "POST"])
+@throttle.local_sign_in_per_ip
+def confirm_link():
+    """Ask for the matched account's password before linking it to the provider's identity."""
+    link = unseal_pending_link(session.get(PENDING_LINK))
+    if link is None:
+        session.pop(PENDING_LINK, None)
+        return _link_expired()
+    try:
+        system, target = pending_link_account(link)
+    except SSOError as exc:
+        session.pop(PENDING_LINK, None)
+        return _sso_failure(exc, "-")
+    error = None
+    if request.method == "POST":
+        # The same guard as the sign-in form: this page checks the account's password too.
+        lockout = throttle.account_lockout(target.email or "")
+        if lockout is not None:
+            return sign_in_paused(lockout.retry_after)
+        try:
+            signed_in = confirm_pending_link(link, request.form.get("password", ""))
+        except SSOError as exc:
+            session.pop(PENDING_LINK, None)
+            return _sso_failure(exc, system.slug)
+        if signed_in is not None:
+            return _finish_sso_sign_in(signed_in)
+        audit.record_failed_local_sign_in(
+            target.email or "",
+            target,
+            reason="wrong_password",
+            lockout=throttle.note_failed_sign_in(target.email or ""),
+            link_confirmation=True,
+        )
+        error = "The password is not correct. Nothing was connected."
+    return render_template(
+        "auth/confirm_link.html",
+        system=system,
+        email=target.email,
+        matched_on=FIELD_LABEL[link.matched_on],
+        error=error,
+    ), (200 if error is None else 401)
+
+
+@bp.route("/sso/link/cancel", methods=["POST"])
+def cancel_link():
+    """Forget a pending link: nothing is connected and nobody is signed in."""
+    session.pop(PENDING_LINK, None)
+    flash("Nothing was connected, and you are not signed in.", "info")
+    return redirect(url_for("auth.login"))
+
+
+def _link_expired():
+    return render_error(
+        400,
+        "Connection request expired",
+        "This request to connect your account has expired or was already used. Please sign "
+        "in again; nothing was connected.",
+        retry_url=url_for("auth.login"),
+    )
+
+
+def _test_callback(slug: str, params: dict[str, str]):
+    """Finish a manager's *Test this configuration* run: trace it, sign nobody in."""
+    system = get_system_by_slug(slug)
+    if system is None or not _is_manager():
+        return _system_not_found()
+    manager = current_user._get_current_object()
+    try:
+        attempt = complete_test_login(
+            system, params, browser_key=session_browser_key(), actor=manager
+        )
+    except SSOError as exc:
+        # A refused test run is audited as the manager's test run, not as a failed sign-in.
+        reference = record_failed_test_run(system, exc, actor=manager)
+        return _failure_page(exc, reference, offer_retry=False)
+    return redirect(
+        url_for("admin.auth_system_test_result", system_id=system.id, attempt_id=attempt.id)
+    )
+
+
+def _system_not_found():
+    return render_error(
+        404,
+        "Sign-in method not available",
+        "This sign-in method does not exist or is not enabled. Go back to the Sign in page "
+        "and choose another.",
+    )
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _sso_failure(exc: SSOError, slug: str):
+    """Log and audit the failure once under a short reference, then show its page."""
+    reference = secrets.token_hex(4)
+    log.warning(
+        "SSO sign-in failed ref=%s system=%s code=%s detail=%s",
+        reference,
+        slug,
+        exc.code,
+        _one_line(exc.log_detail or "-"),
+    )
+    # The audit log keeps the code and our own words, never log_detail (it can quote the IdP).
+    audit.record_failed_sign_in(
+        slug,
+        reference=reference,
+        code=exc.code,
+        summary=exc.title,
+        source=request.remote_addr,
+        provider_error=getattr(exc, "error", None),
+        http_status=getattr(exc, "status", None),
+        field=getattr(exc, "field_label", None),
+    )
+    return _failure_page(exc, reference, offer_retry=exc.retryable)
+
+
+def _failure_page(exc: SSOError, reference: str, *, offer_retry: bool):
+    """Render the failure page the error's class describes, under its reference."""
+    return render_error(
+        exc.page_status,
+        exc.title,
+        exc.user_message,
+        reference=reference,
+        retry_url=url_for("auth.login") if offer_retry else None,
+    )

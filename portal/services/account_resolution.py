@@ -1,0 +1,384 @@
+"""Account resolution: which local account an SSO result signs in, upgrades or creates."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from portal.extensions import db
+from portal.models import AuthSystem, Identity, User
+from portal.models.base import utcnow
+from portal.services import audit
+from portal.services.accounts import identifier_key
+from portal.services.groups import check_sign_in_allowed, sync_member_groups
+from portal.sso.engine import ACCOUNT_FIELDS, FIELD_LABEL, SSOResult
+from portal.sso.errors import (
+    AccountConflict,
+    EmailNotVerified,
+    LinkNotAllowed,
+    MembershipDenied,
+    SSOError,
+    UsernameNotTrusted,
+)
+
+log = logging.getLogger(__name__)
+
+#: Account fields that are unique across users, so a match on them means "same person?".
+UNIQUE_FIELDS: tuple[str, ...] = ("email", "username")
+#: How many times account resolution is retried after losing a race on a unique constraint.
+RESOLVE_ATTEMPTS = 3
+#: Where a username came from (`User.username_source`).
+SOURCE_MEMBER = "member"
+SOURCE_PROVIDER = "provider"
+#: How long a pending link waits for the member to confirm it with the account's password.
+PENDING_LINK_LIFETIME = timedelta(minutes=10)
+
+
+@dataclass
+class PendingLink:
+    """An upgrade waiting for the member to sign in once to the matched account.
+
+    Holds only what finishing the link needs; kept encrypted in the member's session.
+    """
+
+    system_id: int
+    subject: str
+    user_id: int
+    matched_on: str
+    #: The mapped profile fields (the provider values and what the group sync reads).
+    fields: dict[str, Any]
+    #: The provider said ``email_verified: true``.
+    email_verified: bool
+    #: Seconds since the epoch after which the link is refused.
+    expires_at: float
+    next_path: str = "/"
+
+
+class LinkConfirmationRequired(Exception):
+    """Not a failure: the matched account must be confirmed with its password first."""
+
+    def __init__(self, link: PendingLink) -> None:
+        super().__init__("account link waits for confirmation")
+        self.link = link
+
+
+# -- matching: which local account the provider's values point at -----------------------------
+
+
+def _email_verified_claim(result: SSOResult) -> bool | None:
+    """Return what the provider says of ``email_verified`` (ID token first); None if silent."""
+    for doc in (result.id_claims or {}, result.profile or {}):
+        value = doc.get("email_verified") if isinstance(doc, dict) else None
+        if value is True or (isinstance(value, str) and value.strip().lower() == "true"):
+            return True
+        if value is False or (isinstance(value, str) and value.strip().lower() == "false"):
+            return False
+    return None
+
+
+def _vouched(system: AuthSystem, result: SSOResult, field: str) -> bool:
+    """Tell whether the provider's value of ``field`` may link an existing account.
+
+    Linking on a value nobody checked is an account takeover: anyone can create an account
+    at many providers with someone else's address or username and, if we linked it, sign
+    in here as that person. An email counts when the provider says ``email_verified: true``
+    or the manager said the provider verifies emails (and the provider does not say
+    ``false``); a username only when the manager said the provider verifies usernames.
+    """
+    if field == "email":
+        claim = _email_verified_claim(result)
+        return claim is True or (claim is None and bool(system.trusts_email))
+    return bool(system.trusts_username)
+
+
+def _not_vouched(system: AuthSystem, result: SSOResult, field: str) -> SSOError:
+    if field == "email":
+        claim = _email_verified_claim(result)
+        why = (
+            "email_verified is false"
+            if claim is False
+            else "no email_verified: true and the system does not trust its emails"
+        )
+        return EmailNotVerified(f"upgrade by Email Address refused: {why}")
+    return UsernameNotTrusted("upgrade by Username refused: the system does not trust usernames")
+
+
+def provider_values(system: AuthSystem, result: SSOResult) -> dict[str, str | None]:
+    """Return the provider's field values, normalized as they are stored.
+
+    Membership fields are present only when the system maps them, so that a system that
+    doesn't describe membership never clears what another one set.
+    """
+    values: dict[str, str | None] = {key: result.fields.get(key) for key in ACCOUNT_FIELDS}
+    if values["email"]:
+        values["email"] = identifier_key(values["email"])
+    for key in ("membership_status", "membership_type"):
+        row = system.param(key)
+        if row is not None and row.path:
+            values[key] = result.fields.get(key)
+    return values
+
+
+def group_sync_fields(values: Mapping[str, Any], result: SSOResult) -> dict[str, Any]:
+    """Return the mapped fields the group sync reads: membership only when the system maps it."""
+    fields = dict(result.fields)
+    for key in ("membership_status", "membership_type"):
+        if key not in values:
+            fields.pop(key, None)
+    return fields
+
+
+def _conflict(field: str, log_detail: str = "") -> AccountConflict:
+    """Return the conflict on ``field``, worded with the field's label."""
+    return AccountConflict(field, FIELD_LABEL[field], log_detail)
+
+
+def _find_match(field: str, value: str) -> User | None:
+    if field == "email":
+        return db.session.scalar(sa.select(User).where(User.email == identifier_key(value)))
+    return db.session.scalar(sa.select(User).where(User.username_key == identifier_key(value)))
+
+
+def _locked_fields(system: AuthSystem, values: Mapping[str, Any]) -> list[str]:
+    """Return the must-supply fields the provider supplied: the member may not edit them here."""
+    return [
+        row.field
+        for row in system.params
+        if row.field in ACCOUNT_FIELDS and row.must_supply and values.get(row.field)
+    ]
+
+
+def _displace_username(holder: User) -> None:
+    """Take a member-typed username from ``holder``: they choose another on their next visit."""
+    log.info("user %s loses the member-typed username to a provider-supplied one", holder.id)
+    holder.username = None
+    holder.username_key = None
+    holder.username_source = None
+    pending = set(holder.pending_fields or []) | {"username"}
+    holder.pending_fields = [key for key in ACCOUNT_FIELDS if key in pending]
+    # Free the unique key before the provider's holder takes it.
+    db.session.flush()
+
+
+def _apply_fields(user: User, values: Mapping[str, Any], locked: list[str], *, fill_only: bool):
+    """Copy provider values onto the user.
+
+    Locked (provider-owned) fields are always refreshed; the others only fill empty fields,
+    so a member's own edits of fields the provider does not own are kept. A provider's
+    username wins over one another member typed here.
+    """
+    for key in ACCOUNT_FIELDS:
+        value = values.get(key)
+        if not value:
+            continue
+        current = getattr(user, key)
+        if key in locked or not fill_only or not current:
+            if key == "email" and value != user.email:
+                other = _find_match("email", value)
+                if other is not None and other.id != user.id:
+                    raise _conflict("email", "new Email Address belongs to another account")
+            if key == "username":
+                new_key = identifier_key(value)
+                if (user.username_key or "") != new_key:
+                    other = _find_match("username", value)
+                    if other is not None and other.id != user.id:
+                        if other.username_source != SOURCE_MEMBER:
+                            raise _conflict("username", "new Username belongs to another account")
+                        _displace_username(other)
+                    user.username_key = new_key
+                user.username_source = SOURCE_PROVIDER
+            setattr(user, key, value)
+
+
+@dataclass
+class AccountPlan:
+    """What an SSO result would do to the accounts: decided by reading only."""
+
+    #: ``sign_in`` (a known binding), ``upgrade`` (bind an existing account), ``confirm``
+    #: (bind an existing account once its owner signs in to it) or ``create``.
+    action: str
+    #: The account signed in or upgraded; None when one is to be created.
+    user: User | None
+    #: The existing binding, for ``sign_in``.
+    identity: Identity | None
+    #: The field an upgrade matched on (``email`` or ``username``).
+    matched_on: str | None
+    #: The provider's values, normalized as they are stored.
+    values: dict[str, str | None]
+
+
+def needs_owner_confirmation(user: User) -> bool:
+    """Tell whether linking onto ``user`` needs its owner to sign in to it first."""
+    return user.is_manager or bool(user.password_hash)
+
+
+def plan_account(
+    system: AuthSystem, result: SSOResult, *, confirmed_user_id: int | None = None
+) -> AccountPlan:
+    """Decide, without writing, which account an SSO result signs in, upgrades or creates.
+
+    ``confirmed_user_id`` names an account whose owner has just proved, with its password,
+    that the link is theirs. Raises AccountConflict, EmailNotVerified, UsernameNotTrusted
+    or LinkNotAllowed when the result may not proceed.
+    """
+    values = provider_values(system, result)
+    identity = db.session.scalar(
+        sa.select(Identity).where(
+            Identity.auth_system_id == system.id, Identity.subject == result.subject
+        )
+    )
+    if identity is not None:
+        return AccountPlan("sign_in", identity.user, identity, None, values)
+
+    # Which local accounts share a unique field with this person?
+    matches: dict[str, User] = {}
+    for field in UNIQUE_FIELDS:
+        value = values.get(field)
+        if value:
+            found = _find_match(field, value)
+            if field == "username" and found is not None:
+                if found.username_source == SOURCE_MEMBER:
+                    # Typed here by a member: proves nothing, blocks nothing. The provider's
+                    # value wins when it is written (see _apply_fields).
+                    found = None
+            if found is not None:
+                matches[field] = found
+    if not matches:
+        return AccountPlan("create", None, None, None, values)
+
+    upgradable = [f for f in matches if (p := system.param(f)) is not None and p.can_upgrade]
+    if not upgradable:
+        raise _conflict(next(iter(matches)))
+    target = matches[upgradable[0]]
+    for field, found in matches.items():
+        if found.id != target.id:
+            raise _conflict(field, f"{FIELD_LABEL[field]} matches a different account")
+    if any(i.auth_system_id == system.id for i in target.identities):
+        raise _conflict(upgradable[0], "matching account is already bound to another User ID")
+    vouched = [f for f in upgradable if _vouched(system, result, f)]
+    if not vouched:
+        raise _not_vouched(system, result, upgradable[0])
+    if needs_owner_confirmation(target) and confirmed_user_id != target.id:
+        # Never linked silently: a manager's account or one with a local password is
+        # linked only once its owner signs in to it (see confirm_pending_link).
+        if not target.password_hash or not target.email:
+            raise LinkNotAllowed(
+                "matching account needs its owner's confirmation and has no local password"
+            )
+        return AccountPlan("confirm", target, None, vouched[0], values)
+    return AccountPlan("upgrade", target, None, vouched[0], values)
+
+
+def check_membership_allowed(system: AuthSystem, result: SSOResult) -> None:
+    """Raise MembershipDenied when the system's sign-in restriction refuses this profile."""
+    denied = check_sign_in_allowed(system, result.fields)
+    if denied:
+        raise MembershipDenied(
+            f"membership status {result.fields.get('membership_status')!r} may not sign in",
+            user_message=denied,
+        )
+
+
+# -- resolution: carry the plan out in one transaction ---------------------------------------
+
+
+def _pending_link(system: AuthSystem, result: SSOResult, plan: AccountPlan) -> PendingLink:
+    assert plan.user is not None and plan.matched_on is not None
+    return PendingLink(
+        system_id=system.id,
+        subject=result.subject,
+        user_id=plan.user.id,
+        matched_on=plan.matched_on,
+        fields=dict(result.fields),
+        email_verified=_email_verified_claim(result) is True,
+        expires_at=(utcnow() + PENDING_LINK_LIFETIME).timestamp(),
+    )
+
+
+def _resolve_once(
+    system: AuthSystem, result: SSOResult, confirmed_user_id: int | None = None
+) -> tuple[User, bool]:
+    plan = plan_account(system, result, confirmed_user_id=confirmed_user_id)
+    if plan.action == "confirm":
+        raise LinkConfirmationRequired(_pending_link(system, result, plan))
+    values = plan.values
+    locked = _locked_fields(system, values)
+    now = utcnow()
+
+    if plan.identity is not None:
+        user = plan.identity.user
+        _apply_fields(user, values, locked, fill_only=True)
+        plan.identity.locked_fields = locked
+        plan.identity.last_login_at = now
+        user.last_login_at = now
+        sync_member_groups(user, system, group_sync_fields(values, result))
+        return user, False
+
+    user = plan.user
+    created = user is None
+    if user is None:
+        user = User(first_name="", last_name="")
+        db.session.add(user)
+        _apply_fields(user, values, locked, fill_only=False)
+        # Fields the provider did not supply are asked once, on *Complete your profile*.
+        user.pending_fields = [key for key in ACCOUNT_FIELDS if not values.get(key)] or None
+        if system.onboarding_team is not None:
+            user.teams.append(system.onboarding_team)
+    else:
+        _apply_fields(user, values, locked, fill_only=True)
+        audit.record_event(
+            audit.ACCOUNT_LINKED,
+            actor=user,
+            system=system,
+            details={
+                "matched_on": FIELD_LABEL[plan.matched_on or "email"],
+                "confirmed_with_password": confirmed_user_id == user.id,
+            },
+        )
+    user.last_login_at = now
+    db.session.add(
+        Identity(
+            user=user,
+            auth_system_id=system.id,
+            subject=result.subject,
+            locked_fields=locked,
+            last_login_at=now,
+        )
+    )
+    sync_member_groups(user, system, group_sync_fields(values, result))
+    return user, created
+
+
+def resolve_account(
+    system: AuthSystem, result: SSOResult, *, confirmed_user_id: int | None = None
+) -> tuple[User, bool]:
+    """Sign in, upgrade or create the account for an SSO result, in one transaction.
+
+    The system's sign-in restriction is checked first (nothing is written when it refuses),
+    and the member's groups from this system are synced in the same transaction.
+    Returns the user and whether it was created. Raises LinkConfirmationRequired, writing
+    nothing, when the matched account must be confirmed by its owner first. Two
+    simultaneous first logins of the same person race on the unique constraints; the loser
+    rolls back and tries again, and then finds the binding the winner made.
+    """
+    check_membership_allowed(system, result)
+    system_id = system.id
+    for attempt in range(RESOLVE_ATTEMPTS):
+        try:
+            user, created = _resolve_once(system, result, confirmed_user_id)
+            db.session.commit()
+            return user, created
+        except IntegrityError:
+            db.session.rollback()
+            log.info("SSO account resolution lost a race (try %d), retrying", attempt + 1)
+            system = db.session.get(AuthSystem, system_id)
+        except BaseException:
+            db.session.rollback()
+            raise
+    raise SSOError("account resolution still hit a unique constraint after retries")
