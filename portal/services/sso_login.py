@@ -42,7 +42,6 @@ from portal.sso.engine import (
     ProfileParam,
     SSOConfig,
     SSOResult,
-    Trace,
     begin_login,
     finish_login,
 )
@@ -50,6 +49,7 @@ from portal.sso.errors import IssuerMismatch, SSOError, StateInvalid
 from portal.sso.http import HttpSettings, get_http_client
 from portal.sso.idtoken import get_jwks_cache
 from portal.sso.placeholders import Context, render
+from portal.sso.trace import Trace
 from portal.urls import redirect_url_for, safe_next
 
 log = logging.getLogger(__name__)

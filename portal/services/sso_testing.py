@@ -37,9 +37,10 @@ from portal.services.sso_login import (
     provider_values,
     start_sso_login,
 )
-from portal.sso.engine import FIELD_LABEL, OPTION_FIELDS, PROFILE_FIELDS, SSOResult, Trace
+from portal.sso.engine import FIELD_LABEL, OPTION_FIELDS, PROFILE_FIELDS, SSOResult
 from portal.sso.errors import RequiredFieldMissing, SSOError
 from portal.sso.paths import PathNode, path_tree
+from portal.sso.trace import Trace
 
 log = logging.getLogger(__name__)
 

@@ -8,16 +8,14 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from jmespath.exceptions import JMESPathError
 
 from portal.sso.errors import (
-    REDACTED,
     IDTokenInvalid,
     IssuerMismatch,
     ProviderBadResponse,
@@ -32,6 +30,7 @@ from portal.sso.http import FORM_TYPE, HttpClient, parse_json_or_form
 from portal.sso.idtoken import JWKSCache, validate_id_token
 from portal.sso.paths import PathTooCostly, search_path
 from portal.sso.placeholders import Context, basic_auth, body_context, render, render_headers
+from portal.sso.trace import Trace, secret_variants
 
 log = logging.getLogger(__name__)
 
@@ -122,17 +121,6 @@ class SSOResult:
     violations: list[str] = field(default_factory=list)
 
 
-def _secret_variants(value: str) -> set[str]:
-    """Return a secret and the forms it takes once encoded for a context."""
-    if not value:
-        return set()
-    b64 = base64.b64encode(value.encode("utf-8")).decode("ascii")
-    variants = {value, b64}
-    for v in (value, b64):
-        variants |= {quote(v, safe=""), quote_plus(v), json.dumps(v, ensure_ascii=False)[1:-1]}
-    return {v for v in variants if v}
-
-
 def _last_key(path: str) -> str | None:
     """Return the last member name of a simple JMESPath (`a.b."c-d"` gives `c-d`)."""
     names = re.findall(r'"((?:[^"\\]|\\.)*)"|([A-Za-z_][A-Za-z0-9_]*)', path or "")
@@ -140,107 +128,6 @@ def _last_key(path: str) -> str | None:
         return None
     quoted, bare = names[-1]
     return quoted or bare
-
-
-def _looks_secret(key: Any) -> bool:
-    """Tell whether a document key probably holds a token or secret (`token`, `x_secret`...)."""
-    if not isinstance(key, str):
-        return False
-    name = key.lower()
-    return name not in ("token_type", "tokentype") and ("token" in name or "secret" in name)
-
-
-@dataclass
-class TraceEntry:
-    """One outbound request as the admin test screen shows it (secrets redacted)."""
-
-    method: str
-    url: str
-    headers: list[tuple[str, str]]
-    body: str | None
-    status: int | None
-    elapsed_ms: float
-    content_type: str | None = None
-    error: str | None = None
-
-
-@dataclass
-class Trace:
-    """A recorder of the requests and documents of one sign-in, with secrets redacted."""
-
-    entries: list[TraceEntry] = field(default_factory=list)
-    token_response: dict[str, Any] | None = None
-    profile: dict[str, Any] | None = None
-    id_claims: dict[str, Any] | None = None
-    error_code: str | None = None
-    error_detail: str | None = None
-
-    def __post_init__(self) -> None:
-        # Not a dataclass field, so that asdict() or a template never sees the secrets.
-        self._secrets: set[str] = set()
-
-    def add_secrets(self, values: Iterable[str | None]) -> None:
-        """Register secret values (and their encoded forms) to redact."""
-        for value in values:
-            if isinstance(value, str):
-                self._secrets |= _secret_variants(value)
-
-    def redact_text(self, text: str) -> str:
-        """Replace every registered secret in a text with a marker."""
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
-
-    def redact_doc(self, doc: Any, keys: Iterable[str] = ()) -> Any:
-        """Return a copy of a JSON document with secrets redacted by key and by value.
-
-        Values under ``keys`` or keys named like a token or secret are replaced whole; every
-        registered secret is replaced wherever else it appears: inside any string value,
-        inside a key, or as a number, so a provider that echoes the Client Secret or a token
-        under an innocuous key shows neither.
-        """
-        keys = frozenset(keys)
-        if isinstance(doc, dict):
-            return {
-                self.redact_doc(k): (
-                    REDACTED if k in keys or _looks_secret(k) else self.redact_doc(v, keys)
-                )
-                for k, v in doc.items()
-            }
-        if isinstance(doc, list):
-            return [self.redact_doc(v, keys) for v in doc]
-        if isinstance(doc, str):
-            return self.redact_text(doc)
-        if isinstance(doc, int | float) and not isinstance(doc, bool) and str(doc) in self._secrets:
-            return REDACTED
-        return doc
-
-    def record_request(
-        self,
-        method: str,
-        url: str,
-        headers: Sequence[tuple[str, str]],
-        body: bytes | None,
-        *,
-        status: int | None,
-        elapsed_ms: float,
-        content_type: str | None = None,
-        error: str | None = None,
-    ) -> None:
-        """Record one outbound request, redacted."""
-        self.entries.append(
-            TraceEntry(
-                method=method,
-                url=self.redact_text(url),
-                headers=[(name, self.redact_text(value)) for name, value in headers],
-                body=None if body is None else self.redact_text(body.decode("utf-8", "replace")),
-                status=status,
-                elapsed_ms=elapsed_ms,
-                content_type=content_type,
-                error=error,
-            )
-        )
 
 
 def begin_login(config: SSOConfig) -> LoginAttempt:
@@ -334,7 +221,7 @@ def finish_login(
             raise RequiredFieldMissing(result.violations[0])
         return result
     except SSOError as exc:
-        exc.redact(set().union(*(_secret_variants(v) for v in secret_values)))
+        exc.redact(set().union(*(secret_variants(v) for v in secret_values)))
         if trace is not None:
             trace.error_code, trace.error_detail = exc.code, exc.log_detail
         log.warning("SSO %s: sign-in failed: %s", config.slug, exc)

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qsl
 
 import httpcore
@@ -39,6 +39,7 @@ from portal.sso.errors import (
     SSOError,
 )
 from portal.sso.netpolicy import AddressPolicy, AddressRefused
+from portal.sso.trace import Trace
 
 log = logging.getLogger(__name__)
 
@@ -193,24 +194,6 @@ class _PinnedTransport(httpx.HTTPTransport):
         )
 
 
-class TraceRecorder(Protocol):
-    """What the HTTP client needs from a trace (see `portal.sso.engine.Trace`)."""
-
-    def record_request(
-        self,
-        method: str,
-        url: str,
-        headers: Sequence[tuple[str, str]],
-        body: bytes | None,
-        *,
-        status: int | None,
-        elapsed_ms: float,
-        content_type: str | None = None,
-        error: str | None = None,
-    ) -> None:
-        """Record one outbound request and its outcome."""
-
-
 @dataclass(frozen=True)
 class HttpResponse:
     """A fully read response."""
@@ -283,7 +266,7 @@ class HttpClient:
         *,
         headers: Sequence[tuple[str, str]] = (),
         body: bytes | None = None,
-        trace: TraceRecorder | None = None,
+        trace: Trace | None = None,
     ) -> HttpResponse:
         """Send a request and read the whole (capped) response."""
         started = time.monotonic()

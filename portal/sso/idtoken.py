@@ -20,7 +20,8 @@ from joserfc.errors import (
 from joserfc.jwk import KeySet
 
 from portal.sso.errors import IDTokenInvalid, ProviderBadResponse
-from portal.sso.http import HttpClient, TraceRecorder, cache_ttl, parse_json_or_form
+from portal.sso.http import HttpClient, cache_ttl, parse_json_or_form
+from portal.sso.trace import Trace
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class JWKSCache:
         http: HttpClient,
         *,
         refresh: bool = False,
-        trace: TraceRecorder | None = None,
+        trace: Trace | None = None,
     ) -> KeySet:
         """Return the key set at a URL, fetching it when absent, expired or asked to refresh.
 
@@ -153,7 +154,7 @@ def validate_id_token(
     jwks_cache: JWKSCache | None = None,
     algorithms: Collection[str] = DEFAULT_ALGORITHMS,
     leeway: int = 60,
-    trace: TraceRecorder | None = None,
+    trace: Trace | None = None,
 ) -> dict[str, Any]:
     """Verify an ID token and return its claims, or raise IDTokenInvalid."""
     cache = jwks_cache or _process_cache
