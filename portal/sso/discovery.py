@@ -23,7 +23,8 @@ from portal.sso.errors import (
     ProviderHTTPError,
     SSOError,
 )
-from portal.sso.http import HttpClient, cache_ttl, parse_json_or_form
+from portal.sso.http import HttpClient
+from portal.sso.responses import cache_ttl, parse_json_or_form
 from portal.sso.trace import Trace
 
 log = logging.getLogger(__name__)

@@ -26,10 +26,11 @@ from portal.sso.errors import (
     TemplateError,
     TokenMissing,
 )
-from portal.sso.http import FORM_TYPE, HttpClient, parse_json_or_form
+from portal.sso.http import HttpClient
 from portal.sso.idtoken import JWKSCache, validate_id_token
 from portal.sso.paths import PathTooCostly, search_path
 from portal.sso.placeholders import Context, basic_auth, body_context, render, render_headers
+from portal.sso.responses import FORM_TYPE, parse_json_or_form
 from portal.sso.trace import Trace, secret_variants
 
 log = logging.getLogger(__name__)

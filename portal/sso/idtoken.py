@@ -20,7 +20,8 @@ from joserfc.errors import (
 from joserfc.jwk import KeySet
 
 from portal.sso.errors import IDTokenInvalid, ProviderBadResponse
-from portal.sso.http import HttpClient, cache_ttl, parse_json_or_form
+from portal.sso.http import HttpClient
+from portal.sso.responses import cache_ttl, parse_json_or_form
 from portal.sso.trace import Trace
 
 log = logging.getLogger(__name__)
