@@ -98,8 +98,11 @@ class SSOConfig:
 
 
 @dataclass
-class LoginAttempt:
-    """What a login attempt must remember until the callback, and where to send the browser."""
+class AuthorizationRequest:
+    """The authorization request of a sign-in: what to remember until the callback, and its URL.
+
+    Named apart from the model `portal.models.LoginAttempt`, which stores it.
+    """
 
     state: str
     nonce: str
@@ -131,8 +134,8 @@ def _last_key(path: str) -> str | None:
     return quoted or bare
 
 
-def begin_login(config: SSOConfig) -> LoginAttempt:
-    """Start a login attempt: fresh state, nonce and PKCE verifier, and the login URL."""
+def begin_login(config: SSOConfig) -> AuthorizationRequest:
+    """Start a sign-in: fresh state, nonce and PKCE verifier, and the login URL."""
     state = secrets.token_urlsafe(32)
     nonce = secrets.token_urlsafe(32)
     code_verifier = secrets.token_urlsafe(48)
@@ -145,7 +148,7 @@ def begin_login(config: SSOConfig) -> LoginAttempt:
         "CodeChallenge": create_s256_code_challenge(code_verifier),
     }
     url = render(config.login_url, Context.URL, values)
-    return LoginAttempt(state=state, nonce=nonce, code_verifier=code_verifier, url=url)
+    return AuthorizationRequest(state=state, nonce=nonce, code_verifier=code_verifier, url=url)
 
 
 def _search(expr: str, doc: Any, what: str) -> Any:
