@@ -1,12 +1,8 @@
-"""The sign-in flow: login URL, callback, token request, ID token, profile and field mapping."""
+"""The sign-in flow in its named steps: login URL, callback, token, ID token, profile, fields."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
-import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,11 +23,11 @@ from portal.sso.errors import (
     TokenMissing,
 )
 from portal.sso.http import HttpClient
-from portal.sso.idtoken import JWKSCache, validate_id_token
+from portal.sso.idtoken import JWKSCache, unverified_claims, validate_id_token
 from portal.sso.paths import PathTooCostly, search_path
 from portal.sso.placeholders import Context, basic_auth, body_context, render, render_headers
 from portal.sso.responses import FORM_TYPE, parse_json_or_form
-from portal.sso.trace import Trace, secret_variants
+from portal.sso.trace import TOKEN_KEYS, SignInSecrets, Trace, hidden_token_keys
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +47,6 @@ FIELD_LABEL: dict[str, str] = dict(PROFILE_FIELDS)
 OPTION_FIELDS: tuple[str, ...] = ("user_id", "username", "email", "first_name", "last_name")
 #: Account fields a member is asked for on *Complete your profile* when the provider omits them.
 ACCOUNT_FIELDS: tuple[str, ...] = ("username", "email", "first_name", "last_name")
-
-#: Placeholders whose values are secret: redacted in traces and error messages.
-SECRET_PLACEHOLDERS: tuple[str, ...] = (
-    "ClientSecret",
-    "Code",
-    "CodeVerifier",
-    "Token",
-    "IDToken",
-    "RefreshToken",
-    "BasicAuth",
-)
-#: Keys of the token response whose values are always redacted in a trace.
-TOKEN_KEYS: frozenset[str] = frozenset({"access_token", "refresh_token", "id_token"})
 
 
 @dataclass(frozen=True)
@@ -125,15 +108,6 @@ class SSOResult:
     violations: list[str] = field(default_factory=list)
 
 
-def _last_key(path: str) -> str | None:
-    """Return the last member name of a simple JMESPath (`a.b."c-d"` gives `c-d`)."""
-    names = re.findall(r'"((?:[^"\\]|\\.)*)"|([A-Za-z_][A-Za-z0-9_]*)', path or "")
-    if not names:
-        return None
-    quoted, bare = names[-1]
-    return quoted or bare
-
-
 def begin_login(config: SSOConfig) -> AuthorizationRequest:
     """Start a sign-in: fresh state, nonce and PKCE verifier, and the login URL."""
     state = secrets.token_urlsafe(32)
@@ -166,16 +140,6 @@ def _with_default(headers: list[tuple[str, str]], name: str, value: str) -> list
     return headers
 
 
-def _unverified_claims(id_token: str) -> dict[str, Any] | None:
-    """Read an ID token's payload without verification (it came straight from the token API)."""
-    try:
-        payload = id_token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError, binascii.Error):
-        return None
-    return claims if isinstance(claims, dict) else None
-
-
 def _text_value(value: Any) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -200,6 +164,16 @@ def map_fields(profile: Any, params: Mapping[str, ProfileParam]) -> dict[str, An
     return fields
 
 
+@dataclass(frozen=True)
+class TokenRequest:
+    """The token endpoint request of one callback, rendered from the configuration."""
+
+    method: str
+    url: str
+    headers: list[tuple[str, str]]
+    body: bytes | None
+
+
 def finish_login(
     config: SSOConfig,
     *,
@@ -216,60 +190,69 @@ def finish_login(
     With ``enforce_required`` off (the admin's test screen), a missing User ID or
     must-supply field does not raise: ``SSOResult.violations`` lists them instead.
     """
-    secret_values: list[str] = []
+    seen = SignInSecrets(trace)
     try:
-        result = _finish(
-            config, params, nonce, code_verifier, http, jwks_cache, trace, secret_values
+        values = _token_request_values(config, params, nonce=nonce, code_verifier=code_verifier)
+        seen.keep_placeholders(values)
+        check_callback(config, params)
+        token_doc = fetch_token_response(build_token_request(config, values), http, trace)
+        access_token = read_access_token(config, token_doc, seen, trace)
+        id_token, id_claims = read_id_token(
+            config, token_doc, nonce=nonce, http=http, jwks_cache=jwks_cache, trace=trace
+        )
+        profile = fetch_profile(
+            config, token_doc, access_token, id_token, id_claims, http=http, trace=trace
+        )
+        fields = map_fields(profile, config.params)
+        result = SSOResult(
+            subject=fields["user_id"] or "",
+            violations=required_violations(fields, config.params),
+            fields=fields,
+            missing_required=[FIELD_LABEL[key] for key in ACCOUNT_FIELDS if fields[key] is None],
+            token_response=token_doc,
+            profile=profile,
+            id_token=id_token,
+            id_claims=id_claims,
         )
         if enforce_required and result.violations:
             raise RequiredFieldMissing(result.violations[0])
         return result
     except SSOError as exc:
-        exc.redact(set().union(*(secret_variants(v) for v in secret_values)))
+        exc.redact(seen.variants())
         if trace is not None:
             trace.error_code, trace.error_detail = exc.code, exc.log_detail
         log.warning("SSO %s: sign-in failed: %s", config.slug, exc)
         raise
 
 
-def _finish(
-    config: SSOConfig,
-    params: Mapping[str, str],
-    nonce: str,
-    code_verifier: str,
-    http: HttpClient,
-    jwks_cache: JWKSCache,
-    trace: Trace | None,
-    secret_values: list[str],
-) -> SSOResult:
-    def keep_secret(*values: str | None) -> None:
-        clean = [v for v in values if isinstance(v, str) and v]
-        secret_values.extend(clean)
-        if trace is not None:
-            trace.add_secrets(clean)
-
-    code = params.get("code") or ""
-    basic = basic_auth(config.client_id, config.client_secret or "")
-    keep_secret(config.client_secret, code, code_verifier, basic)
-
+def check_callback(config: SSOConfig, params: Mapping[str, str]) -> None:
+    """Refuse a callback that reports an error, names another issuer or carries no code."""
     if params.get("error"):
         raise ProviderError(params["error"], params.get("error_description"))
     if config.issuer and params.get("iss") and params["iss"] != config.issuer:
         raise IssuerMismatch(f"callback iss {params['iss']!r}, expected {config.issuer!r}")
-    if not code:
+    if not params.get("code"):
         raise ProviderBadResponse("the callback carried no authorization code")
 
-    # Token request.
-    values = {
+
+def _token_request_values(
+    config: SSOConfig, params: Mapping[str, str], *, nonce: str, code_verifier: str
+) -> dict[str, str]:
+    """Return the placeholder values of the token request."""
+    return {
         "ClientID": config.client_id,
         "ClientSecret": config.client_secret or "",
-        "BasicAuth": basic,
+        "BasicAuth": basic_auth(config.client_id, config.client_secret or ""),
         "RedirectURL": config.redirect_url,
-        "Code": code,
+        "Code": params.get("code") or "",
         "CodeVerifier": code_verifier,
         "Nonce": nonce,
         "State": params.get("state") or "",
     }
+
+
+def build_token_request(config: SSOConfig, values: Mapping[str, str]) -> TokenRequest:
+    """Render the token request from its templates, adding the default headers."""
     url = render(config.token_url, Context.URL, values)
     headers = render_headers(config.token_headers, values)
     method = "GET" if (config.token_method or "POST").upper() == "GET" else "POST"
@@ -279,25 +262,51 @@ def _finish(
         body = render(config.token_body, body_context(headers), values).encode("utf-8")
         _with_default(headers, "Content-Type", FORM_TYPE)
     _with_default(headers, "Accept", "application/json")
-    resp = http.request(method, url, headers=headers, body=body, trace=trace)
-    token_doc = parse_json_or_form(resp, allow_form=True)
-    keep_secret(*(v for k, v in token_doc.items() if k in TOKEN_KEYS and isinstance(v, str)))
+    return TokenRequest(method=method, url=url, headers=headers, body=body)
 
+
+def fetch_token_response(
+    request: TokenRequest, http: HttpClient, trace: Trace | None
+) -> dict[str, Any]:
+    """Send the token request and return the token response; an OAuth error body raises."""
+    resp = http.request(
+        request.method, request.url, headers=request.headers, body=request.body, trace=trace
+    )
+    return parse_json_or_form(resp, allow_form=True)
+
+
+def read_access_token(
+    config: SSOConfig, token_doc: dict[str, Any], seen: SignInSecrets, trace: Trace | None
+) -> str:
+    """Return the access token at the configured path, and trace the redacted token response."""
+    seen.keep(*(v for k, v in token_doc.items() if k in TOKEN_KEYS and isinstance(v, str)))
     token_path = config.access_token_path or "access_token"
     access_token = _search(token_path, token_doc, "access token")
     if isinstance(access_token, str):
-        keep_secret(access_token)
+        seen.keep(access_token)
     if trace is not None:
-        hidden = TOKEN_KEYS | {k for k in [_last_key(token_path)] if k}
-        trace.token_response = trace.redact_doc(token_doc, hidden)
+        trace.token_response = trace.redact_doc(token_doc, hidden_token_keys(token_path))
     if not isinstance(access_token, str) or not access_token.strip():
         raise TokenMissing(f"nothing usable at {token_path!r} in the token response")
+    return access_token
 
-    # ID token.
+
+def read_id_token(
+    config: SSOConfig,
+    token_doc: dict[str, Any],
+    *,
+    nonce: str,
+    http: HttpClient,
+    jwks_cache: JWKSCache,
+    trace: Trace | None,
+) -> tuple[str | None, dict[str, Any] | None]:
+    """Return the ID token and its claims, validated when the issuer and JWKS URL are set.
+
+    Without them the claims are read unverified (the token came straight from the token API);
+    an OpenID sign-in whose provider is fully configured must return an ID token.
+    """
     id_token = token_doc.get("id_token")
     id_token = id_token if isinstance(id_token, str) and id_token else None
-    refresh_token = token_doc.get("refresh_token")
-    refresh_token = refresh_token if isinstance(refresh_token, str) else ""
     id_claims: dict[str, Any] | None = None
     if id_token and config.issuer and config.jwks_url:
         id_claims = validate_id_token(
@@ -311,52 +320,69 @@ def _finish(
             trace=trace,
         )
     elif id_token:
-        id_claims = _unverified_claims(id_token)
+        id_claims = unverified_claims(id_token)
     elif config.issuer and config.jwks_url and "openid" in (config.scope or "").split():
         raise IDTokenInvalid("the token response holds no id_token")
     if trace is not None:
         trace.id_claims = id_claims
+    return id_token, id_claims
 
-    # Profile.
+
+def fetch_profile(
+    config: SSOConfig,
+    token_doc: dict[str, Any],
+    access_token: str,
+    id_token: str | None,
+    id_claims: dict[str, Any] | None,
+    *,
+    http: HttpClient,
+    trace: Trace | None,
+) -> dict[str, Any]:
+    """Return the profile: the Profile API's answer, else the token response and ID token claims.
+
+    The profile's ``sub``, when it has one, must be the ID token's.
+    """
     if config.profile_url:
-        profile_values = {
-            "ClientID": config.client_id,
-            "Token": access_token,
-            "IDToken": id_token or "",
-            "RefreshToken": refresh_token,
-        }
-        profile_url = render(config.profile_url, Context.URL, profile_values)
-        profile_headers = render_headers(config.profile_headers, profile_values)
-        _with_default(profile_headers, "Accept", "application/json")
-        resp = http.request("GET", profile_url, headers=profile_headers, trace=trace)
-        profile = parse_json_or_form(resp, allow_form=False)
-        if trace is not None:
-            trace.profile = trace.redact_doc(profile, TOKEN_KEYS)
-        if id_claims is not None and "sub" in profile and "sub" in id_claims:
-            if str(profile["sub"]) != str(id_claims["sub"]):
-                raise SubjectMismatch("profile sub differs from the ID token's sub")
+        profile = _request_profile(config, token_doc, access_token, id_token, http, trace)
     else:
-        profile = dict(token_doc)
-        profile.update(id_claims or {})
-        if trace is not None:
-            trace.profile = trace.redact_doc(profile, TOKEN_KEYS)
+        profile = {**token_doc, **(id_claims or {})}
+    if trace is not None:
+        trace.profile = trace.redact_doc(profile, TOKEN_KEYS)
+    if id_claims is not None and "sub" in profile and "sub" in id_claims:
+        if str(profile["sub"]) != str(id_claims["sub"]):
+            raise SubjectMismatch("profile sub differs from the ID token's sub")
+    return profile
 
-    # Field mapping.
-    fields = map_fields(profile, config.params)
+
+def _request_profile(
+    config: SSOConfig,
+    token_doc: dict[str, Any],
+    access_token: str,
+    id_token: str | None,
+    http: HttpClient,
+    trace: Trace | None,
+) -> dict[str, Any]:
+    """Call the Profile API with the tokens and return its document."""
+    refresh_token = token_doc.get("refresh_token")
+    values = {
+        "ClientID": config.client_id,
+        "Token": access_token,
+        "IDToken": id_token or "",
+        "RefreshToken": refresh_token if isinstance(refresh_token, str) else "",
+    }
+    url = render(config.profile_url, Context.URL, values)
+    headers = render_headers(config.profile_headers, values)
+    _with_default(headers, "Accept", "application/json")
+    resp = http.request("GET", url, headers=headers, trace=trace)
+    return parse_json_or_form(resp, allow_form=False)
+
+
+def required_violations(fields: Mapping[str, Any], params: Mapping[str, ProfileParam]) -> list[str]:
+    """Return the labels of required fields left empty: the User ID, then must-supply fields."""
     violations = [FIELD_LABEL["user_id"]] if fields["user_id"] is None else []
     for key in OPTION_FIELDS:
-        param = config.params.get(key)
+        param = params.get(key)
         if param is not None and param.must_supply and fields[key] is None:
             if FIELD_LABEL[key] not in violations:
                 violations.append(FIELD_LABEL[key])
-    missing = [FIELD_LABEL[key] for key in ACCOUNT_FIELDS if fields[key] is None]
-    return SSOResult(
-        subject=fields["user_id"] or "",
-        violations=violations,
-        fields=fields,
-        missing_required=missing,
-        token_response=token_doc,
-        profile=profile,
-        id_token=id_token,
-        id_claims=id_claims,
-    )
+    return violations

@@ -1,15 +1,29 @@
-"""The redacting trace of one sign-in: its requests and documents, secrets replaced."""
+"""The redacting trace of one sign-in, and the secrets neither it nor an error may show."""
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 from portal.sso.errors import REDACTED
+
+#: Placeholders whose values are secret: redacted in traces and error messages.
+SECRET_PLACEHOLDERS: tuple[str, ...] = (
+    "ClientSecret",
+    "Code",
+    "CodeVerifier",
+    "Token",
+    "IDToken",
+    "RefreshToken",
+    "BasicAuth",
+)
+#: Keys of the token response whose values are always redacted in a trace.
+TOKEN_KEYS: frozenset[str] = frozenset({"access_token", "refresh_token", "id_token"})
 
 
 def secret_variants(value: str) -> set[str]:
@@ -21,6 +35,21 @@ def secret_variants(value: str) -> set[str]:
     for v in (value, b64):
         variants |= {quote(v, safe=""), quote_plus(v), json.dumps(v, ensure_ascii=False)[1:-1]}
     return {v for v in variants if v}
+
+
+def _last_key(path: str) -> str | None:
+    """Return the last member name of a simple JMESPath (`a.b."c-d"` gives `c-d`)."""
+    names = re.findall(r'"((?:[^"\\]|\\.)*)"|([A-Za-z_][A-Za-z0-9_]*)', path or "")
+    if not names:
+        return None
+    quoted, bare = names[-1]
+    return quoted or bare
+
+
+def hidden_token_keys(access_token_path: str) -> frozenset[str]:
+    """Return the token response keys a trace hides whole: TOKEN_KEYS and the access token's."""
+    last = _last_key(access_token_path)
+    return TOKEN_KEYS | ({last} if last else set())
 
 
 def _looks_secret(key: Any) -> bool:
@@ -122,3 +151,26 @@ class Trace:
                 error=error,
             )
         )
+
+
+class SignInSecrets:
+    """The secret values one sign-in has met so far: its error and its trace must not show them."""
+
+    def __init__(self, trace: Trace | None) -> None:
+        self.values: list[str] = []
+        self.trace = trace
+
+    def keep(self, *values: str | None) -> None:
+        """Register secret values; empty and non-text values are skipped."""
+        clean = [v for v in values if isinstance(v, str) and v]
+        self.values.extend(clean)
+        if self.trace is not None:
+            self.trace.add_secrets(clean)
+
+    def keep_placeholders(self, values: Mapping[str, str]) -> None:
+        """Register the values of the secret placeholders among template values."""
+        self.keep(*(values[name] for name in SECRET_PLACEHOLDERS if name in values))
+
+    def variants(self) -> set[str]:
+        """Return every registered secret in each of its encoded forms."""
+        return set().union(*(secret_variants(v) for v in self.values))
