@@ -165,6 +165,15 @@ def validate_id_token(
     allowed = [alg for alg in algorithms if alg.lower() != "none"]
     if not nonce:
         raise IDTokenInvalid("no nonce to check the token against")
+    kid = _check_header(id_token, allowed)
+    token = _check_signature(id_token, kid, allowed, jwks_url, http, cache, trace)
+    claims = dict(token.claims)
+    _check_claims(claims, issuer=issuer, client_id=client_id, nonce=nonce, leeway=leeway)
+    return claims
+
+
+def _check_header(id_token: str, allowed: list[str]) -> str | None:
+    """Check that the token is a compact JWS with an allowed algorithm; return its key id."""
     try:
         header = jws.extract_compact(id_token.encode("ascii")).protected
     except (JoseError, ValueError, TypeError, UnicodeError):
@@ -175,19 +184,37 @@ def validate_id_token(
     kid = header.get("kid")
     if kid is not None and not isinstance(kid, str):
         raise IDTokenInvalid("malformed key id")
+    return kid
 
+
+def _signing_keys(
+    kid: str | None, jwks_url: str, http: HttpClient, cache: JWKSCache, trace: Trace | None
+) -> tuple[KeySet, bool]:
+    """Return the provider's key set that holds ``kid``, and whether it was refetched for it."""
     key_set = cache.get(jwks_url, http, trace=trace)
-    refetched = False
-    if kid is not None and kid not in _key_ids(key_set):
-        # The provider may have rotated its keys: fetch them again (rate-limited).
-        key_set = cache.get(jwks_url, http, refresh=True, trace=trace)
-        refetched = True
-        if kid not in _key_ids(key_set):
-            raise IDTokenInvalid(f"unknown key id {kid!r}")
+    if kid is None or kid in _key_ids(key_set):
+        return key_set, False
+    # The provider may have rotated its keys: fetch them again (rate-limited).
+    key_set = cache.get(jwks_url, http, refresh=True, trace=trace)
+    if kid not in _key_ids(key_set):
+        raise IDTokenInvalid(f"unknown key id {kid!r}")
+    return key_set, True
 
+
+def _check_signature(
+    id_token: str,
+    kid: str | None,
+    allowed: list[str],
+    jwks_url: str,
+    http: HttpClient,
+    cache: JWKSCache,
+    trace: Trace | None,
+) -> jwt.Token:
+    """Verify the signature with the provider's keys and return the decoded token."""
+    key_set, refetched = _signing_keys(kid, jwks_url, http, cache, trace)
     try:
         try:
-            token = _decode(id_token, key_set, kid, allowed)
+            return _decode(id_token, key_set, kid, allowed)
         except BadSignatureError:
             if refetched or not cache.refetch_allowed(jwks_url):
                 raise
@@ -195,13 +222,17 @@ def validate_id_token(
             key_set = cache.get(jwks_url, http, refresh=True, trace=trace)
             if kid is not None and kid not in _key_ids(key_set):
                 raise IDTokenInvalid(f"unknown key id {kid!r}") from None
-            token = _decode(id_token, key_set, kid, allowed)
+            return _decode(id_token, key_set, kid, allowed)
     except BadSignatureError:
         raise IDTokenInvalid("bad signature") from None
     except JoseError as exc:
         raise IDTokenInvalid(f"undecodable token ({exc.error})") from None
 
-    claims = dict(token.claims)
+
+def _check_claims(
+    claims: dict[str, Any], *, issuer: str, client_id: str, nonce: str, leeway: int
+) -> None:
+    """Check iss, aud, nonce, sub, exp, iat and azp; an error names a claim, never its value."""
     registry = jwt.JWTClaimsRegistry(
         leeway=leeway,
         iss={"essential": True, "value": issuer},
@@ -218,13 +249,11 @@ def validate_id_token(
     except MissingClaimError as exc:
         raise IDTokenInvalid(f"missing claim ({exc.claim})") from None
     except ClaimError as exc:
-        # Name the claim, never its value.
         raise IDTokenInvalid(f"invalid claim ({exc.claim})") from None
     # azp, when present, names the party the token was issued to: it must be us, whatever
     # the number of audiences (OpenID Connect Core 3.1.3.7, items 4 and 5).
     if "azp" in claims and claims["azp"] != client_id:
         raise IDTokenInvalid("invalid claim (azp)")
-    return claims
 
 
 def unverified_claims(id_token: str) -> dict[str, Any] | None:
