@@ -108,6 +108,16 @@ class SSOResult:
     violations: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class TokenRequest:
+    """The token endpoint request of one callback, rendered from the configuration."""
+
+    method: str
+    url: str
+    headers: list[tuple[str, str]]
+    body: bytes | None
+
+
 def begin_login(config: SSOConfig) -> AuthorizationRequest:
     """Start a sign-in: fresh state, nonce and PKCE verifier, and the login URL."""
     state = secrets.token_urlsafe(32)
@@ -125,55 +135,6 @@ def begin_login(config: SSOConfig) -> AuthorizationRequest:
     return AuthorizationRequest(state=state, nonce=nonce, code_verifier=code_verifier, url=url)
 
 
-def _search(expr: str, doc: Any, what: str) -> Any:
-    try:
-        return search_path(expr, doc)
-    except PathTooCostly as exc:
-        raise TemplateError(f"the {what} path was stopped: {exc}") from None
-    except JMESPathError:
-        raise TemplateError(f"the {what} path is not a usable JMESPath expression") from None
-
-
-def _with_default(headers: list[tuple[str, str]], name: str, value: str) -> list[tuple[str, str]]:
-    if not any(h.lower() == name.lower() for h, _ in headers):
-        headers.append((name, value))
-    return headers
-
-
-def _text_value(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, str):
-        return value.strip() or None
-    return None
-
-
-def map_fields(profile: Any, params: Mapping[str, ProfileParam]) -> dict[str, Any]:
-    """Map a profile document onto the profile fields with the configured JMESPaths."""
-    fields: dict[str, Any] = {}
-    for key, label in PROFILE_FIELDS:
-        param = params.get(key)
-        raw = _search(param.path, profile, label) if param and param.path else None
-        if key == "groups":
-            items = raw if isinstance(raw, list) else ([] if raw is None else [raw])
-            fields[key] = [v for v in (_text_value(item) for item in items) if v is not None]
-        else:
-            fields[key] = _text_value(raw)
-    return fields
-
-
-@dataclass(frozen=True)
-class TokenRequest:
-    """The token endpoint request of one callback, rendered from the configuration."""
-
-    method: str
-    url: str
-    headers: list[tuple[str, str]]
-    body: bytes | None
-
-
 def finish_login(
     config: SSOConfig,
     *,
@@ -186,6 +147,10 @@ def finish_login(
     enforce_required: bool = True,
 ) -> SSOResult:
     """Complete a login from the callback's parameters (state already checked).
+
+    The steps: check the callback, build and send the token request, read the access token,
+    validate the ID token, fetch the profile, map the fields. Each secret met on the way is
+    redacted from the trace and from the error raised.
 
     With ``enforce_required`` off (the admin's test screen), a missing User ID or
     must-supply field does not raise: ``SSOResult.violations`` lists them instead.
@@ -377,6 +342,20 @@ def _request_profile(
     return parse_json_or_form(resp, allow_form=False)
 
 
+def map_fields(profile: Any, params: Mapping[str, ProfileParam]) -> dict[str, Any]:
+    """Map a profile document onto the profile fields with the configured JMESPaths."""
+    fields: dict[str, Any] = {}
+    for key, label in PROFILE_FIELDS:
+        param = params.get(key)
+        raw = _search(param.path, profile, label) if param and param.path else None
+        if key == "groups":
+            items = raw if isinstance(raw, list) else ([] if raw is None else [raw])
+            fields[key] = [v for v in (_text_value(item) for item in items) if v is not None]
+        else:
+            fields[key] = _text_value(raw)
+    return fields
+
+
 def required_violations(fields: Mapping[str, Any], params: Mapping[str, ProfileParam]) -> list[str]:
     """Return the labels of required fields left empty: the User ID, then must-supply fields."""
     violations = [FIELD_LABEL["user_id"]] if fields["user_id"] is None else []
@@ -386,3 +365,31 @@ def required_violations(fields: Mapping[str, Any], params: Mapping[str, ProfileP
             if FIELD_LABEL[key] not in violations:
                 violations.append(FIELD_LABEL[key])
     return violations
+
+
+def _search(expr: str, doc: Any, what: str) -> Any:
+    """Search a document with a configured path; a path that cannot run is a TemplateError."""
+    try:
+        return search_path(expr, doc)
+    except PathTooCostly as exc:
+        raise TemplateError(f"the {what} path was stopped: {exc}") from None
+    except JMESPathError:
+        raise TemplateError(f"the {what} path is not a usable JMESPath expression") from None
+
+
+def _with_default(headers: list[tuple[str, str]], name: str, value: str) -> list[tuple[str, str]]:
+    """Add a header unless the configuration already sets it (names compared case-blind)."""
+    if not any(h.lower() == name.lower() for h, _ in headers):
+        headers.append((name, value))
+    return headers
+
+
+def _text_value(value: Any) -> str | None:
+    """Return a scalar as field text (booleans as true/false); blanks and structures give None."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return value.strip() or None
+    return None
