@@ -34,7 +34,6 @@ from portal.sso.engine import (
     ProfileParam,
     SSOConfig,
     SSOResult,
-    Trace,
     begin_login,
     finish_login,
 )
@@ -42,6 +41,7 @@ from portal.sso.errors import IssuerMismatch, PendingLinkExpired, SettingsUnread
 from portal.sso.http import get_http_client
 from portal.sso.idtoken import get_jwks_cache
 from portal.sso.placeholders import Context, render
+from portal.sso.trace import Trace
 from portal.urls import redirect_url_for
 
 

@@ -23,7 +23,9 @@ from portal.sso.errors import (
     ProviderHTTPError,
     SSOError,
 )
-from portal.sso.http import HttpClient, TraceRecorder, cache_ttl, parse_json_or_form
+from portal.sso.http import HttpClient
+from portal.sso.responses import cache_ttl, parse_json_or_form
+from portal.sso.trace import Trace
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +191,7 @@ def _scope(supported: Sequence[str] | None) -> str:
     return " ".join(s for s in DEFAULT_SCOPES if s == "openid" or s in supported)
 
 
-def _fetch(url: str, http: HttpClient, trace: TraceRecorder | None) -> dict[str, Any]:
+def _fetch(url: str, http: HttpClient, trace: Trace | None) -> dict[str, Any]:
     try:
         resp = http.request("GET", url, headers=[("Accept", "application/json")], trace=trace)
         return parse_json_or_form(resp, allow_form=False)
@@ -213,7 +215,7 @@ def _fetch(url: str, http: HttpClient, trace: TraceRecorder | None) -> dict[str,
 
 
 def discover_issuer(
-    issuer_url: str, http: HttpClient, *, trace: TraceRecorder | None = None
+    issuer_url: str, http: HttpClient, *, trace: Trace | None = None
 ) -> DiscoveredConfig:
     """Fetch an issuer's OpenID Connect discovery document and map it onto the form.
 

@@ -13,37 +13,31 @@ worker longer than ``HttpSettings.total_timeout``.
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
-import re
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-from urllib.parse import parse_qsl
+from typing import Any
 
 import httpcore
 import httpx
 from httpcore._backends.sync import SyncStream
 
 from portal.sso.errors import (
-    OAuthErrorResponse,
     ProviderAddressRefused,
     ProviderBadResponse,
-    ProviderHTTPError,
     ProviderTimeout,
     ProviderUnreachable,
     ResponseTooLarge,
     SSOError,
 )
 from portal.sso.netpolicy import AddressPolicy, AddressRefused
+from portal.sso.trace import Trace
 
 log = logging.getLogger(__name__)
-
-FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 @dataclass(frozen=True)
@@ -184,24 +178,6 @@ class _PinnedTransport(httpx.HTTPTransport):
         )
 
 
-class TraceRecorder(Protocol):
-    """What the HTTP client needs from a trace (see `portal.sso.engine.Trace`)."""
-
-    def record_request(
-        self,
-        method: str,
-        url: str,
-        headers: Sequence[tuple[str, str]],
-        body: bytes | None,
-        *,
-        status: int | None,
-        elapsed_ms: float,
-        content_type: str | None = None,
-        error: str | None = None,
-    ) -> None:
-        """Record one outbound request and its outcome."""
-
-
 @dataclass(frozen=True)
 class HttpResponse:
     """A fully read response."""
@@ -274,7 +250,7 @@ class HttpClient:
         *,
         headers: Sequence[tuple[str, str]] = (),
         body: bytes | None = None,
-        trace: TraceRecorder | None = None,
+        trace: Trace | None = None,
     ) -> HttpResponse:
         """Send a request and read the whole (capped) response."""
         started = time.monotonic()
@@ -373,91 +349,3 @@ def get_http_client(settings: HttpSettings | None = None) -> HttpClient:
         if client is None:
             client = _clients[settings] = HttpClient(settings)
         return client
-
-
-#: How long a key set or discovery document is kept without a Cache-Control max-age.
-DEFAULT_TTL = 3600.0
-#: Bounds on a provider's max-age: a refetch at most every 5 minutes, at least once a day.
-MIN_TTL = 300.0
-MAX_TTL = 86_400.0
-_MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
-
-
-def cache_ttl(cache_control: str | None, *, default: float = DEFAULT_TTL) -> float:
-    """Return how long to keep a document: its ``max-age`` bounded to [MIN_TTL, MAX_TTL].
-
-    ``no-store``/``no-cache`` and ``max-age=0`` keep it for MIN_TTL: a provider cannot make
-    Portal fetch on every sign-in. Without a max-age, ``default``.
-    """
-    value = (cache_control or "").lower()
-    match = _MAX_AGE.search(value)
-    if match:
-        seconds = float(match.group(1))
-    elif "no-store" in value or "no-cache" in value:
-        seconds = 0.0
-    else:
-        seconds = default
-    return max(MIN_TTL, min(MAX_TTL, seconds))
-
-
-def _looks_like_html(resp: HttpResponse, text: str) -> bool:
-    return resp.content_type in ("text/html", "application/xhtml+xml") or text.startswith("<")
-
-
-def _oauth_error(doc: Any, status: int) -> OAuthErrorResponse | None:
-    if isinstance(doc, dict) and isinstance(doc.get("error"), str) and doc["error"]:
-        description = doc.get("error_description")
-        return OAuthErrorResponse(
-            doc["error"], description if isinstance(description, str) else None, status
-        )
-    return None
-
-
-def _describe(resp: HttpResponse) -> str:
-    return f"content-type {resp.content_type or 'none'}, {len(resp.content)} bytes"
-
-
-def parse_json_or_form(resp: HttpResponse, *, allow_form: bool) -> dict[str, Any]:
-    """Return the response's JSON object (or form fields when allowed), or raise a typed error."""
-    ok = 200 <= resp.status < 300
-    text = resp.content.decode("utf-8", errors="replace").lstrip("\ufeff").strip()
-
-    doc: Any = None
-    json_error: json.JSONDecodeError | None = None
-    if text[:1] in ("{", "[") or resp.content_type.endswith("json"):
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            json_error = exc
-        else:
-            error = _oauth_error(doc, resp.status)
-            if error is not None:
-                raise error
-    elif allow_form and resp.content_type in (FORM_TYPE, "text/plain") and "=" in text:
-        try:
-            doc = dict(parse_qsl(text, keep_blank_values=True, strict_parsing=True))
-        except ValueError:
-            doc = None
-        else:
-            error = _oauth_error(doc, resp.status)
-            if error is not None:
-                raise error
-
-    if 300 <= resp.status < 400:
-        raise ProviderHTTPError(resp.status, "redirect not followed")
-    if not ok:
-        raise ProviderHTTPError(resp.status, _describe(resp))
-    if isinstance(doc, dict):
-        return doc
-    if not text:
-        raise ProviderBadResponse(f"empty body ({_describe(resp)})")
-    if _looks_like_html(resp, text):
-        raise ProviderBadResponse(f"HTML page where JSON was expected ({_describe(resp)})")
-    if doc is not None:
-        raise ProviderBadResponse(
-            f"JSON {type(doc).__name__} where an object was expected ({_describe(resp)})"
-        )
-    if json_error is not None:
-        where = f"line {json_error.lineno} column {json_error.colno}"
-        raise ProviderBadResponse(f"invalid JSON: {json_error.msg} at {where} ({_describe(resp)})")
-    raise ProviderBadResponse(f"not JSON ({_describe(resp)})")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
 import threading
 import time
@@ -20,7 +23,9 @@ from joserfc.errors import (
 from joserfc.jwk import KeySet
 
 from portal.sso.errors import IDTokenInvalid, ProviderBadResponse
-from portal.sso.http import HttpClient, TraceRecorder, cache_ttl, parse_json_or_form
+from portal.sso.http import HttpClient
+from portal.sso.responses import cache_ttl, parse_json_or_form
+from portal.sso.trace import Trace
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +84,7 @@ class JWKSCache:
         http: HttpClient,
         *,
         refresh: bool = False,
-        trace: TraceRecorder | None = None,
+        trace: Trace | None = None,
     ) -> KeySet:
         """Return the key set at a URL, fetching it when absent, expired or asked to refresh.
 
@@ -153,13 +158,22 @@ def validate_id_token(
     jwks_cache: JWKSCache | None = None,
     algorithms: Collection[str] = DEFAULT_ALGORITHMS,
     leeway: int = 60,
-    trace: TraceRecorder | None = None,
+    trace: Trace | None = None,
 ) -> dict[str, Any]:
     """Verify an ID token and return its claims, or raise IDTokenInvalid."""
     cache = jwks_cache or _process_cache
     allowed = [alg for alg in algorithms if alg.lower() != "none"]
     if not nonce:
         raise IDTokenInvalid("no nonce to check the token against")
+    kid = _check_header(id_token, allowed)
+    token = _check_signature(id_token, kid, allowed, jwks_url, http, cache, trace)
+    claims = dict(token.claims)
+    _check_claims(claims, issuer=issuer, client_id=client_id, nonce=nonce, leeway=leeway)
+    return claims
+
+
+def _check_header(id_token: str, allowed: list[str]) -> str | None:
+    """Check that the token is a compact JWS with an allowed algorithm; return its key id."""
     try:
         header = jws.extract_compact(id_token.encode("ascii")).protected
     except (JoseError, ValueError, TypeError, UnicodeError):
@@ -170,19 +184,37 @@ def validate_id_token(
     kid = header.get("kid")
     if kid is not None and not isinstance(kid, str):
         raise IDTokenInvalid("malformed key id")
+    return kid
 
+
+def _signing_keys(
+    kid: str | None, jwks_url: str, http: HttpClient, cache: JWKSCache, trace: Trace | None
+) -> tuple[KeySet, bool]:
+    """Return the provider's key set that holds ``kid``, and whether it was refetched for it."""
     key_set = cache.get(jwks_url, http, trace=trace)
-    refetched = False
-    if kid is not None and kid not in _key_ids(key_set):
-        # The provider may have rotated its keys: fetch them again (rate-limited).
-        key_set = cache.get(jwks_url, http, refresh=True, trace=trace)
-        refetched = True
-        if kid not in _key_ids(key_set):
-            raise IDTokenInvalid(f"unknown key id {kid!r}")
+    if kid is None or kid in _key_ids(key_set):
+        return key_set, False
+    # The provider may have rotated its keys: fetch them again (rate-limited).
+    key_set = cache.get(jwks_url, http, refresh=True, trace=trace)
+    if kid not in _key_ids(key_set):
+        raise IDTokenInvalid(f"unknown key id {kid!r}")
+    return key_set, True
 
+
+def _check_signature(
+    id_token: str,
+    kid: str | None,
+    allowed: list[str],
+    jwks_url: str,
+    http: HttpClient,
+    cache: JWKSCache,
+    trace: Trace | None,
+) -> jwt.Token:
+    """Verify the signature with the provider's keys and return the decoded token."""
+    key_set, refetched = _signing_keys(kid, jwks_url, http, cache, trace)
     try:
         try:
-            token = _decode(id_token, key_set, kid, allowed)
+            return _decode(id_token, key_set, kid, allowed)
         except BadSignatureError:
             if refetched or not cache.refetch_allowed(jwks_url):
                 raise
@@ -190,13 +222,17 @@ def validate_id_token(
             key_set = cache.get(jwks_url, http, refresh=True, trace=trace)
             if kid is not None and kid not in _key_ids(key_set):
                 raise IDTokenInvalid(f"unknown key id {kid!r}") from None
-            token = _decode(id_token, key_set, kid, allowed)
+            return _decode(id_token, key_set, kid, allowed)
     except BadSignatureError:
         raise IDTokenInvalid("bad signature") from None
     except JoseError as exc:
         raise IDTokenInvalid(f"undecodable token ({exc.error})") from None
 
-    claims = dict(token.claims)
+
+def _check_claims(
+    claims: dict[str, Any], *, issuer: str, client_id: str, nonce: str, leeway: int
+) -> None:
+    """Check iss, aud, nonce, sub, exp, iat and azp; an error names a claim, never its value."""
     registry = jwt.JWTClaimsRegistry(
         leeway=leeway,
         iss={"essential": True, "value": issuer},
@@ -213,10 +249,18 @@ def validate_id_token(
     except MissingClaimError as exc:
         raise IDTokenInvalid(f"missing claim ({exc.claim})") from None
     except ClaimError as exc:
-        # Name the claim, never its value.
         raise IDTokenInvalid(f"invalid claim ({exc.claim})") from None
     # azp, when present, names the party the token was issued to: it must be us, whatever
     # the number of audiences (OpenID Connect Core 3.1.3.7, items 4 and 5).
     if "azp" in claims and claims["azp"] != client_id:
         raise IDTokenInvalid("invalid claim (azp)")
-    return claims
+
+
+def unverified_claims(id_token: str) -> dict[str, Any] | None:
+    """Read an ID token's payload without verification (it came straight from the token API)."""
+    try:
+        payload = id_token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, binascii.Error):
+        return None
+    return claims if isinstance(claims, dict) else None

@@ -15,7 +15,6 @@ from portal.sso.engine import (
     PROFILE_FIELDS,
     ProfileParam,
     SSOConfig,
-    Trace,
     begin_login,
     finish_login,
     map_fields,
@@ -38,6 +37,7 @@ from portal.sso.errors import (
 )
 from portal.sso.idtoken import JWKSCache
 from portal.sso.placeholders import basic_auth
+from portal.sso.trace import Trace
 
 from .conftest import App, jwks_of, jwks_response, read_request_head
 

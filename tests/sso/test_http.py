@@ -24,8 +24,8 @@ from portal.sso.http import (
     HttpResponse,
     HttpSettings,
     get_http_client,
-    parse_json_or_form,
 )
+from portal.sso.responses import parse_json_or_form
 
 from .conftest import App, read_request_head
 

@@ -257,7 +257,7 @@ def test_the_deadline_is_per_request(client_for, serve, app):
 
 def test_trace_redacts_registered_secrets_wherever_they_appear():
     """Values under any key, inside strings, as keys and as numbers; in requests too."""
-    from portal.sso.engine import Trace
+    from portal.sso.trace import Trace
 
     trace = Trace()
     trace.add_secrets(["s3cr3t-value", "tok-123", "987654321"])
