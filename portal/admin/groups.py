@@ -9,6 +9,7 @@ from portal.admin import bp
 from portal.admin.forms import ConfirmForm
 from portal.admin.group_forms import GroupForm, MappingSettingsForm, RuleForm
 from portal.models import AuthSystem, MemberGroup
+from portal.services import group_mapping
 from portal.services import groups as svc
 from portal.services.auth_systems import get_auth_system
 
@@ -75,7 +76,7 @@ def _mapping_page(system: AuthSystem, rule_form: RuleForm, settings_form: Mappin
     return render_template(
         "admin/groups_mapping.html",
         system=system,
-        rules=svc.list_rules(system),
+        rules=group_mapping.list_rules(system),
         rule_form=rule_form,
         settings_form=settings_form,
         confirm=ConfirmForm(),
@@ -85,7 +86,7 @@ def _mapping_page(system: AuthSystem, rule_form: RuleForm, settings_form: Mappin
 
 def _forms(system: AuthSystem, submitted: str = "") -> tuple[RuleForm, MappingSettingsForm]:
     """Build both forms; only the ``submitted`` one reads the request's form data."""
-    settings = svc.get_mapping_settings(system)
+    settings = group_mapping.get_mapping_settings(system)
     keep = {} if submitted == "rule" else {"formdata": None}
     rule_form = RuleForm(prefix="rule", **keep)
     rule_form.group.choices = _group_choices()
@@ -119,7 +120,7 @@ def add_group_rule(system_id: int):
     rule_form, settings_form = _forms(system, "rule")
     if rule_form.validate_on_submit():
         try:
-            rules = svc.add_rule(
+            rules = group_mapping.add_rule(
                 system,
                 rule_form.kind.data or "",
                 rule_form.values.data or "",
@@ -138,9 +139,9 @@ def add_group_rule(system_id: int):
 def delete_group_rule(system_id: int, rule_id: int):
     """Delete a mapping rule."""
     system = _system_or_404(system_id)
-    rule = svc.get_rule(system, rule_id) or abort(404)
+    rule = group_mapping.get_rule(system, rule_id) or abort(404)
     if ConfirmForm().validate_on_submit():
-        svc.delete_rule(rule, actor=current_user._get_current_object())
+        group_mapping.delete_rule(rule, actor=current_user._get_current_object())
         flash("Rule deleted. Members lose its group at their next sign-in.", "success")
     return redirect(url_for("admin.auth_system_groups", system_id=system.id))
 
@@ -152,7 +153,7 @@ def save_group_settings(system_id: int):
     rule_form, settings_form = _forms(system, "settings")
     if settings_form.validate_on_submit():
         try:
-            svc.save_mapping_settings(
+            group_mapping.save_mapping_settings(
                 system,
                 default_group_id=settings_form.default_group.data or None,
                 restrict_sign_in=bool(settings_form.restrict_sign_in.data),

@@ -32,7 +32,7 @@ from portal.models.base import utcnow
 from portal.services import audit
 from portal.services.accounts import authenticate_local, identifier_key
 from portal.services.auth_systems import get_system_by_slug, read_client_secret
-from portal.services.groups import check_sign_in_allowed, sync_member_groups
+from portal.services.group_mapping import check_sign_in_allowed, sync_member_groups
 from portal.services.outbound import address_policy
 from portal.services.secrets import SecretUnreadable, decrypt_secret, encrypt_secret
 from portal.sso.discovery import get_discovery_cache, requires_iss_parameter

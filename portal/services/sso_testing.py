@@ -22,7 +22,7 @@ from portal.extensions import db
 from portal.models import AuthSystem, LoginAttempt, MemberGroup, User
 from portal.models.base import utcnow
 from portal.services import audit
-from portal.services.groups import resolve_member_groups
+from portal.services.group_mapping import resolve_member_groups
 from portal.services.sso_login import (
     EmailNotVerified,
     LinkNotAllowed,

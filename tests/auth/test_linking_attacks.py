@@ -16,7 +16,7 @@ from portal.models import AuditEvent, GroupMembership, Identity, MemberGroup, Us
 from portal.services import audit, sso_login
 from portal.services.accounts import AccountError, NewUser, identifier_key
 from portal.services.accounts import create_user as create_account
-from portal.services.groups import add_rule
+from portal.services.group_mapping import add_rule
 from portal.services.sso_login import (
     AccountConflict,
     EmailNotVerified,
