@@ -20,6 +20,20 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )
+    _configure(app, test_config)
+    _init_logging(app)
+    _init_extensions(app)
+    _register_blueprints(app)
+
+    from portal import cli, errors
+
+    errors.init_app(app)
+    cli.init_app(app)
+    return app
+
+
+def _configure(app: Flask, test_config: dict[str, Any] | None) -> None:
+    """Load the settings, refuse a debugger in production, and trust the proxy if told to."""
     from portal.config import ConfigError, load_config
 
     app.config.update(load_config(app.instance_path))
@@ -34,6 +48,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)  # type: ignore[method-assign]
 
+
+def _init_logging(app: Flask) -> None:
+    """Log at INFO, with one line per request."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # Alembic announces each of its plugins at INFO on every command: not a manager's concern.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
@@ -41,6 +58,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     request_log.init_app(app)
 
+
+def _init_extensions(app: Flask) -> None:
+    """Bind the extensions, the security headers and the session checks to ``app``."""
     from portal.extensions import csrf, db, limiter, login_manager, mail, migrate
 
     db.init_app(app)
@@ -63,6 +83,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     sessions.init_app(app)
 
+
+def _register_blueprints(app: Flask) -> None:
+    """Register the site, sign-in and admin blueprints."""
     from portal.admin import bp as admin_bp
     from portal.auth import bp as auth_bp
     from portal.site import bp as site_bp
@@ -70,9 +93,3 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(site_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(admin_bp, url_prefix="/admin")
-
-    from portal import cli, errors
-
-    errors.init_app(app)
-    cli.init_app(app)
-    return app

@@ -138,7 +138,32 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
     """Build the Flask config mapping from environment variables."""
     env = dict(os.environ if env is None else env)
     production = env.get("PORTAL_ENV", "development").strip().lower() == "production"
+    secret_key, keys = _secrets(env, production)
+    base_url = env.get("PORTAL_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
+    if production:
+        _check_production(env, secret_key, keys, base_url)
+    return {
+        "PORTAL_ENV": "production" if production else "development",
+        "SECRET_KEY": secret_key,
+        "SQLALCHEMY_DATABASE_URI": _database_url(env, instance_path),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "PORTAL_BASE_URL": base_url,
+        "PORTAL_TRUST_PROXY": _flag(env.get("PORTAL_TRUST_PROXY")),
+        "PORTAL_ENCRYPTION_KEYS": keys,
+        **_outbound_settings(env),
+        #: Days the audit log keeps events; 0 keeps them forever.
+        "PORTAL_AUDIT_RETENTION_DAYS": _days(env, "PORTAL_AUDIT_RETENTION_DAYS", 365),
+        **_rate_limit_settings(env),
+        **_mail_settings(env, production),
+        "MAX_CONTENT_LENGTH": _positive_int(
+            env, "PORTAL_MAX_CONTENT_LENGTH", DEFAULT_MAX_CONTENT_LENGTH
+        ),
+        **_session_settings(env, production),
+    }
 
+
+def _secrets(env: dict[str, str], production: bool) -> tuple[str, list[str]]:
+    """Return SECRET_KEY and the encryption keys (development defaults outside production)."""
     secret_key = env.get("SECRET_KEY", "")
     if not secret_key:
         if production:
@@ -153,30 +178,23 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         # A development key derived from SECRET_KEY, so a restart can still read secrets.
         digest = hashlib.sha256(("portal-dev-fernet:" + secret_key).encode()).digest()
         keys = [base64.urlsafe_b64encode(digest).decode()]
+    return secret_key, keys
 
-    base_url = env.get("PORTAL_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
-    if production:
-        _check_production(env, secret_key, keys, base_url)
 
-    manager_hours = _positive_int(env, "PORTAL_MANAGER_LIFETIME_HOURS", 12)
-    member_hours = _positive_int(env, "PORTAL_MEMBER_LIFETIME_HOURS", 168)
-
+def _database_url(env: dict[str, str], instance_path: str) -> str:
+    """Return the SQLAlchemy URL: DATABASE_URL (on psycopg 3), else SQLite in the instance."""
     default_db = "sqlite:///" + str(Path(instance_path) / "portal.sqlite3")
     database_url = env.get("DATABASE_URL") or default_db
     if database_url.startswith("postgres://"):
         database_url = "postgresql+psycopg://" + database_url[len("postgres://") :]
     elif database_url.startswith("postgresql://"):
         database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
+    return database_url
 
-    mail_server = env.get("MAIL_SERVER", "").strip()
+
+def _outbound_settings(env: dict[str, str]) -> dict[str, Any]:
+    """Return the limits of the calls Portal makes to identity providers."""
     return {
-        "PORTAL_ENV": "production" if production else "development",
-        "SECRET_KEY": secret_key,
-        "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
-        "PORTAL_BASE_URL": base_url,
-        "PORTAL_TRUST_PROXY": _flag(env.get("PORTAL_TRUST_PROXY")),
-        "PORTAL_ENCRYPTION_KEYS": keys,
         "PORTAL_ALLOW_INSECURE_HTTP": _flag(env.get("PORTAL_ALLOW_INSECURE_HTTP")),
         "PORTAL_HTTP_CONNECT_TIMEOUT": _float(env, "PORTAL_HTTP_CONNECT_TIMEOUT", 5.0),
         "PORTAL_HTTP_READ_TIMEOUT": _float(env, "PORTAL_HTTP_READ_TIMEOUT", 10.0),
@@ -185,8 +203,12 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "PORTAL_HTTP_TOTAL_TIMEOUT": _float(env, "PORTAL_HTTP_TOTAL_TIMEOUT", 15.0),
         #: Networks outbound calls may reach although private (an on-premises AMS, say).
         "PORTAL_ALLOWED_PRIVATE_NETWORKS": _networks(env, "PORTAL_ALLOWED_PRIVATE_NETWORKS"),
-        #: Days the audit log keeps events; 0 keeps them forever.
-        "PORTAL_AUDIT_RETENTION_DAYS": _days(env, "PORTAL_AUDIT_RETENTION_DAYS", 365),
+    }
+
+
+def _rate_limit_settings(env: dict[str, str]) -> dict[str, Any]:
+    """Return the Flask-Limiter settings and Portal's rate limits."""
+    return {
         #: Redis shared by every instance, for the rate limits (memory of this process otherwise).
         "REDIS_URL": env.get("REDIS_URL", "").strip(),
         "RATELIMIT_ENABLED": _flag(env.get("PORTAL_RATELIMIT_ENABLED", "1")),
@@ -210,8 +232,17 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "PORTAL_RATELIMIT_MANAGER": _rate_limits(
             env, "PORTAL_RATELIMIT_MANAGER", DEFAULT_MANAGER_LIMITS
         ),
-        # Outgoing mail (Flask-Mailman). Without MAIL_SERVER outside production, mail is
-        # written to the console and to instance/outbox/ instead of being sent.
+    }
+
+
+def _mail_settings(env: dict[str, str], production: bool) -> dict[str, Any]:
+    """Return the outgoing mail settings (Flask-Mailman).
+
+    Without MAIL_SERVER outside production, mail is written to the console and to
+    instance/outbox/ instead of being sent.
+    """
+    mail_server = env.get("MAIL_SERVER", "").strip()
+    return {
         "MAIL_SERVER": mail_server or "localhost",
         "MAIL_PORT": int(_float(env, "MAIL_PORT", 25)),
         "MAIL_USERNAME": env.get("MAIL_USERNAME") or None,
@@ -223,9 +254,14 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "MAIL_BACKEND": "smtp"
         if mail_server or production
         else "portal.services.mail.OutboxEmailBackend",
-        "MAX_CONTENT_LENGTH": _positive_int(
-            env, "PORTAL_MAX_CONTENT_LENGTH", DEFAULT_MAX_CONTENT_LENGTH
-        ),
+    }
+
+
+def _session_settings(env: dict[str, str], production: bool) -> dict[str, Any]:
+    """Return the session lifetimes and the session, remember and CSRF cookie settings."""
+    manager_hours = _positive_int(env, "PORTAL_MANAGER_LIFETIME_HOURS", 12)
+    member_hours = _positive_int(env, "PORTAL_MEMBER_LIFETIME_HOURS", 168)
+    return {
         # Session lifetimes (see portal/auth/sessions.py for why these defaults). Managers
         # hold the keys to every sign-in (client secrets, roles), so their sessions end
         # sooner: 30 minutes idle / 12 hours in all, OWASP ASVS 3.3.2's level-2 figures.

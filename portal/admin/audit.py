@@ -8,6 +8,7 @@ from wtforms.validators import Length, Optional
 
 from portal.admin import bp
 from portal.services import audit as svc
+from portal.services import audit_screen
 
 #: Query-string arguments of the filters (kept on the pager's links).
 FILTER_ARGS: tuple[str, ...] = ("system", "user", "kind", "date_from", "date_to")
@@ -23,10 +24,10 @@ class AuditFilterForm(Form):
     date_to = DateField("To (UTC)", validators=[Optional()])
 
 
-def _filters(form: AuditFilterForm) -> svc.AuditFilters:
+def _filters(form: AuditFilterForm) -> audit_screen.AuditFilters:
     """Return the filters the form asks for; a field with an error does not filter."""
     system = form.system.data or ""
-    return svc.AuditFilters(
+    return audit_screen.AuditFilters(
         system_id=int(system) if system.isdigit() else None,
         user=(form.user.data or "").strip() if not form.user.errors else "",
         kind=form.kind.data if form.kind.data in svc.KIND_LABELS else "",
@@ -40,11 +41,11 @@ def audit_log():
     """List audit events, newest first, filtered by system, user, kind and dates, paginated."""
     form = AuditFilterForm(request.args)
     form.system.choices = [("", "All systems")] + [
-        (str(system_id), name) for system_id, name in svc.list_audit_systems()
+        (str(system_id), name) for system_id, name in audit_screen.list_audit_systems()
     ]
     form.kind.choices = [("", "All kinds"), *svc.KINDS]
     form.validate()
-    page = svc.list_audit_events(_filters(form), request.args.get("page", 1, type=int))
+    page = audit_screen.list_audit_events(_filters(form), request.args.get("page", 1, type=int))
     args = {key: request.args[key] for key in FILTER_ARGS if request.args.get(key)}
     return render_template(
         "admin/audit.html",

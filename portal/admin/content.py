@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 
 from portal.admin import bp
 from portal.admin.forms import ConfirmForm
 from portal.admin.group_forms import ContentForm
+from portal.admin.saving import saved
+from portal.lookups import found_or_404
 from portal.models.content import CONTENT_KINDS, KIND_LABELS
 from portal.services import content as svc
 from portal.services.groups import list_groups
@@ -53,11 +55,8 @@ def new_content():
     """Create a content item."""
     form = _content_form()
     if form.validate_on_submit():
-        try:
-            item = svc.create_content(_data(form))
-        except svc.ContentError as exc:
-            form.title.errors.append(str(exc))
-        else:
+        item = saved(form.title, svc.ContentError, lambda: svc.create_content(_data(form)))
+        if item:
             flash(f"{item.kind_label} {item.title} created.", "success")
             return redirect(url_for("admin.content"))
     return render_template("admin/content_edit.html", form=form, item=None)
@@ -66,14 +65,10 @@ def new_content():
 @bp.route("/content/<int:content_id>/edit", methods=["GET", "POST"])
 def edit_content(content_id: int):
     """Edit a content item."""
-    item = svc.get_content(content_id) or abort(404)
+    item = found_or_404(svc.get_content(content_id))
     form = _content_form(item)
     if form.validate_on_submit():
-        try:
-            svc.update_content(item, _data(form))
-        except svc.ContentError as exc:
-            form.title.errors.append(str(exc))
-        else:
+        if saved(form.title, svc.ContentError, lambda: svc.update_content(item, _data(form))):
             flash(f"{item.kind_label} {item.title} saved.", "success")
             return redirect(url_for("admin.content"))
     return render_template("admin/content_edit.html", form=form, item=item)
@@ -82,7 +77,7 @@ def edit_content(content_id: int):
 @bp.route("/content/<int:content_id>/delete", methods=["POST"])
 def delete_content(content_id: int):
     """Delete a content item."""
-    item = svc.get_content(content_id) or abort(404)
+    item = found_or_404(svc.get_content(content_id))
     if ConfirmForm().validate_on_submit():
         title = item.title
         svc.delete_content(item)

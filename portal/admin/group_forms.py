@@ -40,9 +40,7 @@ class RuleForm(FlaskForm):
     """Add a mapping rule to an authentication system."""
 
     kind = SelectField("When", choices=list(RULE_KINDS.items()))
-    values = TextAreaField(
-        "Values", validators=[DataRequired()], description="One per line, or comma-separated."
-    )
+    values = TextAreaField("Values", validators=[DataRequired()])
     group = SelectField("Member group", coerce=int, validate_choice=False)
     submit = SubmitField("Add rule")
 

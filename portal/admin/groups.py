@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import flash, redirect, render_template, url_for
 from flask_login import current_user
 
 from portal.admin import bp
 from portal.admin.forms import ConfirmForm
 from portal.admin.group_forms import GroupForm, MappingSettingsForm, RuleForm
-from portal.models import AuthSystem, MemberGroup
+from portal.admin.saving import saved
+from portal.lookups import found_or_404
+from portal.models import AuthSystem
+from portal.services import group_mapping
 from portal.services import groups as svc
 from portal.services.auth_systems import get_auth_system
-
-
-def _group_or_404(group_id: int) -> MemberGroup:
-    return svc.get_group(group_id) or abort(404)
-
-
-def _system_or_404(system_id: int) -> AuthSystem:
-    return get_auth_system(system_id) or abort(404)
 
 
 @bp.route("/groups", methods=["GET", "POST"])
@@ -26,11 +21,12 @@ def groups():
     """List member groups and create one."""
     form = GroupForm()
     if form.validate_on_submit():
-        try:
-            group = svc.create_group(form.name.data or "", form.description.data or "")
-        except svc.GroupError as exc:
-            form.name.errors.append(str(exc))
-        else:
+        group = saved(
+            form.name,
+            svc.GroupError,
+            lambda: svc.create_group(form.name.data or "", form.description.data or ""),
+        )
+        if group:
             flash(f"Member group {group.name} created.", "success")
             return redirect(url_for("admin.groups"))
     return render_template("admin/groups.html", form=form, groups=svc.list_groups())
@@ -39,14 +35,14 @@ def groups():
 @bp.route("/groups/<int:group_id>/edit", methods=["GET", "POST"])
 def edit_group(group_id: int):
     """Rename a member group or change its description."""
-    group = _group_or_404(group_id)
+    group = found_or_404(svc.get_group(group_id))
     form = GroupForm(obj=group)
     if form.validate_on_submit():
-        try:
-            svc.update_group(group, form.name.data or "", form.description.data or "")
-        except svc.GroupError as exc:
-            form.name.errors.append(str(exc))
-        else:
+        if saved(
+            form.name,
+            svc.GroupError,
+            lambda: svc.update_group(group, form.name.data or "", form.description.data or ""),
+        ):
             flash(f"Member group {group.name} saved.", "success")
             return redirect(url_for("admin.groups"))
     return render_template("admin/groups_edit.html", form=form, group=group)
@@ -55,7 +51,7 @@ def edit_group(group_id: int):
 @bp.route("/groups/<int:group_id>/delete", methods=["GET", "POST"])
 def delete_group(group_id: int):
     """Ask first, saying what the deletion touches; delete on confirmation."""
-    group = _group_or_404(group_id)
+    group = found_or_404(svc.get_group(group_id))
     form = ConfirmForm()
     if form.validate_on_submit():
         name = group.name
@@ -75,7 +71,7 @@ def _mapping_page(system: AuthSystem, rule_form: RuleForm, settings_form: Mappin
     return render_template(
         "admin/groups_mapping.html",
         system=system,
-        rules=svc.list_rules(system),
+        rules=group_mapping.list_rules(system),
         rule_form=rule_form,
         settings_form=settings_form,
         confirm=ConfirmForm(),
@@ -85,7 +81,7 @@ def _mapping_page(system: AuthSystem, rule_form: RuleForm, settings_form: Mappin
 
 def _forms(system: AuthSystem, submitted: str = "") -> tuple[RuleForm, MappingSettingsForm]:
     """Build both forms; only the ``submitted`` one reads the request's form data."""
-    settings = svc.get_mapping_settings(system)
+    settings = group_mapping.get_mapping_settings(system)
     keep = {} if submitted == "rule" else {"formdata": None}
     rule_form = RuleForm(prefix="rule", **keep)
     rule_form.group.choices = _group_choices()
@@ -108,18 +104,18 @@ def _forms(system: AuthSystem, submitted: str = "") -> tuple[RuleForm, MappingSe
 @bp.route("/auth-systems/<int:system_id>/groups")
 def auth_system_groups(system_id: int):
     """Show a system's group mapping: rules, default group, sign-in restriction."""
-    system = _system_or_404(system_id)
+    system = found_or_404(get_auth_system(system_id))
     return _mapping_page(system, *_forms(system))
 
 
 @bp.route("/auth-systems/<int:system_id>/groups/rules", methods=["POST"])
 def add_group_rule(system_id: int):
     """Add a mapping rule."""
-    system = _system_or_404(system_id)
+    system = found_or_404(get_auth_system(system_id))
     rule_form, settings_form = _forms(system, "rule")
     if rule_form.validate_on_submit():
         try:
-            rules = svc.add_rule(
+            rules = group_mapping.add_rule(
                 system,
                 rule_form.kind.data or "",
                 rule_form.values.data or "",
@@ -137,10 +133,10 @@ def add_group_rule(system_id: int):
 @bp.route("/auth-systems/<int:system_id>/groups/rules/<int:rule_id>/delete", methods=["POST"])
 def delete_group_rule(system_id: int, rule_id: int):
     """Delete a mapping rule."""
-    system = _system_or_404(system_id)
-    rule = svc.get_rule(system, rule_id) or abort(404)
+    system = found_or_404(get_auth_system(system_id))
+    rule = found_or_404(group_mapping.get_rule(system, rule_id))
     if ConfirmForm().validate_on_submit():
-        svc.delete_rule(rule, actor=current_user._get_current_object())
+        group_mapping.delete_rule(rule, actor=current_user._get_current_object())
         flash("Rule deleted. Members lose its group at their next sign-in.", "success")
     return redirect(url_for("admin.auth_system_groups", system_id=system.id))
 
@@ -148,11 +144,11 @@ def delete_group_rule(system_id: int, rule_id: int):
 @bp.route("/auth-systems/<int:system_id>/groups/settings", methods=["POST"])
 def save_group_settings(system_id: int):
     """Save the default group, the sign-in restriction and the object key."""
-    system = _system_or_404(system_id)
+    system = found_or_404(get_auth_system(system_id))
     rule_form, settings_form = _forms(system, "settings")
     if settings_form.validate_on_submit():
         try:
-            svc.save_mapping_settings(
+            group_mapping.save_mapping_settings(
                 system,
                 default_group_id=settings_form.default_group.data or None,
                 restrict_sign_in=bool(settings_form.restrict_sign_in.data),

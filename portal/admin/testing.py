@@ -8,6 +8,7 @@ from flask_wtf import FlaskForm
 
 from portal.admin import bp
 from portal.admin.forms import ConfirmForm
+from portal.lookups import found_or_404
 from portal.models import AuthSystem
 from portal.services import throttle
 from portal.services.auth_systems import (
@@ -29,18 +30,11 @@ PATH_INPUTS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _system_or_404(system_id: int) -> AuthSystem:
-    system = get_auth_system(system_id)
-    if system is None:
-        abort(404)
-    return system
-
-
 @bp.route("/auth-systems/<int:system_id>/test", methods=["POST"])
 @throttle.per_manager
 def test_auth_system(system_id: int):
     """Start a traced sign-in at the provider (any Alternate Login mode, even disabled)."""
-    system = _system_or_404(system_id)
+    system = found_or_404(get_auth_system(system_id))
     if not ConfirmForm().validate_on_submit():
         abort(400)
     try:
@@ -76,16 +70,14 @@ def _render_result(system: AuthSystem, attempt_id: int, report: dict, paths, err
 
 
 def _report_or_404(system: AuthSystem, attempt_id: int) -> dict:
-    report = get_test_result(system, attempt_id, session_browser_key())
-    if report is None:
-        abort(404)
-    return report
+    """Return the report of a test started from this browser, or answer 404."""
+    return found_or_404(get_test_result(system, attempt_id, session_browser_key()))
 
 
 @bp.route("/auth-systems/<int:system_id>/test/<int:attempt_id>")
 def auth_system_test_result(system_id: int, attempt_id: int):
     """Show the trace of a test sign-in started from this browser."""
-    system = _system_or_404(system_id)
+    system = found_or_404(get_auth_system(system_id))
     report = _report_or_404(system, attempt_id)
     return _render_result(system, attempt_id, report, _current_paths(system), {})
 
@@ -93,7 +85,7 @@ def auth_system_test_result(system_id: int, attempt_id: int):
 @bp.route("/auth-systems/<int:system_id>/test/<int:attempt_id>/paths", methods=["POST"])
 def save_test_paths(system_id: int, attempt_id: int):
     """Save the Access Token Path and profile parameter paths edited on the result page."""
-    system = _system_or_404(system_id)
+    system = found_or_404(get_auth_system(system_id))
     report = _report_or_404(system, attempt_id)
     form = FlaskForm()
     paths = {key: request.form.get(key, "").strip() for key, _label in PATH_INPUTS}

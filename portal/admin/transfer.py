@@ -1,10 +1,11 @@
 """Admin: export and import of an authentication system's configuration."""
 
-from flask import abort, current_app, flash, redirect, render_template, url_for
+from flask import current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 
 from portal.admin import bp
 from portal.admin.transfer_forms import ImportForm
+from portal.lookups import found_or_404
 from portal.services import throttle
 from portal.services.auth_systems import get_auth_system
 from portal.services.transfer import (
@@ -20,7 +21,7 @@ from portal.services.transfer import (
 @bp.route("/auth-systems/<int:system_id>/export")
 def export_auth_system_file(system_id: int):
     """Download a system's configuration as JSON (never with its client secret)."""
-    system = get_auth_system(system_id) or abort(404)
+    system = found_or_404(get_auth_system(system_id))
     response = current_app.response_class(
         dump_export(export_auth_system(system)), mimetype="application/json"
     )

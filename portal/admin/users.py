@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from portal.admin import bp
 from portal.admin.forms import ConfirmForm
 from portal.admin.group_forms import AssignGroupForm
+from portal.lookups import found_or_404
 from portal.models import User
 from portal.services import groups as group_svc
 from portal.services import users as svc
 
 
-def _user_or_404(user_id: int) -> User:
-    return svc.get_user(user_id) or abort(404)
+def _back_to(person: User):
+    """Go back to the page of ``person``."""
+    return redirect(url_for("admin.user", user_id=person.id))
 
 
 @bp.route("/users")
@@ -28,7 +30,7 @@ def users():
 @bp.route("/users/<int:user_id>")
 def user(user_id: int):
     """Show a user: SSO bindings, locked fields, groups with their source, membership, role."""
-    person = _user_or_404(user_id)
+    person = found_or_404(svc.get_user(user_id))
     form = AssignGroupForm()
     form.group.choices = [(g.id, g.name) for g in group_svc.list_groups()]
     return render_template(
@@ -44,47 +46,47 @@ def user(user_id: int):
 @bp.route("/users/<int:user_id>/identities/<int:identity_id>/unlink", methods=["POST"])
 def unlink_user_identity(user_id: int, identity_id: int):
     """Remove one SSO binding of a user."""
-    person = _user_or_404(user_id)
-    identity = svc.get_identity(person, identity_id) or abort(404)
+    person = found_or_404(svc.get_user(user_id))
+    identity = found_or_404(svc.get_identity(person, identity_id))
     if ConfirmForm().validate_on_submit():
         name = identity.auth_system.name
         svc.unlink_identity(person, identity)
         flash(f"{person.display_name} is no longer linked to {name}.", "success")
-    return redirect(url_for("admin.user", user_id=person.id))
+    return _back_to(person)
 
 
 @bp.route("/users/<int:user_id>/groups", methods=["POST"])
 def assign_user_group(user_id: int):
     """Assign a member group to a user by hand."""
-    person = _user_or_404(user_id)
+    person = found_or_404(svc.get_user(user_id))
     form = AssignGroupForm()
     form.group.choices = [(g.id, g.name) for g in group_svc.list_groups()]
     if form.validate_on_submit():
-        group = group_svc.get_group(form.group.data) or abort(404)
+        group = found_or_404(group_svc.get_group(form.group.data))
         if group_svc.assign_manual_group(person, group):
             flash(f"{person.display_name} is now in {group.name} (assigned by hand).", "success")
         else:
             flash(f"{person.display_name} was already assigned to {group.name}.", "info")
-    return redirect(url_for("admin.user", user_id=person.id))
+    return _back_to(person)
 
 
 @bp.route("/users/<int:user_id>/groups/<int:group_id>/remove", methods=["POST"])
 def remove_user_group(user_id: int, group_id: int):
     """Remove a group a manager assigned by hand."""
-    person = _user_or_404(user_id)
-    group = group_svc.get_group(group_id) or abort(404)
+    person = found_or_404(svc.get_user(user_id))
+    group = found_or_404(group_svc.get_group(group_id))
     if ConfirmForm().validate_on_submit():
         if group_svc.remove_manual_group(person, group):
             flash(f"{group.name} removed from {person.display_name}.", "success")
         else:
             flash(f"{person.display_name} had no hand-assigned {group.name}.", "info")
-    return redirect(url_for("admin.user", user_id=person.id))
+    return _back_to(person)
 
 
 @bp.route("/users/<int:user_id>/role", methods=["POST"])
 def set_user_role(user_id: int):
     """Promote a user to community manager or demote them to member (their sessions end)."""
-    person = _user_or_404(user_id)
+    person = found_or_404(svc.get_user(user_id))
     actor = current_user._get_current_object()
     if ConfirmForm().validate_on_submit():
         if request.form.get("role") == "manager":
@@ -100,13 +102,13 @@ def set_user_role(user_id: int):
                     flash("You are now a member. Please sign in again.", "info")
                     return redirect(url_for("site.home"))
                 flash(f"{person.display_name} is now a member.", "success")
-    return redirect(url_for("admin.user", user_id=person.id))
+    return _back_to(person)
 
 
 @bp.route("/users/<int:user_id>/disable", methods=["POST"])
 def disable_user(user_id: int):
     """Stop a user from signing in, locally or through SSO, and end their sessions."""
-    person = _user_or_404(user_id)
+    person = found_or_404(svc.get_user(user_id))
     if ConfirmForm().validate_on_submit():
         try:
             svc.disable_user(person, actor=current_user._get_current_object())
@@ -114,14 +116,14 @@ def disable_user(user_id: int):
             flash(str(exc), "error")
         else:
             flash(f"{person.display_name} is disabled and signed out everywhere.", "success")
-    return redirect(url_for("admin.user", user_id=person.id))
+    return _back_to(person)
 
 
 @bp.route("/users/<int:user_id>/enable", methods=["POST"])
 def enable_user(user_id: int):
     """Let a disabled user sign in again."""
-    person = _user_or_404(user_id)
+    person = found_or_404(svc.get_user(user_id))
     if ConfirmForm().validate_on_submit():
         svc.enable_user(person, actor=current_user._get_current_object())
         flash(f"{person.display_name} can sign in again.", "success")
-    return redirect(url_for("admin.user", user_id=person.id))
+    return _back_to(person)

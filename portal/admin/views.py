@@ -1,11 +1,13 @@
 """Admin views: authentication systems and teams."""
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from portal.admin import bp
 from portal.admin.forms import AuthSystemForm, ConfirmForm, TeamForm
+from portal.admin.saving import saved
 from portal.extensions import db
+from portal.lookups import found_or_404
 from portal.models import AuthSystem, Team
 from portal.services.accounts import AccountError, create_team, delete_team, list_teams, rename_team
 from portal.services.auth_systems import (
@@ -42,11 +44,8 @@ def teams():
     """List teams and create one."""
     form = TeamForm()
     if form.validate_on_submit():
-        try:
-            team = create_team(form.name.data or "")
-        except AccountError as exc:
-            form.name.errors.append(str(exc))
-        else:
+        team = saved(form.name, AccountError, lambda: create_team(form.name.data or ""))
+        if team:
             flash(f"Team {team.name} created.", "success")
             return redirect(url_for("admin.teams"))
     return render_template("admin/teams.html", form=form, teams=list_teams(), confirm=ConfirmForm())
@@ -55,14 +54,10 @@ def teams():
 @bp.route("/teams/<int:team_id>/edit", methods=["GET", "POST"])
 def edit_team(team_id: int):
     """Rename a team."""
-    team = db.session.get(Team, team_id) or abort(404)
+    team = found_or_404(db.session.get(Team, team_id))
     form = TeamForm(obj=team)
     if form.validate_on_submit():
-        try:
-            rename_team(team, form.name.data or "")
-        except AccountError as exc:
-            form.name.errors.append(str(exc))
-        else:
+        if saved(form.name, AccountError, lambda: rename_team(team, form.name.data or "")):
             flash(f"Team renamed to {team.name}.", "success")
             return redirect(url_for("admin.teams"))
     return render_template("admin/team_edit.html", form=form, team=team)
@@ -71,7 +66,7 @@ def edit_team(team_id: int):
 @bp.route("/teams/<int:team_id>/delete", methods=["POST"])
 def remove_team(team_id: int):
     """Delete a team."""
-    team = db.session.get(Team, team_id) or abort(404)
+    team = found_or_404(db.session.get(Team, team_id))
     if ConfirmForm().validate_on_submit():
         name = team.name
         delete_team(team)
@@ -148,7 +143,7 @@ def new_auth_system():
 @bp.route("/auth-systems/<int:system_id>/edit", methods=["GET", "POST"])
 def edit_auth_system(system_id: int):
     """Edit an authentication system; a blank Client Secret keeps the stored one."""
-    system = get_auth_system(system_id) or abort(404)
+    system = found_or_404(get_auth_system(system_id))
     form = AuthSystemForm(data=AuthSystemForm.form_data(auth_system_data(system)))
     form.set_team_choices(list_teams())
     if form.validate_on_submit():
@@ -177,7 +172,7 @@ def disable_auth_system(system_id: int):
 
 
 def _set_enabled(system_id: int, enabled: bool):
-    system = get_auth_system(system_id) or abort(404)
+    system = found_or_404(get_auth_system(system_id))
     if ConfirmForm().validate_on_submit():
         set_auth_system_enabled(system, enabled, actor=current_user._get_current_object())
         state = "enabled" if enabled else "disabled"
@@ -188,7 +183,7 @@ def _set_enabled(system_id: int, enabled: bool):
 @bp.route("/auth-systems/<int:system_id>/delete", methods=["GET", "POST"])
 def delete_auth_system_view(system_id: int):
     """Ask for confirmation, then delete an authentication system and its member bindings."""
-    system = get_auth_system(system_id) or abort(404)
+    system = found_or_404(get_auth_system(system_id))
     form = ConfirmForm()
     if form.validate_on_submit():
         name = system.name

@@ -16,7 +16,7 @@ from portal.models import AuthSystem, Identity, User
 from portal.models.base import utcnow
 from portal.services import audit
 from portal.services.accounts import identifier_key
-from portal.services.groups import check_sign_in_allowed, sync_member_groups
+from portal.services.group_mapping import check_sign_in_allowed, sync_member_groups
 from portal.sso.engine import ACCOUNT_FIELDS, FIELD_LABEL, SSOResult
 from portal.sso.errors import (
     AccountConflict,

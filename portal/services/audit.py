@@ -12,9 +12,7 @@ import logging
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from datetime import time as dt_time
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,12 +20,10 @@ from flask import current_app
 from sqlalchemy.exc import SQLAlchemyError
 
 from portal.extensions import db
-from portal.models import AuditEvent, AuthSystem, Team, User
-from portal.models.auth_system import LOGIN_MODES, TYPES
+from portal.models import AuditEvent, AuthSystem, User
 from portal.models.base import utcnow
 from portal.services import throttle
-from portal.services.content import Page, escape_like
-from portal.sso.engine import FIELD_LABEL, OPTION_FIELDS, PROFILE_FIELDS
+from portal.sso.engine import FIELD_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -90,22 +86,9 @@ CONFIG_KINDS: frozenset[str] = frozenset(
     }
 )
 
-#: What the audit log stores instead of a value that must stay secret.
-HIDDEN = "[hidden]"
-#: Events per page on the audit screen.
-PER_PAGE = 50
 #: The opportunistic purge runs at most this often per process.
 PURGE_INTERVAL_SECONDS = 3600
 _PURGE_STAMP = "portal_audit_last_purge"
-
-#: Option labels of a profile parameter row, as the admin form shows them.
-PARAM_OPTION_LABELS: dict[str, str] = {
-    "can_upgrade": "User can upgrade from this field",
-    "must_supply": "Provider must supply this value",
-}
-#: A header, body or JSON key whose literal value is likely a credential.
-_SENSITIVE_NAME = re.compile(r"secret|passw|token|key|auth|cookie|assertion|signature", re.I)
-_PLACEHOLDER_ONLY = re.compile(r"^\s*(?:[A-Za-z]+\s+)?(?:%[A-Za-z]+%\s*)+$")
 #: A provider's OAuth error code is kept only when it looks like one (``access_denied``).
 _SAFE_ERROR_CODE = re.compile(r"^[a-z0-9_.\-]{1,40}$")
 
@@ -226,199 +209,6 @@ def record_failed_local_sign_in(
     except SQLAlchemyError:
         db.session.rollback()
         log.exception("Could not record a refused local sign-in in the audit log")
-
-
-# --- field-by-field changes ---------------------------------------------------------------
-
-
-def _team_name(team_id: Any) -> str:
-    if team_id in (None, ""):
-        return "None"
-    team = db.session.get(Team, team_id) if isinstance(team_id, int) else None
-    return team.name if team is not None else f"team {team_id} (deleted)"
-
-
-def _mask_headers(text: str) -> str:
-    """Hide literal values of credential-looking headers; placeholders stay readable."""
-    lines = []
-    for line in (text or "").splitlines():
-        name, sep, value = line.partition(":")
-        if sep and _SENSITIVE_NAME.search(name) and not _PLACEHOLDER_ONLY.match(value):
-            line = f"{name}: {HIDDEN}"
-        lines.append(line)
-    return "\n".join(lines)
-
-
-_FORM_PAIR = re.compile(r"(?P<key>[^&=\s]+)=(?P<value>[^&]*)")
-_JSON_PAIR = re.compile(r'"(?P<key>[^"\\]+)"(?P<sep>\s*:\s*)"(?P<value>(?:[^"\\]|\\.)*)"')
-
-
-def _mask_body(text: str) -> str:
-    """Hide literal values of credential-looking keys in a form or JSON body template."""
-
-    def hide(match: re.Match[str]) -> str:
-        key, value = match.group("key"), match.group("value")
-        if not _SENSITIVE_NAME.search(key) or _PLACEHOLDER_ONLY.match(value) or not value:
-            return match.group(0)
-        if "sep" in match.groupdict():
-            return f'"{key}"{match.group("sep")}"{HIDDEN}"'
-        return f"{key}={HIDDEN}"
-
-    if (text or "").lstrip().startswith(("{", "[")):
-        return _JSON_PAIR.sub(hide, text)
-    return _FORM_PAIR.sub(hide, text or "")
-
-
-def _shown(key: str, value: Any) -> str:
-    """Return the readable form of one field's value, as the audit screen shows it."""
-    if key == "onboarding_team_id":
-        return _team_name(value)
-    if key == "login_mode":
-        return LOGIN_MODES.get(value, str(value or ""))
-    if key == "type":
-        return TYPES.get(value, str(value or ""))
-    if isinstance(value, bool):
-        return "Yes" if value else "No"
-    if key in ("token_headers", "profile_headers"):
-        return _mask_headers(str(value or ""))
-    if key == "token_body":
-        return _mask_body(str(value or ""))
-    return "" if value is None else str(value)
-
-
-def diff_auth_system_data(
-    before: Mapping[str, Any], after: Mapping[str, Any], *, secret_changed: bool = False
-) -> list[dict[str, Any]]:
-    """Return the fields that differ between two ``auth_system_data`` dicts, in form order.
-
-    Each change is ``{"field", "label", "old", "new"}`` with readable values; the Client
-    Secret, when ``secret_changed``, is ``{"field", "label", "changed": True}`` and nothing else.
-    """
-    # Imported here: services.auth_systems records its changes through this module.
-    from portal.services.auth_systems import LABELS
-
-    changes: list[dict[str, Any]] = []
-    for key, label in LABELS.items():
-        if key == "client_secret":
-            if secret_changed:
-                changes.append({"field": key, "label": label, "changed": True})
-            continue
-        old, new = _shown(key, before.get(key)), _shown(key, after.get(key))
-        if old != new:
-            changes.append({"field": key, "label": label, "old": old, "new": new})
-    old_params = before.get("params") or {}
-    new_params = after.get("params") or {}
-    for key, label in PROFILE_FIELDS:
-        old_row, new_row = old_params.get(key) or {}, new_params.get(key) or {}
-        old, new = str(old_row.get("path") or ""), str(new_row.get("path") or "")
-        if old != new:
-            changes.append(
-                {"field": f"params.{key}.path", "label": f"{label} path", "old": old, "new": new}
-            )
-        if key not in OPTION_FIELDS:
-            continue
-        for option, option_label in PARAM_OPTION_LABELS.items():
-            old_on, new_on = bool(old_row.get(option)), bool(new_row.get(option))
-            if old_on != new_on:
-                changes.append(
-                    {
-                        "field": f"params.{key}.{option}",
-                        "label": f"{label}: {option_label}",
-                        "old": _shown(option, old_on),
-                        "new": _shown(option, new_on),
-                    }
-                )
-    return changes
-
-
-# --- the audit screen ---------------------------------------------------------------------
-
-
-@dataclass
-class AuditFilters:
-    """What the audit screen is narrowed to; empty values mean "any"."""
-
-    system_id: int | None = None
-    user: str = ""
-    kind: str = ""
-    date_from: date | None = None
-    date_to: date | None = None
-
-
-def _day_start(day: date) -> datetime:
-    return datetime.combine(day, dt_time.min, tzinfo=UTC)
-
-
-def _filtered(filters: AuditFilters) -> sa.Select[tuple[AuditEvent]]:
-    query = sa.select(AuditEvent)
-    if filters.system_id is not None:
-        query = query.where(AuditEvent.auth_system_id == filters.system_id)
-    if filters.kind in KIND_LABELS:
-        query = query.where(AuditEvent.kind == filters.kind)
-    text = filters.user.strip().lower()
-    if text:
-        pattern = "%" + escape_like(text) + "%"
-        full_name = sa.func.lower(User.first_name + " " + User.last_name)
-        matching_users = sa.select(User.id).where(
-            sa.or_(
-                sa.func.lower(User.email).like(pattern, escape="\\"),
-                sa.func.lower(User.username).like(pattern, escape="\\"),
-                full_name.like(pattern, escape="\\"),
-            )
-        )
-        query = query.where(
-            sa.or_(
-                sa.func.lower(AuditEvent.actor_label).like(pattern, escape="\\"),
-                AuditEvent.actor_id.in_(matching_users),
-            )
-        )
-    if filters.date_from is not None:
-        query = query.where(AuditEvent.created_at >= _day_start(filters.date_from))
-    if filters.date_to is not None:
-        # Inclusive: everything before the start of the next day (UTC).
-        query = query.where(AuditEvent.created_at < _day_start(filters.date_to + timedelta(1)))
-    return query
-
-
-def list_audit_events(
-    filters: AuditFilters | None = None, page: int = 1, per_page: int = PER_PAGE
-) -> Page:
-    """Return one page of the events matching ``filters``, newest first."""
-    page = max(1, page)
-    query = _filtered(filters or AuditFilters())
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
-    items = list(
-        db.session.scalars(
-            query.order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
-            .limit(per_page)
-            .offset((page - 1) * per_page)
-        )
-    )
-    return Page(items, total or 0, page, per_page)
-
-
-def list_audit_systems() -> list[tuple[int, str]]:
-    """Return (id, name) of every system the log mentions or that exists, by name.
-
-    A deleted system keeps the name it had in its most recent event, marked "(deleted)".
-    """
-    names = {s.id: s.name for s in db.session.scalars(sa.select(AuthSystem))}
-    latest = (
-        sa.select(AuditEvent.auth_system_id, sa.func.max(AuditEvent.id).label("last_id"))
-        .where(AuditEvent.auth_system_id.is_not(None))
-        .group_by(AuditEvent.auth_system_id)
-        .subquery()
-    )
-    recorded = db.session.execute(
-        sa.select(AuditEvent.auth_system_id, AuditEvent.auth_system_name).join(
-            latest, AuditEvent.id == latest.c.last_id
-        )
-    )
-    choices = dict(names)
-    for system_id, name in recorded:
-        if system_id not in names:
-            choices[system_id] = f"{name or f'system {system_id}'} (deleted)"
-    return sorted(choices.items(), key=lambda item: (item[1].lower(), item[0]))
 
 
 # --- retention ----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from portal.models.auth_system import LOGIN_LOCAL_ONLY, LOGIN_MODES, TYPE_OAUTH2
 from portal.presets import FORM_FIELDS as PRESET_FIELDS
 from portal.presets import marker_messages
 from portal.services import audit
+from portal.services.audit_changes import diff_auth_system_data
 from portal.services.outbound import address_policy
 from portal.services.secrets import (
     SecretUnreadable,
@@ -624,7 +625,7 @@ def create_auth_system(
     _apply(system, clean)
     db.session.add(system)
     _commit_or_conflict(flush_only=True)
-    changes = audit.diff_auth_system_data({}, auth_system_data(system), secret_changed=True)
+    changes = diff_auth_system_data({}, auth_system_data(system), secret_changed=True)
     audit.record_event(
         audit.SYSTEM_CREATED,
         actor=actor,
@@ -658,9 +659,7 @@ def update_auth_system(
     _apply(system, clean)
     # Flush first: a unique-name race must surface here, not in the audit purge's statement.
     _commit_or_conflict(flush_only=True)
-    changes = audit.diff_auth_system_data(
-        before, auth_system_data(system), secret_changed=secret_changed
-    )
+    changes = diff_auth_system_data(before, auth_system_data(system), secret_changed=secret_changed)
     if changes:
         audit.record_event(
             audit.SYSTEM_UPDATED,

@@ -29,7 +29,8 @@ from portal.services.auth_systems import (
     update_auth_system,
 )
 from portal.services.content import ContentData, create_content
-from portal.services.groups import add_rule, create_group, list_rules
+from portal.services.group_mapping import add_rule, list_rules
+from portal.services.groups import create_group
 
 DEMO_SYSTEM_NAME = "Demo Identity Provider"
 DEMO_CLIENT_ID = "portal-demo"

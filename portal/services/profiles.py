@@ -50,6 +50,12 @@ def pending_fields_for(user: User) -> list[str]:
     return [key for key in ACCOUNT_FIELDS if key in pending]
 
 
+def _check_length(key: str, value: str) -> None:
+    """Refuse a value longer than the field's column."""
+    if len(value) > MAX_LENGTH[key]:
+        raise AccountError(f"{FIELD_LABEL[key]} must be at most {MAX_LENGTH[key]} characters.")
+
+
 def _clean(key: str, raw: str | None, user: User) -> str | None:
     """Validate one submitted value; return it as stored (``None`` for an empty optional one).
 
@@ -58,21 +64,17 @@ def _clean(key: str, raw: str | None, user: User) -> str | None:
     address blocks nobody). A username must be free.
     """
     value = (raw or "").strip()
-    label = FIELD_LABEL[key]
-    if len(value) > MAX_LENGTH[key]:
-        raise AccountError(f"{label} must be at most {MAX_LENGTH[key]} characters.")
+    _check_length(key, value)
     if key == "email":
         if not value:
             return None
         value = normalize_email(value)
-        if len(value) > MAX_LENGTH[key]:
-            raise AccountError(f"{label} must be at most {MAX_LENGTH[key]} characters.")
+        _check_length(key, value)
     elif key == "username":
         if not value:
             return None
         username_key = identifier_key(value)
-        if len(username_key) > MAX_LENGTH[key]:
-            raise AccountError(f"{label} must be at most {MAX_LENGTH[key]} characters.")
+        _check_length(key, username_key)
         other = db.session.scalar(
             sa.select(User).where(User.username_key == username_key, User.id != user.id)
         )
@@ -113,6 +115,22 @@ def _set(user: User, key: str, value: str | None) -> None:
         setattr(user, key, value)
 
 
+def _clean_and_set(
+    user: User, values: Mapping[str, str | None], errors: dict[str, str]
+) -> dict[str, str]:
+    """Clean ``values`` into ``errors`` and, when there are none at all, set them on ``user``."""
+    cleaned: dict[str, str | None] = {}
+    for key, raw in values.items():
+        try:
+            cleaned[key] = _clean(key, raw, user)
+        except AccountError as exc:
+            errors[key] = str(exc)
+    if not errors:
+        for key, value in cleaned.items():
+            _set(user, key, value)
+    return errors
+
+
 def update_profile(user: User, submitted: Mapping[str, str | None]) -> dict[str, str]:
     """Apply the member's edits; return ``{field: message}`` errors (nothing saved if any).
 
@@ -122,7 +140,7 @@ def update_profile(user: User, submitted: Mapping[str, str | None]) -> dict[str,
     """
     locked = locked_fields_for(user)
     errors: dict[str, str] = {}
-    cleaned: dict[str, str | None] = {}
+    values: dict[str, str | None] = {}
     for key in ACCOUNT_FIELDS:
         if key not in submitted:
             continue
@@ -133,14 +151,9 @@ def update_profile(user: User, submitted: Mapping[str, str | None]) -> dict[str,
                     f"{FIELD_LABEL[key]} is managed by your identity provider; change it there."
                 )
             continue
-        try:
-            cleaned[key] = _clean(key, submitted[key], user)
-        except AccountError as exc:
-            errors[key] = str(exc)
-    if errors:
+        values[key] = submitted[key]
+    if _clean_and_set(user, values, errors):
         return errors
-    for key, value in cleaned.items():
-        _set(user, key, value)
     return _save(user)
 
 
@@ -151,20 +164,15 @@ def complete_profile(user: User, submitted: Mapping[str, str | None]) -> dict[st
     address typed here still waits for its confirmation link).
     """
     errors: dict[str, str] = {}
-    cleaned: dict[str, str | None] = {}
+    values: dict[str, str | None] = {}
     for key in pending_fields_for(user):
         raw = submitted.get(key)
         if not (raw or "").strip():
             errors[key] = f"{FIELD_LABEL[key]} is required."
             continue
-        try:
-            cleaned[key] = _clean(key, raw, user)
-        except AccountError as exc:
-            errors[key] = str(exc)
-    if errors:
+        values[key] = raw
+    if _clean_and_set(user, values, errors):
         return errors
-    for key, value in cleaned.items():
-        _set(user, key, value)
     user.pending_fields = None
     return _save(user)
 

@@ -28,7 +28,7 @@ from portal.services.account_resolution import (
     plan_account,
     provider_values,
 )
-from portal.services.groups import resolve_member_groups
+from portal.services.group_mapping import resolve_member_groups
 from portal.services.login_attempts import attempt_of_browser, consume_login_attempt
 from portal.services.sso_login import finish_attempt, start_sso_login
 from portal.sso.engine import FIELD_LABEL, OPTION_FIELDS, PROFILE_FIELDS, SSOResult

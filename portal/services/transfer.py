@@ -44,16 +44,15 @@ from portal.services.auth_systems import (
     update_auth_system,
     validate_auth_system_data,
 )
-from portal.services.groups import (
+from portal.services.group_mapping import (
     apply_mapping_settings,
     get_mapping_settings,
     list_rules,
     new_rule,
-    parse_values,
-    rule_text,
     settings_changes,
     settings_shown,
 )
+from portal.services.groups import parse_values, rule_text
 from portal.services.secrets import SecretUnreadable, decrypt_secret, encrypt_secret
 from portal.sso.engine import OPTION_FIELDS, PROFILE_FIELDS
 

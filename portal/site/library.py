@@ -6,6 +6,7 @@ from flask import abort, render_template, request
 from flask_login import current_user, login_required
 
 from portal.errors import render_error
+from portal.lookups import found_or_404
 from portal.models.content import CONTENT_KINDS
 from portal.services import content as svc
 from portal.site import bp
@@ -30,7 +31,7 @@ def library():
 @login_required
 def library_item(content_id: int):
     """Show an item, or a friendly 403 page when the member may not open it."""
-    item = svc.get_content(content_id) or abort(404)
+    item = found_or_404(svc.get_content(content_id))
     if not svc.can_open_item(current_user, item):
         # Neither the title nor the groups: walking the ids must not list the catalogue.
         return render_error(

@@ -17,7 +17,7 @@ from portal.services import account_resolution, audit
 from portal.services.account_resolution import LinkConfirmationRequired, resolve_account
 from portal.services.accounts import AccountError, NewUser, identifier_key
 from portal.services.accounts import create_user as create_account
-from portal.services.groups import add_rule
+from portal.services.group_mapping import add_rule
 from portal.sso.engine import SSOResult
 from portal.sso.errors import AccountConflict, EmailNotVerified
 from tests.conftest import MANAGER_PASSWORD, MEMBER_PASSWORD

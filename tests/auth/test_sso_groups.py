@@ -6,7 +6,8 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import GroupMembership, MemberGroup, User
-from portal.services.groups import add_rule, assign_manual_group, save_mapping_settings
+from portal.services.group_mapping import add_rule, save_mapping_settings
+from portal.services.groups import assign_manual_group
 from tests.auth.conftest import REFERENCE, users_and_identities
 
 

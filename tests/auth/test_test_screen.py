@@ -21,7 +21,7 @@ from portal.models import (
     MemberGroup,
     User,
 )
-from portal.services.groups import add_rule
+from portal.services.group_mapping import add_rule
 from tests.auth.conftest import CLIENT_ID, CLIENT_SECRET, Provider, count, reconfigure
 from tests.conftest import MANAGER_PASSWORD
 from tests.sso.conftest import App, Server

@@ -17,7 +17,7 @@ from portal.devidp import Member, OIDCProvider
 from portal.extensions import db
 from portal.models import AuthSystem, ContentItem, MemberGroup
 from portal.models.content import VISIBILITY_GROUPS
-from portal.services.groups import add_rule
+from portal.services.group_mapping import add_rule
 from tests.browser.conftest import running_oidc_provider
 
 CLIENT_ID = "portal-groups"

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import ContentItem, GroupRule, Identity, MemberGroup, User
-from portal.services import groups as group_svc
+from portal.services import group_mapping as group_svc
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from portal.extensions import db
 from portal.models import AuditEvent, GroupRule, MemberGroup
 from portal.models.group import RULE_GROUPS_CONTAINS, RULE_STATUS_IN
 from portal.services import audit
-from portal.services import groups as group_svc
+from portal.services import group_mapping as group_svc
 
 
 def test_deleting_a_group_records_its_rules_in_words(

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from portal.extensions import db
 from portal.models import ContentItem, GroupMembership, MemberGroup
 from portal.models.content import content_groups
-from portal.services import groups as group_svc
+from portal.services import group_mapping as group_svc
 
 
 @pytest.fixture

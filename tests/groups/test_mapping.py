@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from portal.extensions import db
-from portal.services import groups as svc
+from portal.services import group_mapping as svc
+from portal.services.groups import GroupError, normalize_value, parse_values
 
 
 @pytest.fixture
@@ -20,11 +21,11 @@ def gold(create_group):
 
 def test_normalize_value_trims_and_ignores_case():
     """Values compare after trimming and case-folding; numbers and booleans by their text."""
-    assert svc.normalize_value("  GoLD ") == "gold"
-    assert svc.normalize_value(42) == "42"
-    assert svc.normalize_value(True) == "true"
-    assert svc.normalize_value("   ") is None
-    assert svc.normalize_value(None) is None
+    assert normalize_value("  GoLD ") == "gold"
+    assert normalize_value(42) == "42"
+    assert normalize_value(True) == "true"
+    assert normalize_value("   ") is None
+    assert normalize_value(None) is None
 
 
 def test_group_values_reads_objects_through_key_or_json():
@@ -43,7 +44,7 @@ def test_group_values_reads_objects_through_key_or_json():
 
 def test_parse_values_splits_lines_and_commas_and_dedupes():
     """What a manager types becomes distinct trimmed values."""
-    assert svc.parse_values("Active, Grace\n active \n\n,Lapsed") == ["Active", "Grace", "Lapsed"]
+    assert parse_values("Active, Grace\n active \n\n,Lapsed") == ["Active", "Grace", "Lapsed"]
 
 
 def test_groups_contains_rule_maps_matching_value(system, gold, member):
@@ -118,11 +119,11 @@ def test_rules_of_another_system_are_ignored(system, gold, create_auth_system):
 
 def test_add_rule_rejects_bad_input(system, gold):
     """A rule needs a kind, a group and at least one value; nothing is saved otherwise."""
-    with pytest.raises(svc.GroupError, match="at least one value"):
+    with pytest.raises(GroupError, match="at least one value"):
         svc.add_rule(system, "status_in", " , \n", gold.id)
-    with pytest.raises(svc.GroupError, match="member group"):
+    with pytest.raises(GroupError, match="member group"):
         svc.add_rule(system, "status_in", "Active", 9999)
-    with pytest.raises(svc.GroupError, match="looks at"):
+    with pytest.raises(GroupError, match="looks at"):
         svc.add_rule(system, "email_is", "x", gold.id)
     assert svc.list_rules(system) == []
 
@@ -169,7 +170,7 @@ def test_deny_rule_denies_a_missing_status_with_default_message(system):
 
 def test_restriction_needs_at_least_one_status(system):
     """Turning the restriction on with no status would lock everyone out: refused."""
-    with pytest.raises(svc.GroupError, match="at least one Membership Status"):
+    with pytest.raises(GroupError, match="at least one Membership Status"):
         _restrict(system, statuses=" ")
 
 

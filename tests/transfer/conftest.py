@@ -12,7 +12,7 @@ from portal.extensions import db
 from portal.models import AuthSystem, MemberGroup, ProfileParamRow
 from portal.models.group import GroupMappingSettings, GroupRule
 from portal.services.auth_systems import create_auth_system
-from portal.services.groups import add_rule, save_mapping_settings
+from portal.services.group_mapping import add_rule, save_mapping_settings
 
 #: A client secret distinctive enough to search downloads, output and rows for.
 SECRET = 'Transfer-Secret-4Kz8+/=&"end'

@@ -14,7 +14,8 @@ from portal.services.auth_systems import (
     get_system_by_slug,
     read_client_secret,
 )
-from portal.services.groups import check_sign_in_allowed, list_groups, resolve_member_groups
+from portal.services.group_mapping import check_sign_in_allowed, resolve_member_groups
+from portal.services.groups import list_groups
 from portal.services.secrets import encrypt_secret
 from portal.services.transfer import (
     ImportInvalid,

@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 
 import click
+from flask import Flask
 from flask.cli import AppGroup
+
+
+def init_app(app: Flask) -> None:
+    """Register the sso command group."""
+    app.cli.add_command(sso_group)
 
 
 @click.group("sso", cls=AppGroup)

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import click
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    """Register the audit command group."""
+    app.cli.add_command(audit_group)
 
 
 @click.group("audit")
