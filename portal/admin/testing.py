@@ -10,11 +10,11 @@ from portal.admin import bp
 from portal.admin.forms import ConfirmForm
 from portal.models import AuthSystem
 from portal.services import throttle
+from portal.services.auth_system_validation import param_error_key
 from portal.services.auth_systems import (
     AuthSystemInvalid,
     auth_system_data,
     get_auth_system,
-    param_error_key,
     update_auth_system,
 )
 from portal.services.sso_login import BROWSER_SESSION_KEY, new_browser_key

@@ -27,7 +27,8 @@ from portal.models.auth_system import LOGIN_MODES, TYPES
 from portal.models.base import utcnow
 from portal.services import throttle
 from portal.services.content import Page, escape_like
-from portal.sso.engine import FIELD_LABEL, OPTION_FIELDS, PROFILE_FIELDS
+from portal.sso.fields import LABELS
+from portal.sso.profile_fields import FIELD_LABEL, OPTION_FIELDS, PARAM_OPTIONS, PROFILE_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +99,6 @@ PER_PAGE = 50
 PURGE_INTERVAL_SECONDS = 3600
 _PURGE_STAMP = "portal_audit_last_purge"
 
-#: Option labels of a profile parameter row, as the admin form shows them.
-PARAM_OPTION_LABELS: dict[str, str] = {
-    "can_upgrade": "User can upgrade from this field",
-    "must_supply": "Provider must supply this value",
-}
 #: A header, body or JSON key whose literal value is likely a credential.
 _SENSITIVE_NAME = re.compile(r"secret|passw|token|key|auth|cookie|assertion|signature", re.I)
 _PLACEHOLDER_ONLY = re.compile(r"^\s*(?:[A-Za-z]+\s+)?(?:%[A-Za-z]+%\s*)+$")
@@ -294,9 +290,6 @@ def diff_auth_system_data(
     Each change is ``{"field", "label", "old", "new"}`` with readable values; the Client
     Secret, when ``secret_changed``, is ``{"field", "label", "changed": True}`` and nothing else.
     """
-    # Imported here: services.auth_systems records its changes through this module.
-    from portal.services.auth_systems import LABELS
-
     changes: list[dict[str, Any]] = []
     for key, label in LABELS.items():
         if key == "client_secret":
@@ -317,7 +310,7 @@ def diff_auth_system_data(
             )
         if key not in OPTION_FIELDS:
             continue
-        for option, option_label in PARAM_OPTION_LABELS.items():
+        for option, option_label in PARAM_OPTIONS.items():
             old_on, new_on = bool(old_row.get(option)), bool(new_row.get(option))
             if old_on != new_on:
                 changes.append(

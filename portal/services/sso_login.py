@@ -23,11 +23,6 @@ from sqlalchemy.exc import IntegrityError
 
 from portal.extensions import db
 from portal.models import AuthSystem, Identity, LoginAttempt, User
-from portal.models.auth_system import (
-    LOGIN_LOCAL_AND_REMOTE,
-    LOGIN_LOCAL_ONLY,
-    LOGIN_REMOTE_ONLY,
-)
 from portal.models.base import utcnow
 from portal.services import audit
 from portal.services.accounts import authenticate_local, identifier_key
@@ -47,6 +42,7 @@ from portal.sso.engine import (
     finish_login,
 )
 from portal.sso.errors import IssuerMismatch, SSOError, StateInvalid
+from portal.sso.fields import LOGIN_LOCAL_AND_REMOTE, LOGIN_LOCAL_ONLY, LOGIN_REMOTE_ONLY
 from portal.sso.http import HttpSettings, get_http_client
 from portal.sso.idtoken import get_jwks_cache
 from portal.sso.placeholders import Context, render

@@ -33,13 +33,11 @@ from portal.extensions import db
 from portal.models import AuthSystem, MemberGroup, Team, User
 from portal.models.group import RULE_GROUPS_CONTAINS, RULE_KINDS
 from portal.services import audit
+from portal.services.auth_system_validation import param_error_key
 from portal.services.auth_systems import (
-    FLAG_FIELDS,
-    LABELS,
     AuthSystemInvalid,
     auth_system_data,
     create_auth_system,
-    param_error_key,
     read_client_secret,
     update_auth_system,
     validate_auth_system_data,
@@ -55,7 +53,8 @@ from portal.services.groups import (
     settings_shown,
 )
 from portal.services.secrets import SecretUnreadable, decrypt_secret, encrypt_secret
-from portal.sso.engine import OPTION_FIELDS, PROFILE_FIELDS
+from portal.sso.fields import FLAG_FIELDS, LABELS
+from portal.sso.profile_fields import OPTION_FIELDS, PROFILE_FIELDS
 
 #: The marker key of an export, and the version of the format this code writes and reads.
 FORMAT_KEY = "portal_export"

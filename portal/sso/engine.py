@@ -32,25 +32,15 @@ from portal.sso.http import FORM_TYPE, HttpClient, parse_json_or_form
 from portal.sso.idtoken import JWKSCache, validate_id_token
 from portal.sso.paths import PathTooCostly, search_path
 from portal.sso.placeholders import Context, basic_auth, body_context, render, render_headers
+from portal.sso.profile_fields import (
+    ACCOUNT_FIELDS,
+    FIELD_LABEL,
+    OPTION_FIELDS,
+    PROFILE_FIELDS,
+    ProfileParam,
+)
 
 log = logging.getLogger(__name__)
-
-#: Profile fields, in form order: (key, label).
-PROFILE_FIELDS: tuple[tuple[str, str], ...] = (
-    ("user_id", "User ID"),
-    ("username", "Username"),
-    ("email", "Email Address"),
-    ("first_name", "First Name"),
-    ("last_name", "Last Name"),
-    ("membership_status", "Membership Status"),
-    ("membership_type", "Membership Type"),
-    ("groups", "Groups"),
-)
-FIELD_LABEL: dict[str, str] = dict(PROFILE_FIELDS)
-#: Fields that take the *can upgrade* and *must supply* options.
-OPTION_FIELDS: tuple[str, ...] = ("user_id", "username", "email", "first_name", "last_name")
-#: Account fields a member is asked for on *Complete your profile* when the provider omits them.
-ACCOUNT_FIELDS: tuple[str, ...] = ("username", "email", "first_name", "last_name")
 
 #: Placeholders whose values are secret: redacted in traces and error messages.
 SECRET_PLACEHOLDERS: tuple[str, ...] = (
@@ -64,15 +54,6 @@ SECRET_PLACEHOLDERS: tuple[str, ...] = (
 )
 #: Keys of the token response whose values are always redacted in a trace.
 TOKEN_KEYS: frozenset[str] = frozenset({"access_token", "refresh_token", "id_token"})
-
-
-@dataclass(frozen=True)
-class ProfileParam:
-    """Where one profile field is found, and its options."""
-
-    path: str
-    can_upgrade: bool = False
-    must_supply: bool = False
 
 
 @dataclass(frozen=True)
