@@ -81,7 +81,7 @@ class Field:
     #: Visible label, verbatim as the admin form shows it.
     label: str
     kind: str
-    #: Column length (``String(length)``); None for unbounded text and non-text columns.
+    #: Column length (``String(length)``); None for Text and non-string columns.
     #: For the secret, the longest value accepted (it is stored encrypted, as Text).
     length: int | None = None
     #: Value a new system starts from.
@@ -102,11 +102,6 @@ class Field:
     binds_secret: bool = False
     #: Written to an export.
     exported: bool = True
-
-    @property
-    def secret(self) -> bool:
-        """Tell whether the value is a secret (write-only, never exported)."""
-        return self.kind == SECRET
 
 
 #: Every setting, in the admin form's order.
