@@ -15,17 +15,10 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length
 
-from portal.models.auth_system import LOGIN_MODES, TYPES
-from portal.presets import FORM_FIELDS as PRESET_FIELDS
 from portal.presets import marker_messages
-from portal.services.auth_systems import LABELS, TOKEN_METHODS, param_error_key
-from portal.sso.engine import OPTION_FIELDS, PROFILE_FIELDS
-
-#: Per-row options of a profile parameter: (suffix of the field name, visible label).
-PARAM_OPTIONS: tuple[tuple[str, str], ...] = (
-    ("can_upgrade", "User can upgrade from this field"),
-    ("must_supply", "Provider must supply this value"),
-)
+from portal.services.auth_system_validation import param_error_key
+from portal.sso.fields import LABELS, LOGIN_MODES, PRESET_FIELDS, TOKEN_METHODS, TYPES
+from portal.sso.profile_fields import OPTION_FIELDS, PARAM_OPTIONS, PROFILE_FIELDS
 
 
 class TeamForm(FlaskForm):
@@ -86,7 +79,7 @@ class AuthSystemForm(FlaskForm):
                 "key": key,
                 "label": label,
                 "path": self[f"param_{key}_path"],
-                "options": [self[f"param_{key}_{suffix}"] for suffix, _ in PARAM_OPTIONS]
+                "options": [self[f"param_{key}_{suffix}"] for suffix in PARAM_OPTIONS]
                 if key in OPTION_FIELDS
                 else [],
             }
@@ -100,7 +93,7 @@ class AuthSystemForm(FlaskForm):
         data["params"] = {}
         for row in self.param_rows():
             values: dict[str, Any] = {"path": row["path"].data or ""}
-            for option, (suffix, _) in zip(row["options"], PARAM_OPTIONS, strict=False):
+            for option, suffix in zip(row["options"], PARAM_OPTIONS, strict=False):
                 values[suffix] = bool(option.data)
             data["params"][row["key"]] = values
         return data
@@ -132,7 +125,7 @@ class AuthSystemForm(FlaskForm):
         flat["onboarding_team_id"] = "" if team is None else str(team)
         for key, values in data.get("params", {}).items():
             flat[f"param_{key}_path"] = values.get("path", "")
-            for suffix, _ in PARAM_OPTIONS:
+            for suffix in PARAM_OPTIONS:
                 flat[f"param_{key}_{suffix}"] = bool(values.get(suffix))
         return flat
 
@@ -150,5 +143,5 @@ class AuthSystemForm(FlaskForm):
 for _key, _label in PROFILE_FIELDS:
     setattr(AuthSystemForm, f"param_{_key}_path", StringField(_label))
     if _key in OPTION_FIELDS:
-        for _suffix, _option in PARAM_OPTIONS:
+        for _suffix, _option in PARAM_OPTIONS.items():
             setattr(AuthSystemForm, f"param_{_key}_{_suffix}", BooleanField(_option))

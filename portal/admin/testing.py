@@ -11,17 +11,17 @@ from portal.admin.forms import ConfirmForm
 from portal.lookups import found_or_404
 from portal.models import AuthSystem
 from portal.services import throttle
+from portal.services.auth_system_validation import param_error_key
 from portal.services.auth_systems import (
     AuthSystemInvalid,
     auth_system_data,
     get_auth_system,
-    param_error_key,
     update_auth_system,
 )
 from portal.services.login_attempts import ensure_browser_key, session_browser_key
 from portal.services.sso_testing import document_trees, get_test_result, start_test_login
-from portal.sso.engine import PROFILE_FIELDS
 from portal.sso.errors import SSOError
+from portal.sso.profile_fields import PROFILE_FIELDS
 
 #: The path inputs of the result page, in order: (input name, label).
 PATH_INPUTS: tuple[tuple[str, str], ...] = (

@@ -4,7 +4,7 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import BooleanField, PasswordField, SubmitField
 
-from portal.services.auth_systems import LABELS
+from portal.sso.fields import LABELS
 
 
 class ImportForm(FlaskForm):

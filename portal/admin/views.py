@@ -29,7 +29,7 @@ from portal.services.presets import (
     preset_choices,
     start_from_preset,
 )
-from portal.sso.placeholders import TEMPLATE_FIELDS
+from portal.sso.fields import TEMPLATE_FIELDS
 from portal.urls import redirect_url_for
 
 

@@ -30,8 +30,8 @@ from portal.services.sso_login import (
     unseal_pending_link,
 )
 from portal.services.sso_testing import complete_test_login, record_failed_test_run
-from portal.sso.engine import FIELD_LABEL
 from portal.sso.errors import SSOError
+from portal.sso.profile_fields import FIELD_LABEL
 from portal.urls import safe_next
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from portal.services.sso_login import (
     unseal_id_token,
 )
 from portal.services.users import end_sessions
-from portal.sso.engine import FIELD_LABEL
+from portal.sso.profile_fields import FIELD_LABEL
 from portal.urls import absolute_url, safe_next
 
 log = logging.getLogger(__name__)

@@ -10,18 +10,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from portal.extensions import db
 from portal.models.base import utcnow
 from portal.models.user import Team
+from portal.sso.fields import FIELDS, LOGIN_LOCAL_ONLY, LOGIN_MODES, TYPE_OAUTH2, TYPES
 
-TYPE_OAUTH2 = "oauth2"
-TYPES = {TYPE_OAUTH2: "OAuth 2.0"}
-
-LOGIN_LOCAL_ONLY = "local_only"
-LOGIN_LOCAL_AND_REMOTE = "local_and_remote"
-LOGIN_REMOTE_ONLY = "remote_only"
-LOGIN_MODES = {
-    LOGIN_LOCAL_ONLY: "Local Login Only",
-    LOGIN_LOCAL_AND_REMOTE: "Local and Remote Logins",
-    LOGIN_REMOTE_ONLY: "Remote Login Only",
-}
+#: Column length of each setting (None: unbounded), from the one field table.
+_LENGTH = {name: field.length for name, field in FIELDS.items()}
 
 
 class AuthSystem(db.Model):
@@ -34,34 +26,38 @@ class AuthSystem(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     #: Only ``oauth2`` for now.
-    type: Mapped[str] = mapped_column(sa.String(20), default=TYPE_OAUTH2)
-    name: Mapped[str] = mapped_column(sa.String(120))
+    type: Mapped[str] = mapped_column(sa.String(_LENGTH["type"]), default=TYPE_OAUTH2)
+    name: Mapped[str] = mapped_column(sa.String(_LENGTH["name"]))
     #: Lower-cased name; unique so names differ by more than case.
-    name_key: Mapped[str] = mapped_column(sa.String(120), unique=True)
+    name_key: Mapped[str] = mapped_column(sa.String(_LENGTH["name"]), unique=True)
     #: URL identifier derived from the name; part of the Redirect URL.
-    slug: Mapped[str] = mapped_column(sa.String(120), unique=True)
-    client_id: Mapped[str] = mapped_column(sa.String(255))
+    slug: Mapped[str] = mapped_column(sa.String(_LENGTH["name"]), unique=True)
+    client_id: Mapped[str] = mapped_column(sa.String(_LENGTH["client_id"]))
     #: Fernet token of the client secret (MultiFernet, newest key first).
     client_secret_encrypted: Mapped[str] = mapped_column(sa.Text, default="")
     login_url: Mapped[str] = mapped_column(sa.Text)
     token_url: Mapped[str] = mapped_column(sa.Text)
     #: ``POST`` (default) or ``GET``.
-    token_method: Mapped[str] = mapped_column(sa.String(10), default="POST")
+    token_method: Mapped[str] = mapped_column(sa.String(_LENGTH["token_method"]), default="POST")
     token_headers: Mapped[str] = mapped_column(sa.Text, default="")
     token_body: Mapped[str] = mapped_column(sa.Text, default="")
-    access_token_path: Mapped[str] = mapped_column(sa.String(255), default="access_token")
+    access_token_path: Mapped[str] = mapped_column(
+        sa.String(_LENGTH["access_token_path"]), default="access_token"
+    )
     profile_url: Mapped[str] = mapped_column(sa.Text, default="")
     profile_headers: Mapped[str] = mapped_column(sa.Text, default="")
     #: OpenID Connect issuer; with ``jwks_url`` it turns on id_token validation.
     issuer: Mapped[str] = mapped_column(sa.Text, default="")
     jwks_url: Mapped[str] = mapped_column(sa.Text, default="")
     #: Value of ``%Scope%``.
-    scope: Mapped[str] = mapped_column(sa.String(255), default="openid email profile")
+    scope: Mapped[str] = mapped_column(sa.String(_LENGTH["scope"]), default="openid email profile")
     logout_url: Mapped[str] = mapped_column(sa.Text, default="")
     profile_edit_url: Mapped[str] = mapped_column(sa.Text, default="")
-    login_label: Mapped[str] = mapped_column(sa.String(120), default="")
+    login_label: Mapped[str] = mapped_column(sa.String(_LENGTH["login_label"]), default="")
     #: One of ``LOGIN_MODES``.
-    login_mode: Mapped[str] = mapped_column(sa.String(20), default=LOGIN_LOCAL_ONLY)
+    login_mode: Mapped[str] = mapped_column(
+        sa.String(_LENGTH["login_mode"]), default=LOGIN_LOCAL_ONLY
+    )
     onboarding_team_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("teams.id", ondelete="SET NULL")
     )
@@ -111,7 +107,7 @@ class ProfileParamRow(db.Model):
     auth_system_id: Mapped[int] = mapped_column(
         sa.ForeignKey("auth_systems.id", ondelete="CASCADE"), index=True
     )
-    #: Key from ``portal.sso.engine.PROFILE_FIELDS`` (``user_id``, ``email`` ...).
+    #: Key from ``portal.sso.profile_fields.PROFILE_FIELDS`` (``user_id``, ``email`` ...).
     field: Mapped[str] = mapped_column(sa.String(40))
     #: JMESPath expression into the profile JSON; empty when not mapped.
     path: Mapped[str] = mapped_column(sa.Text, default="")

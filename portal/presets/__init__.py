@@ -14,41 +14,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from portal.sso.fields import PRESET_FIELDS, TOKEN_METHODS
+from portal.sso.profile_fields import FIELD_LABEL, ProfileParam
+
 PRESETS_DIR = Path(__file__).resolve().parent
-
-#: Form fields a preset may fill, in the form's order.
-FORM_FIELDS: tuple[str, ...] = (
-    "login_url",
-    "token_url",
-    "token_method",
-    "token_headers",
-    "token_body",
-    "access_token_path",
-    "profile_url",
-    "profile_headers",
-    "issuer",
-    "jwks_url",
-    "scope",
-    "logout_url",
-    "profile_edit_url",
-)
-
-#: Profile parameters, in the form's order (keys of ``portal.sso.engine.PROFILE_FIELDS``).
-PARAM_FIELDS: tuple[str, ...] = (
-    "user_id",
-    "username",
-    "email",
-    "first_name",
-    "last_name",
-    "membership_status",
-    "membership_type",
-    "groups",
-)
 
 #: How far a preset was checked against the provider's documentation.
 VERIFICATIONS = frozenset({"documented", "partial", "best-effort"})
@@ -93,15 +67,6 @@ def marker_messages(text: str | None) -> list[str]:
 
 
 @dataclass(frozen=True)
-class PresetParam:
-    """Where one profile field is found, and its two options."""
-
-    path: str = ""
-    can_upgrade: bool = False
-    must_supply: bool = False
-
-
-@dataclass(frozen=True)
 class Preset:
     """One provider's starting configuration."""
 
@@ -117,10 +82,10 @@ class Preset:
     supported: bool
     #: ``documented``, ``partial`` or ``best-effort`` (see docs/presets.md).
     verification: str
-    #: Form values by field name (``FORM_FIELDS``); empty when unsupported.
+    #: Form values by field name (``PRESET_FIELDS``); empty when unsupported.
     form: Mapping[str, str] = field(default_factory=dict)
-    #: Profile parameters by key (``PARAM_FIELDS``); empty when unsupported.
-    params: Mapping[str, PresetParam] = field(default_factory=dict)
+    #: Profile parameters by key (``FIELD_LABEL``); empty when unsupported.
+    params: Mapping[str, ProfileParam] = field(default_factory=dict)
 
     def markers(self) -> list[str]:
         """Return every marker the manager must replace, in form order."""
@@ -133,7 +98,7 @@ class Preset:
 
     def form_values(self) -> dict[str, str]:
         """Return a value for every form field (empty when the preset leaves it blank)."""
-        return {name: self.form.get(name, "") for name in FORM_FIELDS}
+        return {name: self.form.get(name, "") for name in PRESET_FIELDS}
 
     def param_values(self) -> dict[str, dict[str, Any]]:
         """Return every profile parameter as ``{"path", "can_upgrade", "must_supply"}``."""
@@ -143,8 +108,8 @@ class Preset:
                 "can_upgrade": param.can_upgrade,
                 "must_supply": param.must_supply,
             }
-            for key in PARAM_FIELDS
-            for param in [self.params.get(key, PresetParam())]
+            for key in FIELD_LABEL
+            for param in [self.params.get(key, ProfileParam(""))]
         }
 
     def form_data(self) -> dict[str, Any]:
@@ -160,17 +125,11 @@ class Preset:
         def fill(text: str) -> str:
             return _MARKER_RE.sub(lambda m: values.get(m.group(0), m.group(0)), text)
 
-        return Preset(
-            key=self.key,
-            name=self.name,
-            documentation_url=self.documentation_url,
-            references=self.references,
-            notes=self.notes,
-            supported=self.supported,
-            verification=self.verification,
+        return replace(
+            self,
             form={name: fill(value) for name, value in self.form.items()},
             params={
-                key: PresetParam(fill(p.path), p.can_upgrade, p.must_supply)
+                key: ProfileParam(fill(p.path), p.can_upgrade, p.must_supply)
                 for key, p in self.params.items()
             },
         )
@@ -201,9 +160,9 @@ def _load(path: Path) -> Preset:
     form = raw.get("form", {})
     params_raw = raw.get("params", {})
     _require(isinstance(form, dict) and isinstance(params_raw, dict), key, "form/params objects")
-    unknown = set(form) - set(FORM_FIELDS)
+    unknown = set(form) - set(PRESET_FIELDS)
     _require(not unknown, key, f"unknown form fields {sorted(unknown)}")
-    unknown = set(params_raw) - set(PARAM_FIELDS)
+    unknown = set(params_raw) - set(FIELD_LABEL)
     _require(not unknown, key, f"unknown params {sorted(unknown)}")
     _require(all(isinstance(v, str) for v in form.values()), key, "form values must be strings")
     if not supported:
@@ -211,10 +170,10 @@ def _load(path: Path) -> Preset:
     else:
         _require(bool(form.get("login_url")) and bool(form.get("token_url")), key, "URLs")
         _require(bool(params_raw.get("user_id", {}).get("path")), key, "user_id path")
-        _require(form.get("token_method", "POST") in ("POST", "GET"), key, "token_method")
+        _require(form.get("token_method", "POST") in TOKEN_METHODS, key, "token_method")
 
     params = {
-        name: PresetParam(
+        name: ProfileParam(
             path=str(p.get("path", "")),
             can_upgrade=bool(p.get("can_upgrade", False)),
             must_supply=bool(p.get("must_supply", False)),

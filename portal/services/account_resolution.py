@@ -17,7 +17,7 @@ from portal.models.base import utcnow
 from portal.services import audit
 from portal.services.accounts import identifier_key
 from portal.services.group_mapping import check_sign_in_allowed, sync_member_groups
-from portal.sso.engine import ACCOUNT_FIELDS, FIELD_LABEL, SSOResult
+from portal.sso.engine import SSOResult
 from portal.sso.errors import (
     AccountConflict,
     EmailNotVerified,
@@ -26,6 +26,7 @@ from portal.sso.errors import (
     SSOError,
     UsernameNotTrusted,
 )
+from portal.sso.profile_fields import ACCOUNT_FIELDS, FIELD_LABEL
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from portal.extensions import db
 from portal.models import AuditEvent, AuthSystem, User
 from portal.models.base import utcnow
 from portal.services import throttle
-from portal.sso.engine import FIELD_LABEL
+from portal.sso.profile_fields import FIELD_LABEL
 
 log = logging.getLogger(__name__)
 

@@ -12,17 +12,12 @@ from typing import Any
 
 from portal.extensions import db
 from portal.models import Team
-from portal.models.auth_system import LOGIN_MODES, TYPES
-from portal.sso.engine import OPTION_FIELDS, PROFILE_FIELDS
+from portal.sso.fields import LABELS, LOGIN_MODES, TYPES
+from portal.sso.profile_fields import OPTION_FIELDS, PARAM_OPTIONS, PROFILE_FIELDS
 
 #: What the audit log stores instead of a value that must stay secret.
 HIDDEN = "[hidden]"
 
-#: Option labels of a profile parameter row, as the admin form shows them.
-PARAM_OPTION_LABELS: dict[str, str] = {
-    "can_upgrade": "User can upgrade from this field",
-    "must_supply": "Provider must supply this value",
-}
 #: A header, body or JSON key whose literal value is likely a credential.
 _SENSITIVE_NAME = re.compile(r"secret|passw|token|key|auth|cookie|assertion|signature", re.I)
 _PLACEHOLDER_ONLY = re.compile(r"^\s*(?:[A-Za-z]+\s+)?(?:%[A-Za-z]+%\s*)+$")
@@ -91,9 +86,6 @@ def diff_auth_system_data(
     Each change is ``{"field", "label", "old", "new"}`` with readable values; the Client
     Secret, when ``secret_changed``, is ``{"field", "label", "changed": True}`` and nothing else.
     """
-    # Imported here: services.auth_systems records its changes through this module.
-    from portal.services.auth_systems import LABELS
-
     changes: list[dict[str, Any]] = []
     for key, label in LABELS.items():
         if key == "client_secret":
@@ -114,7 +106,7 @@ def diff_auth_system_data(
             )
         if key not in OPTION_FIELDS:
             continue
-        for option, option_label in PARAM_OPTION_LABELS.items():
+        for option, option_label in PARAM_OPTIONS.items():
             old_on, new_on = bool(old_row.get(option)), bool(new_row.get(option))
             if old_on != new_on:
                 changes.append(

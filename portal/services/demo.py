@@ -15,7 +15,6 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import AuthSystem, ContentItem, MemberGroup
-from portal.models.auth_system import LOGIN_LOCAL_AND_REMOTE
 from portal.models.content import (
     KIND_LIBRARY,
     KIND_RECORDING,
@@ -31,6 +30,7 @@ from portal.services.auth_systems import (
 from portal.services.content import ContentData, create_content
 from portal.services.group_mapping import add_rule, list_rules
 from portal.services.groups import create_group
+from portal.sso.fields import LOGIN_LOCAL_AND_REMOTE
 
 DEMO_SYSTEM_NAME = "Demo Identity Provider"
 DEMO_CLIENT_ID = "portal-demo"

@@ -15,14 +15,11 @@ from urllib.parse import urlsplit
 
 from portal.config import http_settings
 from portal.presets import Preset, get_preset, list_presets, marker_messages, unfinished_markers
-from portal.services.auth_systems import (
-    LABELS,
-    POLICY_URL_FIELDS,
-    address_policy_problem,
-    default_auth_system_data,
-)
+from portal.services.auth_system_validation import address_policy_problem
+from portal.services.auth_systems import default_auth_system_data
 from portal.sso.discovery import CLIENT_SECRET_POST, discover_issuer
 from portal.sso.errors import SSOError
+from portal.sso.fields import LABELS, POLICY_URL_FIELDS
 from portal.sso.http import get_http_client
 
 log = logging.getLogger(__name__)

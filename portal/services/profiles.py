@@ -20,7 +20,7 @@ from portal.models import User
 from portal.services import audit
 from portal.services.accounts import AccountError, identifier_key, normalize_email
 from portal.services.mail import send_message
-from portal.sso.engine import ACCOUNT_FIELDS, FIELD_LABEL
+from portal.sso.profile_fields import ACCOUNT_FIELDS, FIELD_LABEL
 from portal.urls import absolute_url
 
 #: Longest value of each account field (the column sizes).

@@ -10,11 +10,6 @@ from typing import Any
 from portal.config import http_settings
 from portal.extensions import db
 from portal.models import AuthSystem, LoginAttempt, User
-from portal.models.auth_system import (
-    LOGIN_LOCAL_AND_REMOTE,
-    LOGIN_LOCAL_ONLY,
-    LOGIN_REMOTE_ONLY,
-)
 from portal.models.base import utcnow
 from portal.services.account_resolution import (
     LinkConfirmationRequired,
@@ -30,17 +25,13 @@ from portal.services.login_attempts import (
 )
 from portal.services.secrets import SecretUnreadable, decrypt_secret, encrypt_secret
 from portal.sso.discovery import get_discovery_cache, requires_iss_parameter
-from portal.sso.engine import (
-    ProfileParam,
-    SSOConfig,
-    SSOResult,
-    begin_login,
-    finish_login,
-)
+from portal.sso.engine import SSOConfig, SSOResult, begin_login, finish_login
 from portal.sso.errors import IssuerMismatch, PendingLinkExpired, SettingsUnreadable, StateInvalid
+from portal.sso.fields import LOGIN_LOCAL_AND_REMOTE, LOGIN_LOCAL_ONLY, LOGIN_REMOTE_ONLY
 from portal.sso.http import get_http_client
 from portal.sso.idtoken import get_jwks_cache
 from portal.sso.placeholders import Context, render
+from portal.sso.profile_fields import ProfileParam
 from portal.sso.trace import Trace
 from portal.urls import redirect_url_for
 

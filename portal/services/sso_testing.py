@@ -31,7 +31,7 @@ from portal.services.account_resolution import (
 from portal.services.group_mapping import resolve_member_groups
 from portal.services.login_attempts import attempt_of_browser, consume_login_attempt
 from portal.services.sso_login import finish_attempt, start_sso_login
-from portal.sso.engine import FIELD_LABEL, OPTION_FIELDS, PROFILE_FIELDS, SSOResult
+from portal.sso.engine import SSOResult
 from portal.sso.errors import (
     EmailNotVerified,
     LinkNotAllowed,
@@ -41,6 +41,7 @@ from portal.sso.errors import (
     UsernameNotTrusted,
 )
 from portal.sso.paths import PathNode, path_tree
+from portal.sso.profile_fields import FIELD_LABEL, OPTION_FIELDS, PROFILE_FIELDS
 from portal.sso.trace import Trace
 
 log = logging.getLogger(__name__)

@@ -26,20 +26,17 @@ import json
 import re
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from portal.extensions import db
-from portal.models import AuthSystem, MemberGroup, Team, User
-from portal.models.group import RULE_GROUPS_CONTAINS, RULE_KINDS
+from portal.models import AuthSystem, User
 from portal.services import audit
+from portal.services.auth_system_validation import param_error_key
 from portal.services.auth_systems import (
-    FLAG_FIELDS,
-    LABELS,
     AuthSystemInvalid,
     auth_system_data,
     create_auth_system,
-    param_error_key,
+    get_system_by_name,
     read_client_secret,
     update_auth_system,
     validate_auth_system_data,
@@ -52,59 +49,33 @@ from portal.services.group_mapping import (
     settings_changes,
     settings_shown,
 )
-from portal.services.groups import parse_values, rule_text
+from portal.services.groups import rule_text
 from portal.services.secrets import SecretUnreadable, decrypt_secret, encrypt_secret
-from portal.sso.engine import OPTION_FIELDS, PROFILE_FIELDS
+from portal.services.transfer_document import (
+    FORMAT_KEY,
+    FORMAT_VERSION,
+    SYSTEM_TEXT_KEYS,
+    ImportInvalid,
+    check_keys,
+    check_marker,
+    read_mapping,
+    read_system,
+)
+from portal.sso.fields import FLAG_FIELDS, LABELS
+from portal.sso.profile_fields import OPTION_FIELDS, PROFILE_FIELDS
 
-#: The marker key of an export, and the version of the format this code writes and reads.
-FORMAT_KEY = "portal_export"
-FORMAT_VERSION = 1
 #: The largest document an import reads.
 MAX_DOCUMENT_BYTES = 1_048_576
 
-#: Keys of ``auth_system`` that hold text, in form order (the secret is never one of them).
-SYSTEM_TEXT_KEYS: tuple[str, ...] = tuple(
-    key for key in LABELS if key not in ("client_secret", "onboarding_team_id", *FLAG_FIELDS)
-)
-#: Every key ``auth_system`` may hold, in the order an export writes them.
-SYSTEM_KEYS: tuple[str, ...] = (
-    *SYSTEM_TEXT_KEYS,
-    "onboarding_team",
-    *FLAG_FIELDS,
-    "params",
-    "client_secret_encrypted",
-)
 #: How deep a document may nest. An export is four levels deep (document, auth_system,
 #: params, one parameter); the margin is for hand-edited files. A limit also keeps the JSON
 #: parser's recursion away from Python's stack limit.
 MAX_DEPTH = 32
-MAPPING_KEYS: tuple[str, ...] = (
-    "default_group",
-    "restrict_sign_in",
-    "allowed_statuses",
-    "deny_message",
-    "group_object_key",
-    "rules",
-)
-RULE_KEYS: tuple[str, ...] = ("kind", "values", "group")
-PARAM_LABELS: dict[str, str] = dict(PROFILE_FIELDS)
 #: Where an import's Client Secret can come from, for the messages that need one.
 SECRET_HINT = (
     "Give it with the import: in the file (exported with --include-secret), with "
     "--client-secret-file, or in the Client Secret field of the import page."
 )
-#: Same message as the mapping screen gives.
-RESTRICT_WITHOUT_STATUS = (
-    "List at least one Membership Status that may sign in, or turn the restriction off."
-)
-
-
-class ImportInvalid(ValueError):
-    """An imported document cannot be applied; ``problems`` lists every reason, for people."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("The configuration file cannot be imported.")
-        self.problems = problems
 
 
 # --- export -------------------------------------------------------------------------------
@@ -154,7 +125,7 @@ def dump_export(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
-# --- import: reading and shape checks -----------------------------------------------------
+# --- reading a file ------------------------------------------------------------------------
 
 
 def parse_export(raw: bytes | str) -> Any:
@@ -204,225 +175,6 @@ def _nesting_depth(text: str) -> int:
     return deepest
 
 
-def _names(keys: Any) -> str:
-    return ", ".join(f'"{str(k)[:60]}"' for k in keys)
-
-
-def _check_keys(obj: dict[str, Any], allowed: tuple[str, ...], where: str, add) -> None:
-    unknown = [k for k in obj if k not in allowed]
-    if unknown:
-        add(f"{where}: unknown key(s) {_names(unknown)} (known: {', '.join(allowed)}).")
-
-
-def _check_marker(doc: Any) -> dict[str, Any]:
-    """Return ``doc`` when it is a Portal export this code reads; raise ImportInvalid if not."""
-    if not isinstance(doc, dict):
-        raise ImportInvalid(["The file must hold a JSON object; it is not a Portal export."])
-    version = doc.get(FORMAT_KEY)
-    if version is None:
-        raise ImportInvalid([f'This is not a Portal export: the "{FORMAT_KEY}" marker is missing.'])
-    if isinstance(version, bool) or version != FORMAT_VERSION:
-        raise ImportInvalid(
-            [
-                f'This file is a Portal export of format version "{str(version)[:20]}"; '
-                f"this site reads version {FORMAT_VERSION}."
-            ]
-        )
-    return doc
-
-
-def _find_team(name: str) -> Team | None:
-    return db.session.scalar(sa.select(Team).where(Team.name_key == name.lower()))
-
-
-def _find_group(name: str) -> MemberGroup | None:
-    return db.session.scalar(sa.select(MemberGroup).where(MemberGroup.name_key == name.casefold()))
-
-
-def _find_system(name: str) -> AuthSystem | None:
-    return db.session.scalar(sa.select(AuthSystem).where(AuthSystem.name_key == name.lower()))
-
-
-def _read_system(raw: Any, add) -> tuple[dict[str, Any], set[str], str]:
-    """Check the ``auth_system`` object; return the service data, the ill-typed keys, and
-    the encrypted secret it carries (or "")."""
-    data: dict[str, Any] = {}
-    bad: set[str] = set()
-    if not isinstance(raw, dict):
-        add('The file has no "auth_system" object.')
-        return data, {"name"}, ""
-    if "client_secret" in raw:
-        # Never echoed: the value may be a live secret.
-        add(
-            "Client Secret: a plaintext client_secret is not accepted in a file; type it on "
-            "the import form, or give it to the command line with --client-secret-file."
-        )
-    _check_keys(
-        {k: v for k, v in raw.items() if k != "client_secret"}, SYSTEM_KEYS, "auth_system", add
-    )
-    for key in SYSTEM_TEXT_KEYS:
-        if key not in raw:
-            continue
-        if isinstance(raw[key], str):
-            data[key] = raw[key]
-        else:
-            add(f"{LABELS[key]}: must be text (a JSON string).")
-            bad.add(key)
-    for key in FLAG_FIELDS:
-        if key not in raw:
-            continue
-        if isinstance(raw[key], bool):
-            data[key] = raw[key]
-        else:
-            add(f"{LABELS[key]}: must be true or false.")
-    team = raw.get("onboarding_team")
-    if team is not None and not isinstance(team, str):
-        add(f"{LABELS['onboarding_team_id']}: must be a team's name or null.")
-    elif team and team.strip():
-        found = _find_team(team.strip())
-        if found is None:
-            add(
-                f'{LABELS["onboarding_team_id"]}: no team named "{team.strip()[:120]}" exists '
-                'on this site; create it first, or set "onboarding_team" to null.'
-            )
-        else:
-            data["onboarding_team_id"] = found.id
-    if "params" in raw:
-        params = _read_params(raw["params"], add)
-        if params is None:
-            bad.add(param_error_key("user_id"))
-        else:
-            data["params"] = params
-    secret = raw.get("client_secret_encrypted", "")
-    if not isinstance(secret, str):
-        add("Client Secret: client_secret_encrypted must be text (a JSON string).")
-        secret = ""
-    return data, bad, secret
-
-
-def _read_params(raw: Any, add) -> dict[str, Any] | None:
-    if not isinstance(raw, dict):
-        add("Profile parameters: params must be an object with one entry per field.")
-        return None
-    _check_keys(raw, tuple(PARAM_LABELS), "Profile parameters", add)
-    params: dict[str, Any] = {}
-    ok = True
-    for key, label in PROFILE_FIELDS:
-        row = raw.get(key)
-        if row is None:
-            continue
-        allowed = ("path", "can_upgrade", "must_supply") if key in OPTION_FIELDS else ("path",)
-        if not isinstance(row, dict):
-            add(f"{label}: must be an object with {', '.join(allowed)}.")
-            ok = False
-            continue
-        _check_keys(row, allowed, label, add)
-        if not isinstance(row.get("path", ""), str):
-            add(f"{label}: path must be text (a JSON string).")
-            ok = False
-        for option in allowed[1:]:
-            if not isinstance(row.get(option, False), bool):
-                add(f"{label}: {option} must be true or false.")
-                ok = False
-        params[key] = {k: row[k] for k in allowed if k in row}
-    return params if ok else None
-
-
-def _read_mapping(raw: Any, add) -> dict[str, Any]:
-    """Check the ``group_mapping`` object; return settings and rules with group ids."""
-    mapping: dict[str, Any] = {
-        "default_group_id": None,
-        "restrict_sign_in": False,
-        "allowed_statuses": [],
-        "deny_message": "",
-        "group_object_key": "",
-        "rules": [],
-    }
-    if raw is None:
-        return mapping
-    where = "Group mapping"
-    if not isinstance(raw, dict):
-        add(f"{where}: group_mapping must be an object.")
-        return mapping
-    _check_keys(raw, MAPPING_KEYS, where, add)
-    group = raw.get("default_group")
-    if group is not None and not isinstance(group, str):
-        add(f"{where}: default_group must be a member group's name or null.")
-    elif group and group.strip():
-        found = _find_group(group.strip())
-        if found is None:
-            add(f'{where}: no member group named "{group.strip()[:120]}" exists on this site.')
-        else:
-            mapping["default_group_id"] = found.id
-    restrict = raw.get("restrict_sign_in", False)
-    if not isinstance(restrict, bool):
-        add(f"{where}: restrict_sign_in must be true or false.")
-        restrict = False
-    mapping["restrict_sign_in"] = restrict
-    statuses = raw.get("allowed_statuses", [])
-    if not isinstance(statuses, list) or not all(isinstance(s, str) for s in statuses):
-        add(f"{where}: allowed_statuses must be a list of texts.")
-    else:
-        mapping["allowed_statuses"] = parse_values("\n".join(statuses))
-        if restrict and not mapping["allowed_statuses"]:
-            add(f"{where}: {RESTRICT_WITHOUT_STATUS}")
-    for key, limit in (("deny_message", None), ("group_object_key", 120)):
-        value = raw.get(key, "")
-        if not isinstance(value, str):
-            add(f"{where}: {key} must be text (a JSON string).")
-        elif limit is not None and len(value.strip()) > limit:
-            add(f"{where}: {key} must be at most {limit} characters.")
-        else:
-            mapping[key] = value.strip()
-    rules = raw.get("rules", [])
-    if not isinstance(rules, list):
-        add(f"{where}: rules must be a list.")
-        return mapping
-    for number, rule in enumerate(rules, start=1):
-        checked = _read_rule(rule, f"{where}, rule {number}", add)
-        if checked is not None:
-            mapping["rules"].append(checked)
-    return mapping
-
-
-def _read_rule(rule: Any, where: str, add) -> dict[str, Any] | None:
-    if not isinstance(rule, dict):
-        add(f"{where}: must be an object with kind, values and group.")
-        return None
-    _check_keys(rule, RULE_KEYS, where, add)
-    ok = True
-    kind = rule.get("kind")
-    if kind not in RULE_KINDS:
-        add(f'{where}: kind must be one of {", ".join(RULE_KINDS)} (got "{str(kind)[:40]}").')
-        ok = False
-    values = rule.get("values")
-    shown: list[str] = []
-    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        add(f"{where}: values must be a list of texts.")
-        ok = False
-    else:
-        shown = parse_values("\n".join(values))
-        if not shown:
-            add(f"{where}: type at least one value.")
-            ok = False
-        elif kind == RULE_GROUPS_CONTAINS and len(shown) != 1:
-            add(f'{where}: "{RULE_KINDS[kind]}" takes exactly one value per rule.')
-            ok = False
-    group_name = rule.get("group")
-    group = None
-    if not isinstance(group_name, str) or not group_name.strip():
-        add(f"{where}: group must be a member group's name.")
-        ok = False
-    else:
-        group = _find_group(group_name.strip())
-        if group is None:
-            add(f'{where}: no member group named "{group_name.strip()[:120]}" exists on this site.')
-            ok = False
-    if not ok or group is None:
-        return None
-    return {"kind": kind, "values_display": shown, "group_id": group.id}
-
-
 def _label_of(key: str) -> str:
     for field, label in PROFILE_FIELDS:
         if key == param_error_key(field):
@@ -462,7 +214,7 @@ def needs_client_secret(doc: Any, *, replace: bool = False) -> bool:
     if raw.get("client_secret_encrypted"):
         return False
     name = raw.get("name")
-    existing = _find_system(name.strip()) if isinstance(name, str) and name.strip() else None
+    existing = get_system_by_name(name.strip()) if isinstance(name, str) and name.strip() else None
     return not (replace and existing is not None)
 
 
@@ -475,11 +227,11 @@ def import_auth_system(
     keeps the stored secret. Raise ImportInvalid listing every problem; then nothing is
     written. The audit log records the import (by ``actor``) in the same transaction.
     """
-    doc = _check_marker(doc)
+    doc = check_marker(doc)
     problems: list[str] = []
     add = problems.append
-    _check_keys(doc, (FORMAT_KEY, "auth_system", "group_mapping"), "The file", add)
-    data, bad_keys, encrypted = _read_system(doc.get("auth_system"), add)
+    check_keys(doc, (FORMAT_KEY, "auth_system", "group_mapping"), "The file", add)
+    data, bad_keys, encrypted = read_system(doc.get("auth_system"), add)
 
     secret = (client_secret or "").strip()
     if not secret and encrypted:
@@ -495,7 +247,7 @@ def import_auth_system(
     data["client_secret"] = secret
 
     name = str(data.get("name") or "").strip()
-    existing = _find_system(name) if name else None
+    existing = get_system_by_name(name) if name else None
     target = existing if replace else None
     errors = validate_auth_system_data(data, system=target)
     if target is not None and not secret and "client_secret" in errors:
@@ -505,7 +257,7 @@ def import_auth_system(
     if existing is not None and not replace:
         add("To overwrite the existing system, import again with Replace.")
 
-    mapping = _read_mapping(doc.get("group_mapping"), add)
+    mapping = read_mapping(doc.get("group_mapping"), add)
     if problems:
         raise ImportInvalid(problems)
     try:

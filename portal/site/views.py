@@ -14,7 +14,7 @@ from portal.services.profiles import (
 from portal.services.sso_login import profile_edit_url
 from portal.services.users import REVOKE_SIGN_OUT_EVERYWHERE, revoke_sessions
 from portal.site import bp
-from portal.sso.engine import ACCOUNT_FIELDS, FIELD_LABEL
+from portal.sso.profile_fields import ACCOUNT_FIELDS, FIELD_LABEL
 from portal.urls import absolute_url
 
 

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +23,7 @@ from portal.sso.errors import (
     ProviderHTTPError,
     SSOError,
 )
+from portal.sso.fields import FIELDS
 from portal.sso.http import HttpClient
 from portal.sso.responses import cache_ttl, parse_json_or_form
 from portal.sso.trace import Trace
@@ -74,10 +75,7 @@ class DiscoveredConfig:
 
     def form_values(self) -> dict[str, str]:
         """Return the values to put into the form, keyed by field name."""
-        values = asdict(self)
-        for key in ("token_auth_method", "pkce", "discovery_url"):
-            values.pop(key)
-        return values
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name in FIELDS}
 
 
 def discovery_url_for(issuer_url: str) -> str:
@@ -228,7 +226,38 @@ def discover_issuer(
     _check_issuer_url(issuer_url)
     url = discovery_url_for(issuer_url)
     doc = _fetch(url, http, trace)
+    issuer = _document_issuer(doc, issuer_url, url)
+    _check_response_types(doc)
 
+    authorization_endpoint = _endpoint(doc, "authorization_endpoint", required=True)
+    token_endpoint = _endpoint(doc, "token_endpoint", required=True)
+    userinfo_endpoint = _endpoint(doc, "userinfo_endpoint", required=False)
+    jwks_uri = _endpoint(doc, "jwks_uri", required=False)
+    end_session_endpoint = _endpoint(doc, "end_session_endpoint", required=False)
+
+    pkce = "S256" in (_string_list(doc, "code_challenge_methods_supported") or [])
+    auth_method = _choose_auth_method(_string_list(doc, "token_endpoint_auth_methods_supported"))
+    token_headers, token_body = _token_request(auth_method, pkce)
+    return DiscoveredConfig(
+        issuer=issuer,
+        login_url=_login_url(authorization_endpoint, pkce),
+        token_url=token_endpoint,
+        token_method="POST",
+        token_headers=token_headers,
+        token_body=token_body,
+        profile_url=userinfo_endpoint,
+        profile_headers="Authorization: Bearer %Token%" if userinfo_endpoint else "",
+        jwks_url=jwks_uri,
+        scope=_scope(_string_list(doc, "scopes_supported")),
+        logout_url=_logout_url(end_session_endpoint),
+        token_auth_method=auth_method,
+        pkce=pkce,
+        discovery_url=url,
+    )
+
+
+def _document_issuer(doc: Mapping[str, Any], issuer_url: str, url: str) -> str:
+    """Return the document's ``issuer``; raise when it is missing or not ``issuer_url``."""
     issuer = doc.get("issuer")
     if not isinstance(issuer, str) or not issuer:
         raise DiscoveryInvalid(
@@ -243,7 +272,11 @@ def discover_issuer(
                 f"not to {issuer_url}. Enter the provider's exact issuer URL."
             ),
         )
+    return issuer
 
+
+def _check_response_types(doc: Mapping[str, Any]) -> None:
+    """Raise unless the provider offers the authorization-code flow (when it lists its types)."""
     response_types = _string_list(doc, "response_types_supported")
     if response_types is not None and "code" not in response_types:
         raise DiscoveryInvalid(
@@ -254,53 +287,38 @@ def discover_issuer(
             ),
         )
 
-    authorization_endpoint = _endpoint(doc, "authorization_endpoint", required=True)
-    token_endpoint = _endpoint(doc, "token_endpoint", required=True)
-    userinfo_endpoint = _endpoint(doc, "userinfo_endpoint", required=False)
-    jwks_uri = _endpoint(doc, "jwks_uri", required=False)
-    end_session_endpoint = _endpoint(doc, "end_session_endpoint", required=False)
 
-    pkce = "S256" in (_string_list(doc, "code_challenge_methods_supported") or [])
-    auth_method = _choose_auth_method(_string_list(doc, "token_endpoint_auth_methods_supported"))
-
-    login_query = (
+def _login_url(authorization_endpoint: str, pkce: bool) -> str:
+    """Return the login URL template, with a PKCE challenge when the provider supports S256."""
+    query = (
         "response_type=code&client_id=%ClientID%&redirect_uri=%RedirectURL%"
         "&scope=%Scope%&state=%State%&nonce=%Nonce%"
     )
     if pkce:
-        login_query += "&code_challenge=%CodeChallenge%&code_challenge_method=S256"
+        query += "&code_challenge=%CodeChallenge%&code_challenge_method=S256"
+    return _with_query(authorization_endpoint, query)
 
+
+def _token_request(auth_method: str, pkce: bool) -> tuple[str, str]:
+    """Return the token request's headers and body for ``auth_method``, with PKCE's verifier."""
     body = "grant_type=authorization_code&code=%Code%&redirect_uri=%RedirectURL%"
     if auth_method == CLIENT_SECRET_POST:
         body += "&client_id=%ClientID%&client_secret=%ClientSecret%"
-        token_headers = ""
+        headers = ""
     else:
-        token_headers = "Authorization: Basic %BasicAuth%"
+        headers = "Authorization: Basic %BasicAuth%"
     if pkce:
         body += "&code_verifier=%CodeVerifier%"
+    return headers, body
 
-    logout_url = ""
-    if end_session_endpoint:
-        logout_url = _with_query(
-            end_session_endpoint,
-            "client_id=%ClientID%&id_token_hint=%IDToken%&post_logout_redirect_uri=%ReturnToURL%",
-        )
 
-    return DiscoveredConfig(
-        issuer=issuer,
-        login_url=_with_query(authorization_endpoint, login_query),
-        token_url=token_endpoint,
-        token_method="POST",
-        token_headers=token_headers,
-        token_body=body,
-        profile_url=userinfo_endpoint,
-        profile_headers="Authorization: Bearer %Token%" if userinfo_endpoint else "",
-        jwks_url=jwks_uri,
-        scope=_scope(_string_list(doc, "scopes_supported")),
-        logout_url=logout_url,
-        token_auth_method=auth_method,
-        pkce=pkce,
-        discovery_url=url,
+def _logout_url(end_session_endpoint: str) -> str:
+    """Return the Alternate Logout URL template for an end-session endpoint, or ""."""
+    if not end_session_endpoint:
+        return ""
+    return _with_query(
+        end_session_endpoint,
+        "client_id=%ClientID%&id_token_hint=%IDToken%&post_logout_redirect_uri=%ReturnToURL%",
     )
 
 

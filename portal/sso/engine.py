@@ -26,36 +26,17 @@ from portal.sso.http import HttpClient
 from portal.sso.idtoken import JWKSCache, unverified_claims, validate_id_token
 from portal.sso.paths import PathTooCostly, search_path
 from portal.sso.placeholders import Context, basic_auth, body_context, render, render_headers
+from portal.sso.profile_fields import (
+    ACCOUNT_FIELDS,
+    FIELD_LABEL,
+    OPTION_FIELDS,
+    PROFILE_FIELDS,
+    ProfileParam,
+)
 from portal.sso.responses import FORM_TYPE, parse_json_or_form
 from portal.sso.trace import TOKEN_KEYS, SignInSecrets, Trace, hidden_token_keys
 
 log = logging.getLogger(__name__)
-
-#: Profile fields, in form order: (key, label).
-PROFILE_FIELDS: tuple[tuple[str, str], ...] = (
-    ("user_id", "User ID"),
-    ("username", "Username"),
-    ("email", "Email Address"),
-    ("first_name", "First Name"),
-    ("last_name", "Last Name"),
-    ("membership_status", "Membership Status"),
-    ("membership_type", "Membership Type"),
-    ("groups", "Groups"),
-)
-FIELD_LABEL: dict[str, str] = dict(PROFILE_FIELDS)
-#: Fields that take the *can upgrade* and *must supply* options.
-OPTION_FIELDS: tuple[str, ...] = ("user_id", "username", "email", "first_name", "last_name")
-#: Account fields a member is asked for on *Complete your profile* when the provider omits them.
-ACCOUNT_FIELDS: tuple[str, ...] = ("username", "email", "first_name", "last_name")
-
-
-@dataclass(frozen=True)
-class ProfileParam:
-    """Where one profile field is found, and its options."""
-
-    path: str
-    can_upgrade: bool = False
-    must_supply: bool = False
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from urllib.parse import quote, quote_plus
 
 from portal.sso.errors import TemplateError
+from portal.sso.fields import LABELS, TEMPLATE_FIELDS
 
 PLACEHOLDERS: frozenset[str] = frozenset(
     {
@@ -30,42 +31,8 @@ PLACEHOLDERS: frozenset[str] = frozenset(
     }
 )
 
-_TOKEN_REQUEST = frozenset(
-    {
-        "ClientID",
-        "ClientSecret",
-        "BasicAuth",
-        "RedirectURL",
-        "Code",
-        "CodeVerifier",
-        "Nonce",
-        "State",
-    }
-)
-_PROFILE_REQUEST = frozenset({"ClientID", "Token", "IDToken", "RefreshToken"})
-
-TEMPLATE_FIELDS: dict[str, frozenset[str]] = {
-    "login_url": frozenset({"ClientID", "RedirectURL", "State", "Nonce", "Scope", "CodeChallenge"}),
-    "token_url": _TOKEN_REQUEST,
-    "token_headers": _TOKEN_REQUEST,
-    "token_body": _TOKEN_REQUEST,
-    "profile_url": _PROFILE_REQUEST,
-    "profile_headers": _PROFILE_REQUEST,
-    "logout_url": frozenset({"ClientID", "ReturnToURL", "IDToken"}),
-    "profile_edit_url": frozenset({"ClientID", "ReturnToURL"}),
-}
-
-#: Human label of each template field, as the admin form shows it.
-FIELD_LABELS: dict[str, str] = {
-    "login_url": "Identity Provider Login URL",
-    "token_url": "Token API URL",
-    "token_headers": "Token API Headers",
-    "token_body": "Token API Post Body",
-    "profile_url": "Profile API URL",
-    "profile_headers": "Profile API Headers",
-    "logout_url": "Alternate Logout URL",
-    "profile_edit_url": "Alternate Profile Edit URL",
-}
+#: Placeholders that carry the client secret.
+CLIENT_SECRET_PLACEHOLDERS: frozenset[str] = frozenset({"ClientSecret", "BasicAuth"})
 
 MODIFIERS: frozenset[str] = frozenset({"base64"})
 
@@ -100,7 +67,7 @@ def validate_template(template: str, field: str) -> list[str]:
     if not template:
         return []
     offered = TEMPLATE_FIELDS.get(field, frozenset())
-    label = FIELD_LABELS.get(field, field)
+    label = LABELS.get(field, field)
     problems: list[str] = []
     for match in _PLACEHOLDER_RE.finditer(template):
         name, modifier = match.group(1), match.group(2)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from portal.services.auth_systems import DEFAULT_TOKEN_BODY
+from portal.sso.fields import DEFAULT_TOKEN_BODY
 
 #: A client secret distinctive enough to search pages, logs and columns for.
 SECRET = 'Plain-Secret-7Qx9+/=&"end'

@@ -6,14 +6,10 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import AuthSystem, Identity, User
-from portal.services.auth_systems import (
-    DEFAULT_TOKEN_BODY,
-    LABELS,
-    get_system_by_slug,
-    read_client_secret,
-)
-from portal.sso.engine import OPTION_FIELDS, PROFILE_FIELDS
-from portal.sso.placeholders import PLACEHOLDERS, TEMPLATE_FIELDS
+from portal.services.auth_systems import get_system_by_slug, read_client_secret
+from portal.sso.fields import DEFAULT_TOKEN_BODY, LABELS, TEMPLATE_FIELDS
+from portal.sso.placeholders import PLACEHOLDERS
+from portal.sso.profile_fields import OPTION_FIELDS, PROFILE_FIELDS
 from tests.admin.conftest import SECRET, parse_page, secret_bound_fields
 
 OPTION_LABELS = ("User can upgrade from this field", "Provider must supply this value")

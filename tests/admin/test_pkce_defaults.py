@@ -16,12 +16,8 @@ import sqlalchemy as sa
 from portal.devidp import OIDCProvider, s256
 from portal.extensions import db
 from portal.models import Identity
-from portal.services.auth_systems import (
-    DEFAULT_LOGIN_URL,
-    DEFAULT_TOKEN_BODY,
-    get_system_by_slug,
-    validate_auth_system_data,
-)
+from portal.services.auth_systems import get_system_by_slug, validate_auth_system_data
+from portal.sso.fields import DEFAULT_LOGIN_URL, DEFAULT_TOKEN_BODY
 from portal.sso.idtoken import get_jwks_cache
 from portal.sso.placeholders import find_placeholders
 from tests.admin.conftest import as_post, errors_beside, form_values

@@ -16,10 +16,10 @@ import pytest
 from portal.devidp import OIDCProvider
 from portal.extensions import db
 from portal.models import AuditEvent, AuthSystem
+from portal.services.auth_system_validation import secret_binding_changes
 from portal.services.auth_systems import (
     auth_system_data,
     read_client_secret,
-    secret_binding_changes,
     validate_auth_system_data,
 )
 from portal.sso.idtoken import get_jwks_cache

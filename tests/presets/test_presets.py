@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 
 from portal.presets import (
-    FORM_FIELDS,
     ORDER,
-    PARAM_FIELDS,
     PRESETS_DIR,
     PresetError,
     _load,
@@ -19,13 +17,14 @@ from portal.presets import (
     marker_messages,
     unfinished_markers,
 )
+from portal.sso.fields import PRESET_FIELDS, TEMPLATE_FIELDS
 from portal.sso.paths import validate_path
 from portal.sso.placeholders import (
-    TEMPLATE_FIELDS,
     find_placeholders,
     validate_header_lines,
     validate_template,
 )
+from portal.sso.profile_fields import FIELD_LABEL
 
 SUPPORTED = [p for p in list_presets() if p.supported]
 IDS = [p.key for p in SUPPORTED]
@@ -104,8 +103,8 @@ def test_presets_never_turn_on_upgrade_by_default():
 def test_form_data_has_every_form_field_and_parameter():
     """form_data() gives the admin form a value for each field and each profile parameter."""
     data = get_preset("memberclicks").form_data()
-    assert set(FORM_FIELDS) <= set(data)
-    assert list(data["params"]) == list(PARAM_FIELDS)
+    assert set(PRESET_FIELDS) <= set(data)
+    assert list(data["params"]) == list(FIELD_LABEL)
     assert data["params"]["email"] == {
         "path": '"[Email | Primary]"',
         "can_upgrade": False,

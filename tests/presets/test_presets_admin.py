@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import AuthSystem
-from portal.presets import FORM_FIELDS, get_preset, list_presets, marker_messages
-from portal.services.auth_systems import DEFAULT_LOGIN_URL, DEFAULT_TOKEN_BODY
+from portal.presets import get_preset, list_presets, marker_messages
+from portal.sso.fields import DEFAULT_LOGIN_URL, DEFAULT_TOKEN_BODY, PRESET_FIELDS
 from tests.admin.conftest import as_post, errors_beside, form_values, parse_page
 from tests.presets.test_presets_form import SAMPLES
 
@@ -41,7 +41,7 @@ def test_each_preset_fills_the_add_form_with_its_values(signed_in, preset):
     """?preset=<key> shows the preset's URLs, headers, body, token path and profile paths."""
     page = signed_in.get(f"{NEW}?preset={preset.key}").get_data(as_text=True)
     shown = form_values(page)
-    for name in FORM_FIELDS:
+    for name in PRESET_FIELDS:
         expected = preset.form_values()[name]
         if name == "access_token_path":
             expected = expected or "access_token"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from portal.presets import list_presets, marker_messages
+from portal.services.auth_system_validation import param_error_key
 from portal.services.auth_systems import (
     auth_system_data,
     create_auth_system,
-    param_error_key,
     validate_auth_system_data,
 )
 

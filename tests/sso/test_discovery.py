@@ -19,7 +19,7 @@ from portal.sso.discovery import (
     issuer_matches,
     requires_iss_parameter,
 )
-from portal.sso.engine import ProfileParam, SSOConfig, begin_login, finish_login
+from portal.sso.engine import SSOConfig, begin_login, finish_login
 from portal.sso.errors import (
     IssuerMismatch,
     ProviderBadResponse,
@@ -27,6 +27,7 @@ from portal.sso.errors import (
     ProviderUnreachable,
 )
 from portal.sso.idtoken import JWKSCache
+from portal.sso.profile_fields import ProfileParam
 
 WELL_KNOWN = "/.well-known/openid-configuration"
 

@@ -11,14 +11,7 @@ from urllib.parse import parse_qs, quote, quote_plus, unquote_plus, urlsplit
 import pytest
 from werkzeug.wrappers import Response
 
-from portal.sso.engine import (
-    PROFILE_FIELDS,
-    ProfileParam,
-    SSOConfig,
-    begin_login,
-    finish_login,
-    map_fields,
-)
+from portal.sso.engine import SSOConfig, begin_login, finish_login, map_fields
 from portal.sso.errors import (
     IDTokenInvalid,
     IssuerMismatch,
@@ -37,6 +30,7 @@ from portal.sso.errors import (
 )
 from portal.sso.idtoken import JWKSCache
 from portal.sso.placeholders import basic_auth
+from portal.sso.profile_fields import PROFILE_FIELDS, ProfileParam
 from portal.sso.trace import Trace
 
 from .conftest import App, jwks_of, jwks_response, read_request_head

@@ -9,10 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portal.sso.errors import TemplateError
+from portal.sso.fields import LABELS, TEMPLATE_FIELDS
 from portal.sso.placeholders import (
-    FIELD_LABELS,
     PLACEHOLDERS,
-    TEMPLATE_FIELDS,
     Context,
     basic_auth,
     body_context,
@@ -33,7 +32,7 @@ def test_every_field_offers_only_known_placeholders():
     """Each template field offers a subset of the known placeholders and has a label."""
     for field, names in TEMPLATE_FIELDS.items():
         assert names <= PLACEHOLDERS
-        assert field in FIELD_LABELS
+        assert field in LABELS
 
 
 def test_find_placeholders_in_order_and_ignores_percent_escapes():
@@ -81,11 +80,11 @@ def test_validate_template_rejects_unavailable_placeholder():
     ]
 
 
-@pytest.mark.parametrize("field", sorted(FIELD_LABELS))
+@pytest.mark.parametrize("field", sorted(TEMPLATE_FIELDS))
 def test_validate_template_labels_every_field(field):
     """Every field's messages name its human label."""
     (message,) = validate_template("%Bogus%", field)
-    assert "%Bogus%" in message and FIELD_LABELS[field] in message
+    assert "%Bogus%" in message and LABELS[field] in message
 
 
 def test_validate_template_rejects_unknown_modifier():

@@ -1,0 +1,251 @@
+"""The authentication-system schema: one table of the settings a community manager fills in.
+
+Every list of these settings (the model's column lengths, the form's labels, validation,
+placeholders, presets, audit, export and discovery) derives from ``FIELDS``, so a new setting
+is one ``Field`` here plus its migration (and, when the form shows it, its form field).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# Kinds of field: how a value is typed, checked and stored.
+TEXT = "text"
+#: An absolute http(s) address, usually a template.
+URL = "url"
+#: ``Name: value`` lines, a template.
+HEADERS = "headers"
+#: A request body, a template.
+BODY = "body"
+CHOICE = "choice"
+#: Write-only; stored encrypted, never shown or exported.
+SECRET = "secret"
+#: A team, by id (by name in an export).
+TEAM = "team"
+FLAG = "flag"
+#: Kinds held as plain text in a column of their own length.
+TEXT_KINDS: frozenset[str] = frozenset({TEXT, URL, HEADERS, BODY})
+
+TYPE_OAUTH2 = "oauth2"
+TYPES: dict[str, str] = {TYPE_OAUTH2: "OAuth 2.0"}
+
+TOKEN_METHODS: tuple[str, ...] = ("POST", "GET")
+
+# Alternate Login: who sees a system's sign-in link, and whether passwords still work.
+#: Only community managers may try the system's flow; members use their passwords.
+LOGIN_LOCAL_ONLY = "local_only"
+#: The login page offers the system beside the password form.
+LOGIN_LOCAL_AND_REMOTE = "local_and_remote"
+#: No password form: members sign in through the provider only.
+LOGIN_REMOTE_ONLY = "remote_only"
+LOGIN_MODES: dict[str, str] = {
+    LOGIN_LOCAL_ONLY: "Local Login Only",
+    LOGIN_LOCAL_AND_REMOTE: "Local and Remote Logins",
+    LOGIN_REMOTE_ONLY: "Remote Login Only",
+}
+
+DEFAULT_LOGIN_URL = (
+    "https://idp.example.com/oauth2/authorize?response_type=code&client_id=%ClientID%"
+    "&redirect_uri=%RedirectURL%&scope=%Scope%&state=%State%&nonce=%Nonce%"
+    "&code_challenge=%CodeChallenge%&code_challenge_method=S256"
+)
+DEFAULT_TOKEN_BODY = (
+    "grant_type=authorization_code&code=%Code%&redirect_uri=%RedirectURL%"
+    "&client_id=%ClientID%&client_secret=%ClientSecret%&code_verifier=%CodeVerifier%"
+)
+
+# Placeholders each request offers (the names are ``portal.sso.placeholders.PLACEHOLDERS``).
+_LOGIN_REQUEST = frozenset({"ClientID", "RedirectURL", "State", "Nonce", "Scope", "CodeChallenge"})
+_TOKEN_REQUEST = frozenset(
+    {
+        "ClientID",
+        "ClientSecret",
+        "BasicAuth",
+        "RedirectURL",
+        "Code",
+        "CodeVerifier",
+        "Nonce",
+        "State",
+    }
+)
+_PROFILE_REQUEST = frozenset({"ClientID", "Token", "IDToken", "RefreshToken"})
+
+
+@dataclass(frozen=True)
+class Field:
+    """One setting of an authentication system, and what every part of Portal needs of it."""
+
+    name: str
+    #: Visible label, verbatim as the admin form shows it.
+    label: str
+    kind: str
+    #: Column length (``String(length)``); None for Text and non-string columns.
+    #: For the secret, the longest value accepted (it is stored encrypted, as Text).
+    length: int | None = None
+    #: Value a new system starts from.
+    default: Any = ""
+    #: Empty is refused.
+    required: bool = False
+    #: Placeholders it may use; None when it is not a template.
+    placeholders: frozenset[str] | None = None
+    #: Values and labels of a CHOICE field, and the message for any other value.
+    choices: Mapping[str, str] | None = None
+    invalid_choice: str = ""
+    #: An address Portal calls (or, for the login URL, the provider Portal then calls):
+    #: held to the outbound address policy at save time.
+    policy_checked: bool = False
+    #: A provider preset may fill it.
+    preset: bool = False
+    #: A change must come with the Client Secret typed again (the secret is bound to it).
+    binds_secret: bool = False
+    #: Written to an export.
+    exported: bool = True
+
+
+#: Every setting, in the admin form's order.
+FIELDS: dict[str, Field] = {
+    field.name: field
+    for field in (
+        Field(
+            "type",
+            "Type",
+            CHOICE,
+            length=20,
+            default=TYPE_OAUTH2,
+            choices=TYPES,
+            invalid_choice="Choose a supported Type.",
+        ),
+        Field("name", "Name", TEXT, length=120, required=True),
+        Field("client_id", "Client ID", TEXT, length=255, required=True, binds_secret=True),
+        Field("client_secret", "Client Secret", SECRET, length=4096, exported=False),
+        Field(
+            "login_url",
+            "Identity Provider Login URL",
+            URL,
+            default=DEFAULT_LOGIN_URL,
+            required=True,
+            placeholders=_LOGIN_REQUEST,
+            policy_checked=True,
+            preset=True,
+        ),
+        Field(
+            "token_url",
+            "Token API URL",
+            URL,
+            required=True,
+            placeholders=_TOKEN_REQUEST,
+            policy_checked=True,
+            preset=True,
+        ),
+        Field(
+            "token_method",
+            "Token API Method",
+            CHOICE,
+            length=10,
+            default="POST",
+            choices={method: method for method in TOKEN_METHODS},
+            invalid_choice="Token API Method must be POST or GET.",
+            preset=True,
+        ),
+        Field(
+            "token_headers",
+            "Token API Headers",
+            HEADERS,
+            placeholders=_TOKEN_REQUEST,
+            preset=True,
+            binds_secret=True,
+        ),
+        Field(
+            "token_body",
+            "Token API Post Body",
+            BODY,
+            default=DEFAULT_TOKEN_BODY,
+            placeholders=_TOKEN_REQUEST,
+            preset=True,
+            binds_secret=True,
+        ),
+        Field(
+            "access_token_path",
+            "Access Token Path",
+            TEXT,
+            length=255,
+            default="access_token",
+            required=True,
+            preset=True,
+        ),
+        Field(
+            "profile_url",
+            "Profile API URL",
+            URL,
+            placeholders=_PROFILE_REQUEST,
+            policy_checked=True,
+            preset=True,
+        ),
+        Field(
+            "profile_headers",
+            "Profile API Headers",
+            HEADERS,
+            placeholders=_PROFILE_REQUEST,
+            preset=True,
+        ),
+        Field("issuer", "Issuer", URL, policy_checked=True, preset=True),
+        Field("jwks_url", "JWKS URL", URL, policy_checked=True, preset=True),
+        Field("scope", "Scope", TEXT, length=255, default="openid email profile", preset=True),
+        # The Alternate Logout and Profile Edit URLs are only links a member's browser
+        # follows: Portal never fetches them, so they may name an intranet page.
+        Field(
+            "logout_url",
+            "Alternate Logout URL",
+            URL,
+            placeholders=frozenset({"ClientID", "ReturnToURL", "IDToken"}),
+            preset=True,
+        ),
+        Field(
+            "profile_edit_url",
+            "Alternate Profile Edit URL",
+            URL,
+            placeholders=frozenset({"ClientID", "ReturnToURL"}),
+            preset=True,
+        ),
+        Field("login_label", "Alternate Login Label", TEXT, length=120),
+        Field(
+            "login_mode",
+            "Alternate Login",
+            CHOICE,
+            length=20,
+            default=LOGIN_LOCAL_ONLY,
+            choices=LOGIN_MODES,
+            invalid_choice="Choose one of the Alternate Login modes.",
+        ),
+        Field("onboarding_team_id", "Onboarding Team", TEAM, default=None),
+        Field("enabled", "Enabled", FLAG, default=False),
+        Field("trusts_email", "This provider verifies email addresses", FLAG, default=False),
+        Field("trusts_username", "This provider verifies usernames", FLAG, default=False),
+    )
+}
+
+#: Visible label of every field, as the admin form shows it.
+LABELS: dict[str, str] = {name: field.label for name, field in FIELDS.items()}
+#: Text fields with their column lengths (None: unbounded text).
+TEXT_FIELDS: dict[str, int | None] = {
+    name: field.length for name, field in FIELDS.items() if field.kind in TEXT_KINDS
+}
+FLAG_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.kind == FLAG)
+CHOICE_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.kind == CHOICE)
+REQUIRED_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.required)
+#: Fields holding an address (templates or plain), checked as absolute http(s) URLs.
+URL_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.kind == URL)
+POLICY_URL_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.policy_checked)
+HEADER_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.kind == HEADERS)
+#: Template fields and the placeholders each one offers.
+TEMPLATE_FIELDS: dict[str, frozenset[str]] = {
+    name: f.placeholders for name, f in FIELDS.items() if f.placeholders is not None
+}
+#: Fields a provider preset may fill, in the form's order.
+PRESET_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.preset)
+#: Fields whose change needs the Client Secret typed again (besides where the secret goes).
+SECRET_BOUND_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.binds_secret)
+#: Fields an export writes, in the form's order.
+EXPORTED_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.exported)
