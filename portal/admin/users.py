@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from wtforms import SelectChoice
 
 from portal.admin import bp
 from portal.admin.forms import ConfirmForm
@@ -30,7 +31,7 @@ def user(user_id: int):
     """Show a user: SSO bindings, locked fields, groups with their source, membership, role."""
     person = _user_or_404(user_id)
     form = AssignGroupForm()
-    form.group.choices = [(g.id, g.name) for g in group_svc.list_groups()]
+    form.group.choices = [SelectChoice(g.id, g.name) for g in group_svc.list_groups()]
     return render_template(
         "admin/users_detail.html",
         person=person,
@@ -58,7 +59,7 @@ def assign_user_group(user_id: int):
     """Assign a member group to a user by hand."""
     person = _user_or_404(user_id)
     form = AssignGroupForm()
-    form.group.choices = [(g.id, g.name) for g in group_svc.list_groups()]
+    form.group.choices = [SelectChoice(g.id, g.name) for g in group_svc.list_groups()]
     if form.validate_on_submit():
         group = group_svc.get_group(form.group.data) or abort(404)
         if group_svc.assign_manual_group(person, group):
