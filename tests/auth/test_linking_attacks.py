@@ -24,9 +24,9 @@ from portal.services.sso_login import (
     resolve_account,
 )
 from portal.sso.engine import SSOResult
-from tests.conftest import MANAGER_PASSWORD, MEMBER_PASSWORD
-
-from .conftest import reconfigure, users_and_identities
+from tests.support.accounts import MANAGER_PASSWORD, MEMBER_PASSWORD
+from tests.support.providers import reconfigure
+from tests.support.rows import users_and_identities
 
 KELVIN = "\u212a"  # KELVIN SIGN: lower() keeps it, NFKC makes it the letter K
 

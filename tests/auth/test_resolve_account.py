@@ -13,9 +13,8 @@ from portal.models import AuthSystem, Identity, User
 from portal.services import sso_login
 from portal.services.sso_login import AccountConflict, EmailNotVerified, resolve_account
 from portal.sso.engine import SSOResult
-from tests.conftest import is_postgres
-
-from .conftest import users_and_identities
+from tests.support.database import is_postgres
+from tests.support.rows import users_and_identities
 
 
 def result(subject: str = "sub-1", profile: dict | None = None, **fields: Any) -> SSOResult:

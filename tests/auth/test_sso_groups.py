@@ -7,7 +7,8 @@ import sqlalchemy as sa
 from portal.extensions import db
 from portal.models import GroupMembership, MemberGroup, User
 from portal.services.groups import add_rule, assign_manual_group, save_mapping_settings
-from tests.auth.conftest import REFERENCE, users_and_identities
+from tests.support.failures import REFERENCE
+from tests.support.rows import users_and_identities
 
 
 def _group(name: str) -> MemberGroup:

@@ -38,8 +38,8 @@ from portal.sso.errors import (
 )
 from portal.sso.idtoken import JWKSCache
 from portal.sso.placeholders import basic_auth
-
-from .conftest import App, jwks_of, jwks_response, read_request_head
+from tests.support.keys import jwks_of, jwks_response
+from tests.support.servers import App, read_request_head
 
 ISSUER = "https://idp.example"
 CLIENT_ID = "client-1"
