@@ -172,11 +172,6 @@ class App:
         return response(environ, start_response)
 
 
-def serve(app: Callable[..., Any], **options: Any) -> LoopbackServer:
-    """Start serving ``app`` on loopback (options as :class:`LoopbackServer`); return the server."""
-    return LoopbackServer(app, **options).start()
-
-
 def read_request_head(conn: socket.socket) -> bytes:
     """Read a request up to the end of its headers."""
     data = b""
