@@ -1,62 +1,64 @@
 """Shared fixtures: an app and a clean database per test, a client, an auth helper, factories.
 
-The suite runs on SQLite by default and on PostgreSQL when ``PORTAL_TEST_DATABASE_URL`` is set.
-The schema is built once per run by the real migrations; each test starts from empty tables.
+The suite runs on SQLite by default and on PostgreSQL when ``PORTAL_TEST_DATABASE_URL`` is set:
+then each run creates its own scratch database on that server and drops it at the end, so two
+runs given the same URL do not meet. The schema is built once per run by the real migrations;
+each test starts from empty tables. Helpers live in ``tests/support``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from cryptography.fernet import Fernet
 from flask import Flask
 from flask.testing import FlaskClient
 
 from portal import create_app
+from portal.devidp import AMSProvider, OIDCProvider
 from portal.extensions import db
 from portal.models import ROLE_MANAGER, ROLE_MEMBER, AuthSystem, ProfileParamRow, Team, User
+from portal.sso.discovery import get_discovery_cache
+from portal.sso.idtoken import get_jwks_cache
+from tests.support.accounts import MANAGER_PASSWORD, MEMBER_PASSWORD, AuthActions
+from tests.support.auth_system_form import valid_form_data
+from tests.support.database import normalize, scratch_database
+from tests.support.keys import TEST_KEY
+from tests.support.providers import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    SSO,
+    Provider,
+    ams_system,
+    jane,
+    oidc_system,
+)
 
-TEST_KEY = Fernet.generate_key().decode()
-MANAGER_PASSWORD = "manager-password-1"
-MEMBER_PASSWORD = "member-password-1"
 
-
-def _normalize(url: str) -> str:
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Return the URL of the test database, migrated from empty once per run."""
-    url = os.environ.get("PORTAL_TEST_DATABASE_URL")
-    if url:
-        url = _normalize(url)
-        engine = sa.create_engine(url)
-        with engine.begin() as conn:
-            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
-            conn.execute(sa.text("CREATE SCHEMA public"))
-        engine.dispose()
-    else:
-        url = "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+def _migrate(url: str) -> None:
     from flask_migrate import upgrade
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "PORTAL_ENCRYPTION_KEYS": [TEST_KEY]})
     with app.app_context():
         upgrade()
         db.engine.dispose()
-    return url
 
 
-def is_postgres(url: str) -> bool:
-    """Tell whether the test database is PostgreSQL."""
-    return url.startswith("postgresql")
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Yield the URL of this run's own test database, migrated from empty once per run."""
+    server_url = os.environ.get("PORTAL_TEST_DATABASE_URL")
+    if not server_url:
+        url = "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+        _migrate(url)
+        yield url
+        return
+    with scratch_database(normalize(server_url)) as url:
+        _migrate(url)
+        yield url
 
 
 @pytest.fixture
@@ -138,29 +140,17 @@ def member(create_user) -> User:
     return create_user(email="member@example.com", password=MEMBER_PASSWORD)
 
 
-class AuthActions:
-    """Sign in and out through the real local sign-in form."""
-
-    def __init__(self, client: FlaskClient) -> None:
-        self._client = client
-
-    def login(self, email: str = "manager@example.com", password: str = MANAGER_PASSWORD):
-        return self._client.post("/login", data={"email": email, "password": password})
-
-    def login_manager(self):
-        return self.login("manager@example.com", MANAGER_PASSWORD)
-
-    def login_member(self):
-        return self.login("member@example.com", MEMBER_PASSWORD)
-
-    def logout(self):
-        return self._client.post("/logout")
-
-
 @pytest.fixture
 def auth(client: FlaskClient) -> AuthActions:
     """Return the sign-in helper."""
     return AuthActions(client)
+
+
+@pytest.fixture
+def manager_client(client: FlaskClient, auth: AuthActions, manager: User) -> FlaskClient:
+    """Return the test client, signed in as the community manager."""
+    auth.login_manager()
+    return client
 
 
 @pytest.fixture
@@ -214,3 +204,85 @@ def create_auth_system(app: Flask) -> Callable[..., AuthSystem]:
         return system
 
     return make
+
+
+@pytest.fixture
+def form_data() -> dict[str, Any]:
+    """Return the fields of a valid Add a New Authentication System submission."""
+    return valid_form_data()
+
+
+# --------------------------------------------------------------------------- loopback providers
+
+
+@pytest.fixture
+def fresh_provider_caches() -> Iterator[None]:
+    """Forget key sets and discovery documents before and after a test: each test's provider
+    has its own keys on its own port."""
+    get_jwks_cache().clear()
+    get_discovery_cache().clear()
+    yield
+    get_jwks_cache().clear()
+    get_discovery_cache().clear()
+
+
+@pytest.fixture
+def oidc(app, create_auth_system) -> Iterator[Provider]:
+    """A running OIDC provider with Jane, and a system configured for it."""
+    idp = OIDCProvider(
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        redirect_uris=["http://localhost/sso/loopback-oidc/callback"],
+        members=[jane()],
+    )
+    idp.client.post_logout_redirect_uris = ["http://localhost/"]
+    with idp:
+        provider = Provider(
+            "oidc", idp, lambda **over: oidc_system(create_auth_system, idp, **over)
+        )
+        provider.extra["id_tokens"] = issued = []
+        make_id_token = idp.make_id_token
+
+        def recording_make_id_token(*args, **kwargs):
+            token = make_id_token(*args, **kwargs)
+            if token:
+                issued.append(token)
+            return token
+
+        idp.make_id_token = recording_make_id_token  # type: ignore[method-assign]
+        provider.configure()
+        yield provider
+
+
+@pytest.fixture
+def ams(app, create_auth_system) -> Iterator[Provider]:
+    """A running AMS-style provider with Jane, and a system configured for it."""
+    idp = AMSProvider(
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        redirect_uris=["http://localhost/sso/member-center/callback"],
+        members=[jane()],
+    )
+    with idp:
+        provider = Provider("ams", idp, lambda **over: ams_system(create_auth_system, idp, **over))
+        provider.configure()
+        yield provider
+
+
+@pytest.fixture(params=["oidc", "ams"])
+def provider(request) -> Provider:
+    """Each loopback provider in turn."""
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture
+def sso(client) -> SSO:
+    """Return the SSO flow driver."""
+    return SSO(client)
+
+
+@pytest.fixture
+def logs(caplog):
+    """Capture INFO and up from every logger."""
+    caplog.set_level(logging.INFO)
+    return caplog

@@ -9,7 +9,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from portal import create_app
-from tests.conftest import MEMBER_PASSWORD
+from tests.support.accounts import MEMBER_PASSWORD
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["/", "/login", "/login/local", "/nowhere"]

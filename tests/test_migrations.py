@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -12,7 +10,8 @@ from flask_migrate import downgrade, upgrade
 
 from portal import create_app
 from portal.extensions import db
-from tests.conftest import TEST_KEY, is_postgres
+from tests.support.database import is_postgres, scratch_database
+from tests.support.keys import TEST_KEY
 
 
 @pytest.fixture
@@ -21,17 +20,8 @@ def empty_database_url(database_url, tmp_path):
     if not is_postgres(database_url):
         yield "sqlite:///" + str(tmp_path / "empty.sqlite3")
         return
-    name = "portal_migrations_" + uuid.uuid4().hex[:8]
-    admin = sa.create_engine(database_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = database_url.rsplit("/", 1)[0] + "/" + name
-    try:
+    with scratch_database(database_url, prefix="portal_migrations") as url:
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_migrations_apply_from_empty_and_match_models(empty_database_url, tmp_path, monkeypatch):

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import http.client
 import logging
-import threading
 
 import pytest
-from werkzeug.serving import make_server
 
 from portal.request_log import QueryStringFilter, strip_query
+from tests.support.servers import LoopbackServer
 
 SECRET_CODE = "SECRETCODE-4f1c"
 SECRET_STATE = "STATEVALUE-9a2e"
@@ -18,17 +17,13 @@ SECRET_STATE = "STATEVALUE-9a2e"
 @pytest.fixture
 def served(app):
     """Serve the app with werkzeug's own server and request handler on loopback."""
-    server = make_server("127.0.0.1", 0, app, threaded=False)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = LoopbackServer(app, threaded=False).start()
     yield server
-    server.shutdown()
-    thread.join(5)
-    server.server_close()
+    server.stop()
 
 
 def fetch(server, path: str) -> int:
-    connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=5)
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
     try:
         connection.request("GET", path)
         response = connection.getresponse()

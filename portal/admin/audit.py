@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import render_template, request
-from wtforms import DateField, Form, SelectField, StringField
+from wtforms import DateField, Form, SelectChoice, SelectField, StringField
 from wtforms.validators import Length, Optional
 
 from portal.admin import bp
@@ -40,10 +40,12 @@ def _filters(form: AuditFilterForm) -> audit_screen.AuditFilters:
 def audit_log():
     """List audit events, newest first, filtered by system, user, kind and dates, paginated."""
     form = AuditFilterForm(request.args)
-    form.system.choices = [("", "All systems")] + [
-        (str(system_id), name) for system_id, name in audit_screen.list_audit_systems()
+    form.system.choices = [SelectChoice("", "All systems")] + [
+        SelectChoice(str(system_id), name) for system_id, name in audit_screen.list_audit_systems()
     ]
-    form.kind.choices = [("", "All kinds"), *svc.KINDS]
+    form.kind.choices = [SelectChoice("", "All kinds")] + [
+        SelectChoice(kind, label) for kind, label in svc.KINDS
+    ]
     form.validate()
     page = audit_screen.list_audit_events(_filters(form), request.args.get("page", 1, type=int))
     args = {key: request.args[key] for key in FILTER_ARGS if request.args.get(key)}

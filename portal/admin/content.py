@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
+from wtforms import SelectChoice
 
 from portal.admin import bp
 from portal.admin.forms import ConfirmForm
@@ -16,7 +17,7 @@ from portal.services.groups import list_groups
 
 def _content_form(item=None) -> ContentForm:
     form = ContentForm(obj=item)
-    form.groups.choices = [(g.id, g.name) for g in list_groups()]
+    form.groups.choices = [SelectChoice(g.id, g.name) for g in list_groups()]
     if item is not None and not form.is_submitted():
         form.groups.data = [g.id for g in item.groups]
     return form

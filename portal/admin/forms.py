@@ -8,6 +8,7 @@ from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     PasswordField,
+    SelectChoice,
     SelectField,
     StringField,
     SubmitField,
@@ -37,7 +38,7 @@ class ConfirmForm(FlaskForm):
 class AuthSystemForm(FlaskForm):
     """Add or edit an authentication system; the rules live in the auth_systems service."""
 
-    type = SelectField(LABELS["type"], choices=list(TYPES.items()))
+    type = SelectField(LABELS["type"], choices=[SelectChoice(k, v) for k, v in TYPES.items()])
     name = StringField(LABELS["name"])
     client_id = StringField(LABELS["client_id"])
     # Write-only: PasswordField never renders a value back, and neither does render_kw.
@@ -46,7 +47,9 @@ class AuthSystemForm(FlaskForm):
     )
     login_url = StringField(LABELS["login_url"])
     token_url = StringField(LABELS["token_url"])
-    token_method = SelectField(LABELS["token_method"], choices=[(m, m) for m in TOKEN_METHODS])
+    token_method = SelectField(
+        LABELS["token_method"], choices=[SelectChoice(m) for m in TOKEN_METHODS]
+    )
     token_headers = TextAreaField(LABELS["token_headers"], render_kw={"rows": 3})
     token_body = TextAreaField(LABELS["token_body"], render_kw={"rows": 3})
     access_token_path = StringField(LABELS["access_token_path"])
@@ -58,8 +61,12 @@ class AuthSystemForm(FlaskForm):
     logout_url = StringField(LABELS["logout_url"])
     profile_edit_url = StringField(LABELS["profile_edit_url"])
     login_label = StringField(LABELS["login_label"])
-    login_mode = SelectField(LABELS["login_mode"], choices=list(LOGIN_MODES.items()))
-    onboarding_team_id = SelectField(LABELS["onboarding_team_id"], choices=[("", "None")])
+    login_mode = SelectField(
+        LABELS["login_mode"], choices=[SelectChoice(k, v) for k, v in LOGIN_MODES.items()]
+    )
+    onboarding_team_id = SelectField(
+        LABELS["onboarding_team_id"], choices=[SelectChoice("", "None")]
+    )
     enabled = BooleanField(LABELS["enabled"])
     trusts_email = BooleanField(LABELS["trusts_email"])
     trusts_username = BooleanField(LABELS["trusts_username"])
@@ -70,7 +77,9 @@ class AuthSystemForm(FlaskForm):
 
     def set_team_choices(self, teams: list[Any]) -> None:
         """Offer the existing teams, and None, as Onboarding Team."""
-        self.onboarding_team_id.choices = [("", "None")] + [(str(t.id), t.name) for t in teams]
+        self.onboarding_team_id.choices = [SelectChoice("", "None")] + [
+            SelectChoice(str(t.id), t.name) for t in teams
+        ]
 
     def param_rows(self) -> list[dict[str, Any]]:
         """Return each profile parameter row: key, label, path field and option fields."""

@@ -3,6 +3,7 @@
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
+    SelectChoice,
     SelectField,
     SelectMultipleField,
     StringField,
@@ -27,11 +28,13 @@ class ContentForm(FlaskForm):
     """Create or edit a content item."""
 
     title = StringField("Title", validators=[DataRequired(), Length(max=200)])
-    kind = SelectField("Kind", choices=[(k, KIND_LABELS[k]) for k in CONTENT_KINDS])
+    kind = SelectField("Kind", choices=[SelectChoice(k, KIND_LABELS[k]) for k in CONTENT_KINDS])
     url = StringField("Link or embed URL", validators=[DataRequired()])
     embed = BooleanField("Embed this URL in the item page")
     description = TextAreaField("Description", validators=[Optional(), Length(max=5000)])
-    visibility = SelectField("Who may open it", choices=list(VISIBILITIES.items()))
+    visibility = SelectField(
+        "Who may open it", choices=[SelectChoice(k, v) for k, v in VISIBILITIES.items()]
+    )
     groups = SelectMultipleField("Member groups", coerce=int, validate_choice=False)
     submit = SubmitField("Save")
 
@@ -39,7 +42,7 @@ class ContentForm(FlaskForm):
 class RuleForm(FlaskForm):
     """Add a mapping rule to an authentication system."""
 
-    kind = SelectField("When", choices=list(RULE_KINDS.items()))
+    kind = SelectField("When", choices=[SelectChoice(k, v) for k, v in RULE_KINDS.items()])
     values = TextAreaField("Values", validators=[DataRequired()])
     group = SelectField("Member group", coerce=int, validate_choice=False)
     submit = SubmitField("Add rule")

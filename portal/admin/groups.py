@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, url_for
 from flask_login import current_user
+from wtforms import SelectChoice
 
 from portal.admin import bp
 from portal.admin.forms import ConfirmForm
@@ -62,9 +63,9 @@ def delete_group(group_id: int):
     return render_template("admin/groups_delete.html", group=group, usage=usage, form=form)
 
 
-def _group_choices(blank: str | None = None) -> list[tuple[int, str]]:
-    choices = [(g.id, g.name) for g in svc.list_groups()]
-    return ([(0, blank)] if blank else []) + choices
+def _group_choices(blank: str | None = None) -> list[SelectChoice]:
+    choices = [SelectChoice(g.id, g.name) for g in svc.list_groups()]
+    return ([SelectChoice(0, blank)] if blank else []) + choices
 
 
 def _mapping_page(system: AuthSystem, rule_form: RuleForm, settings_form: MappingSettingsForm):

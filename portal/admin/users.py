@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from wtforms import SelectChoice
 
 from portal.admin import bp
 from portal.admin.forms import ConfirmForm
@@ -32,7 +33,7 @@ def user(user_id: int):
     """Show a user: SSO bindings, locked fields, groups with their source, membership, role."""
     person = found_or_404(svc.get_user(user_id))
     form = AssignGroupForm()
-    form.group.choices = [(g.id, g.name) for g in group_svc.list_groups()]
+    form.group.choices = [SelectChoice(g.id, g.name) for g in group_svc.list_groups()]
     return render_template(
         "admin/users_detail.html",
         person=person,
@@ -60,7 +61,7 @@ def assign_user_group(user_id: int):
     """Assign a member group to a user by hand."""
     person = found_or_404(svc.get_user(user_id))
     form = AssignGroupForm()
-    form.group.choices = [(g.id, g.name) for g in group_svc.list_groups()]
+    form.group.choices = [SelectChoice(g.id, g.name) for g in group_svc.list_groups()]
     if form.validate_on_submit():
         group = found_or_404(group_svc.get_group(form.group.data))
         if group_svc.assign_manual_group(person, group):

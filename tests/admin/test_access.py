@@ -75,8 +75,8 @@ def test_member_gets_the_403_page_on_every_admin_route(app, client, auth, member
 
 
 @pytest.mark.parametrize(("method", "template"), ROUTES)
-def test_manager_reaches_every_admin_route(signed_in, ids, method, template):
+def test_manager_reaches_every_admin_route(manager_client, ids, method, template):
     """A community manager gets each admin screen (POSTs land on a page that renders)."""
     url = template.format(**ids)
-    response = signed_in.open(url, method=method, follow_redirects=True)
+    response = manager_client.open(url, method=method, follow_redirects=True)
     assert response.status_code == 200, (method, url)

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from portal.extensions import db
 from portal.models import AuthSystem
 from portal.services.auth_systems import auth_system_data, validate_auth_system_data
-from tests.admin.conftest import errors_beside
+from tests.support.pages import errors_beside
 
 NEW = "/admin/auth-systems/new"
 POLICY_HINT = (
@@ -59,10 +59,10 @@ def _systems() -> int:
 
 @pytest.mark.parametrize(("origin", "why"), REFUSED_HOSTS, ids=[h[0] for h in REFUSED_HOSTS])
 def test_token_url_on_an_internal_address_is_refused_in_production(
-    signed_in, form_data, production, origin, why
+    manager_client, form_data, production, origin, why
 ):
     """The form answers the reason beside Token API URL and saves nothing."""
-    response = signed_in.post(NEW, data={**form_data, "token_url": f"{origin}/token"})
+    response = manager_client.post(NEW, data={**form_data, "token_url": f"{origin}/token"})
     assert response.status_code == 200
     page = response.get_data(as_text=True)
     assert errors_beside(page, "token_url") == [f"The Token API URL points to {why}; {POLICY_HINT}"]
@@ -80,20 +80,20 @@ def test_token_url_on_an_internal_address_is_refused_in_production(
     ],
 )
 def test_every_url_portal_calls_is_held_to_the_policy(
-    signed_in, form_data, production, field, label, value
+    manager_client, form_data, production, field, label, value
 ):
     """Login, profile, issuer and JWKS URLs are refused the same way."""
     data = {**form_data, field: value}
     if field == "jwks_url":
         data["issuer"] = "https://idp.acme.test"
-    page = signed_in.post(NEW, data=data).get_data(as_text=True)
+    page = manager_client.post(NEW, data=data).get_data(as_text=True)
     [message] = errors_beside(page, field)
     assert message.startswith(f"The {label} points to ")
     assert message.endswith(POLICY_HINT)
     assert _systems() == 0
 
 
-def test_browser_only_links_may_name_an_intranet_page(signed_in, form_data, production):
+def test_browser_only_links_may_name_an_intranet_page(manager_client, form_data, production):
     """The Alternate Logout and Profile Edit URLs are links members follow; Portal never
     fetches them, so an intranet address is accepted there."""
     data = {
@@ -101,23 +101,25 @@ def test_browser_only_links_may_name_an_intranet_page(signed_in, form_data, prod
         "logout_url": "https://10.0.0.5/logout?return=%ReturnToURL%",
         "profile_edit_url": "https://10.0.0.5/profile",
     }
-    assert signed_in.post(NEW, data=data).status_code == 302
+    assert manager_client.post(NEW, data=data).status_code == 302
     assert _systems() == 1
 
 
-def test_loopback_is_allowed_in_development(signed_in, form_data):
+def test_loopback_is_allowed_in_development(manager_client, form_data):
     """Outside production a provider on this machine can be configured (development)."""
     data = {**form_data, "token_url": "http://127.0.0.1:8080/token"}
-    assert signed_in.post(NEW, data=data).status_code == 302
+    assert manager_client.post(NEW, data=data).status_code == 302
 
 
-def test_an_allowed_private_network_is_accepted(signed_in, form_data, production):
+def test_an_allowed_private_network_is_accepted(manager_client, form_data, production):
     """PORTAL_ALLOWED_PRIVATE_NETWORKS=10.0.0.0/8 lets an on-premises provider be saved,
     and only that network."""
     production.config["PORTAL_ALLOWED_PRIVATE_NETWORKS"] = (ipaddress.ip_network("10.0.0.0/8"),)
-    refused = signed_in.post(NEW, data={**form_data, "token_url": "https://192.168.1.20/token"})
+    refused = manager_client.post(
+        NEW, data={**form_data, "token_url": "https://192.168.1.20/token"}
+    )
     assert errors_beside(refused.get_data(as_text=True), "token_url")
-    accepted = signed_in.post(NEW, data={**form_data, "token_url": "https://10.0.0.5/token"})
+    accepted = manager_client.post(NEW, data={**form_data, "token_url": "https://10.0.0.5/token"})
     assert accepted.status_code == 302
     assert _systems() == 1
 
@@ -160,11 +162,11 @@ def idp():
 
 
 def test_import_from_an_internal_issuer_is_refused_without_fetching(
-    signed_in, form_data, production, idp
+    manager_client, form_data, production, idp
 ):
     """In production an issuer on loopback is refused beside Issuer URL, before any request."""
     data = {**form_data, "issuer_url": idp.url, "import_issuer": "Import from issuer"}
-    page = signed_in.post(NEW, data=data).get_data(as_text=True)
+    page = manager_client.post(NEW, data=data).get_data(as_text=True)
     assert errors_beside(page, "issuer_url") == [
         f"The Issuer URL points to a loopback address; {POLICY_HINT}"
     ]
@@ -173,7 +175,7 @@ def test_import_from_an_internal_issuer_is_refused_without_fetching(
 
 
 def test_a_discovered_endpoint_on_an_internal_address_is_refused(
-    signed_in, form_data, production, idp, monkeypatch
+    manager_client, form_data, production, idp, monkeypatch
 ):
     """An allowed issuer whose document points an endpoint at a metadata address is refused,
     and the form keeps what was typed."""
@@ -190,7 +192,7 @@ def test_a_discovered_endpoint_on_an_internal_address_is_refused(
 
     monkeypatch.setattr(presets, "discover_issuer", discover_with_a_metadata_userinfo)
     data = {**form_data, "issuer_url": idp.url, "import_issuer": "Import from issuer"}
-    page = signed_in.post(NEW, data=data).get_data(as_text=True)
+    page = manager_client.post(NEW, data=data).get_data(as_text=True)
     assert errors_beside(page, "issuer_url") == [
         "The Profile API URL the discovery document gives points to a link-local address "
         f"(cloud metadata services live there); {POLICY_HINT}"

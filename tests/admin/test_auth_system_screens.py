@@ -10,7 +10,8 @@ from portal.services.auth_systems import get_system_by_slug, read_client_secret
 from portal.sso.fields import DEFAULT_TOKEN_BODY, LABELS, TEMPLATE_FIELDS
 from portal.sso.placeholders import PLACEHOLDERS
 from portal.sso.profile_fields import OPTION_FIELDS, PROFILE_FIELDS
-from tests.admin.conftest import SECRET, parse_page, secret_bound_fields
+from tests.support.auth_system_form import SECRET, secret_bound_fields
+from tests.support.pages import parse_page
 
 OPTION_LABELS = ("User can upgrade from this field", "Provider must supply this value")
 
@@ -21,12 +22,12 @@ def count_systems() -> int:
 
 
 def test_list_shows_each_system_with_type_state_mode_and_redirect_url(
-    signed_in, create_auth_system
+    manager_client, create_auth_system
 ):
     """The list names each system with its type, enabled state, login mode and Redirect URL."""
     create_auth_system("Acme SSO", login_mode="remote_only", enabled=True)
     create_auth_system("Beta IdP", enabled=False)
-    page = signed_in.get("/admin/auth-systems").get_data(as_text=True)
+    page = manager_client.get("/admin/auth-systems").get_data(as_text=True)
     assert "Add a New Authentication System" in page
     assert "Acme SSO" in page and "Beta IdP" in page
     assert "OAuth 2.0" in page
@@ -36,18 +37,18 @@ def test_list_shows_each_system_with_type_state_mode_and_redirect_url(
     assert ">Yes<" in page and ">No<" in page
 
 
-def test_list_links_to_the_add_form(signed_in):
+def test_list_links_to_the_add_form(manager_client):
     """The list offers "Add a New Authentication System", which opens the empty form."""
-    page = signed_in.get("/admin/auth-systems").get_data(as_text=True)
+    page = manager_client.get("/admin/auth-systems").get_data(as_text=True)
     assert 'href="/admin/auth-systems/new">Add a New Authentication System</a>' in page
-    response = signed_in.get("/admin/auth-systems/new")
+    response = manager_client.get("/admin/auth-systems/new")
     assert "<h1>Add a New Authentication System</h1>" in response.get_data(as_text=True)
 
 
-def test_new_form_is_prefilled_with_defaults(signed_in):
+def test_new_form_is_prefilled_with_defaults(manager_client):
     """A new system starts from the documented defaults."""
-    parser = parse_page(signed_in.get("/admin/auth-systems/new").get_data(as_text=True))
-    page = signed_in.get("/admin/auth-systems/new").get_data(as_text=True)
+    parser = parse_page(manager_client.get("/admin/auth-systems/new").get_data(as_text=True))
+    page = manager_client.get("/admin/auth-systems/new").get_data(as_text=True)
     assert "grant_type=authorization_code&amp;code=%Code%&amp;redirect_uri=%RedirectURL%" in page
     assert DEFAULT_TOKEN_BODY.replace("&", "&amp;") in page
     assert parser.control_for("Access Token Path")["value"] == "access_token"
@@ -62,10 +63,10 @@ def test_new_form_is_prefilled_with_defaults(signed_in):
     assert "checked" not in str(parser.control_for("Enabled"))
 
 
-def test_every_field_has_a_visible_label_pointing_at_its_control(signed_in, create_team):
+def test_every_field_has_a_visible_label_pointing_at_its_control(manager_client, create_team):
     """Each DESIGN.md label is a <label for> whose id exists, exactly once."""
     create_team("Staff")
-    parser = parse_page(signed_in.get("/admin/auth-systems/new").get_data(as_text=True))
+    parser = parse_page(manager_client.get("/admin/auth-systems/new").get_data(as_text=True))
     for label in [*LABELS.values(), "Redirect URL", *(label for _, label in PROFILE_FIELDS)]:
         control = parser.control_for(label)
         assert control["_tag"] in ("input", "select", "textarea"), label
@@ -77,9 +78,9 @@ def test_every_field_has_a_visible_label_pointing_at_its_control(signed_in, crea
         assert label["for"] in parser.ids, f"label {label['text']!r} points at nothing"
 
 
-def test_each_profile_row_has_its_own_labelled_options(signed_in):
+def test_each_profile_row_has_its_own_labelled_options(manager_client):
     """The first five rows carry both options, each labelled and inside the row's group."""
-    parser = parse_page(signed_in.get("/admin/auth-systems/new").get_data(as_text=True))
+    parser = parse_page(manager_client.get("/admin/auth-systems/new").get_data(as_text=True))
     labels = parser.label_texts()
     for key, row_label in PROFILE_FIELDS:
         for option in OPTION_LABELS:
@@ -94,31 +95,31 @@ def test_each_profile_row_has_its_own_labelled_options(signed_in):
         assert path["_groups"][-1] == row_label
 
 
-def test_type_offers_oauth_2(signed_in):
+def test_type_offers_oauth_2(manager_client):
     """Type is a select whose only option is OAuth 2.0."""
-    page = signed_in.get("/admin/auth-systems/new").get_data(as_text=True)
+    page = manager_client.get("/admin/auth-systems/new").get_data(as_text=True)
     assert '<option selected value="oauth2">OAuth 2.0</option>' in page
 
 
-def test_alternate_login_offers_the_three_modes(signed_in):
+def test_alternate_login_offers_the_three_modes(manager_client):
     """Alternate Login offers Local Login Only, Local and Remote Logins, Remote Login Only."""
-    page = signed_in.get("/admin/auth-systems/new").get_data(as_text=True)
+    page = manager_client.get("/admin/auth-systems/new").get_data(as_text=True)
     for mode in ("Local Login Only", "Local and Remote Logins", "Remote Login Only"):
         assert f">{mode}</option>" in page
 
 
-def test_onboarding_team_offers_teams_and_none(signed_in, create_team):
+def test_onboarding_team_offers_teams_and_none(manager_client, create_team):
     """Onboarding Team lists None and every team."""
     team = create_team("Staff")
-    page = signed_in.get("/admin/auth-systems/new").get_data(as_text=True)
+    page = manager_client.get("/admin/auth-systems/new").get_data(as_text=True)
     assert '<option selected value="">None</option>' in page
     assert f'<option value="{team.id}">Staff</option>' in page
 
 
-def test_each_template_field_lists_the_placeholders_it_accepts(signed_in):
+def test_each_template_field_lists_the_placeholders_it_accepts(manager_client):
     """Beside each template field, the help names exactly the placeholders it offers."""
-    parser = parse_page(signed_in.get("/admin/auth-systems/new").get_data(as_text=True))
-    page = signed_in.get("/admin/auth-systems/new").get_data(as_text=True)
+    parser = parse_page(manager_client.get("/admin/auth-systems/new").get_data(as_text=True))
+    page = manager_client.get("/admin/auth-systems/new").get_data(as_text=True)
     for field, offered in TEMPLATE_FIELDS.items():
         assert field in parser.ids
         start = page.index(f'<p class="help" id="{field}-help">')
@@ -128,15 +129,15 @@ def test_each_template_field_lists_the_placeholders_it_accepts(signed_in):
             assert (f"<code>%{name}%</code>" in help_text) == (name in offered), (field, name)
 
 
-def test_issuer_and_jwks_url_explain_id_token_validation(signed_in):
+def test_issuer_and_jwks_url_explain_id_token_validation(manager_client):
     """The optional Issuer and JWKS URL say they turn on ID token validation."""
-    page = signed_in.get("/admin/auth-systems/new").get_data(as_text=True)
+    page = manager_client.get("/admin/auth-systems/new").get_data(as_text=True)
     assert "turn on ID token validation" in page
 
 
-def test_redirect_url_has_a_copy_button_and_live_update_script(signed_in, client):
+def test_redirect_url_has_a_copy_button_and_live_update_script(manager_client, client):
     """The Redirect URL is read-only with a Copy button, kept in step with the Name by static JS."""
-    page = signed_in.get("/admin/auth-systems/new").get_data(as_text=True)
+    page = manager_client.get("/admin/auth-systems/new").get_data(as_text=True)
     assert '<button type="button" data-copy-target="redirect_url">Copy</button>' in page
     assert 'data-redirect-pattern="http://localhost/sso/__SLUG__/callback"' in page
     assert '<script src="/static/auth_system_form.js">' in page
@@ -146,10 +147,10 @@ def test_redirect_url_has_a_copy_button_and_live_update_script(signed_in, client
     assert "//cdn" not in page and "https://cdn" not in page
 
 
-def test_redirect_url_is_computed_from_the_name_on_re_render(signed_in, form_data):
+def test_redirect_url_is_computed_from_the_name_on_re_render(manager_client, form_data):
     """After a failed save, the Redirect URL shows the typed Name's slug."""
     form_data.update(name="Acme Corp Login", client_id="")
-    page = signed_in.post("/admin/auth-systems/new", data=form_data).get_data(as_text=True)
+    page = manager_client.post("/admin/auth-systems/new", data=form_data).get_data(as_text=True)
     parser = parse_page(page)
     assert (
         parser.control_for("Redirect URL")["value"]
@@ -157,11 +158,11 @@ def test_redirect_url_is_computed_from_the_name_on_re_render(signed_in, form_dat
     )
 
 
-def test_create_saves_every_field_and_flashes(signed_in, form_data, create_team):
+def test_create_saves_every_field_and_flashes(manager_client, form_data, create_team):
     """A valid submission saves the system, its profile rows and options, then flashes."""
     team = create_team("Staff")
     form_data["onboarding_team_id"] = str(team.id)
-    response = signed_in.post("/admin/auth-systems/new", data=form_data, follow_redirects=True)
+    response = manager_client.post("/admin/auth-systems/new", data=form_data, follow_redirects=True)
     page = response.get_data(as_text=True)
     assert "Authentication system Acme SSO added." in page
     system = get_system_by_slug("acme-sso")
@@ -182,13 +183,13 @@ def test_create_saves_every_field_and_flashes(signed_in, form_data, create_team)
     assert {p.field for p in system.params} == {key for key, _ in PROFILE_FIELDS}
 
 
-def test_edit_form_shows_saved_values(signed_in, create_auth_system):
+def test_edit_form_shows_saved_values(manager_client, create_auth_system):
     """The edit form is filled with the saved configuration."""
     system = create_auth_system(
         "Acme SSO",
         params={"user_id": {"path": "id"}, "email": {"path": "mail", "can_upgrade": True}},
     )
-    page = signed_in.get(f"/admin/auth-systems/{system.id}/edit").get_data(as_text=True)
+    page = manager_client.get(f"/admin/auth-systems/{system.id}/edit").get_data(as_text=True)
     parser = parse_page(page)
     assert parser.control_for("Name")["value"] == "Acme SSO"
     assert parser.control_for("User ID")["value"] == "id"
@@ -198,11 +199,11 @@ def test_edit_form_shows_saved_values(signed_in, create_auth_system):
     assert parser.control_for("Redirect URL")["value"] == "http://localhost/sso/acme-sso/callback"
 
 
-def test_edit_saves_changes_and_flashes(signed_in, create_auth_system, form_data):
+def test_edit_saves_changes_and_flashes(manager_client, create_auth_system, form_data):
     """Editing replaces the configuration, including the slug, and flashes."""
     system = create_auth_system("Old Name", **secret_bound_fields(form_data))
     form_data.update(name="New Name", client_secret="", param_email_path="emails[0]")
-    response = signed_in.post(
+    response = manager_client.post(
         f"/admin/auth-systems/{system.id}/edit", data=form_data, follow_redirects=True
     )
     assert "Authentication system New Name saved." in response.get_data(as_text=True)
@@ -212,33 +213,33 @@ def test_edit_saves_changes_and_flashes(signed_in, create_auth_system, form_data
     assert system.login_label == "Sign in with Acme"
 
 
-def test_edit_unchecking_an_option_clears_it(signed_in, create_auth_system, form_data):
+def test_edit_unchecking_an_option_clears_it(manager_client, create_auth_system, form_data):
     """An option left unchecked on edit is saved as off."""
     system = create_auth_system(params={"email": {"path": "email", "must_supply": True}})
     form_data.pop("param_email_must_supply")
     form_data["name"] = system.name
-    signed_in.post(f"/admin/auth-systems/{system.id}/edit", data=form_data)
+    manager_client.post(f"/admin/auth-systems/{system.id}/edit", data=form_data)
     db.session.refresh(system)
     assert system.param("email").must_supply is False
 
 
-def test_unknown_system_is_404(signed_in):
+def test_unknown_system_is_404(manager_client):
     """Editing, toggling or deleting a system that does not exist gives the 404 page."""
-    assert signed_in.get("/admin/auth-systems/999/edit").status_code == 404
-    assert signed_in.post("/admin/auth-systems/999/enable").status_code == 404
-    assert signed_in.get("/admin/auth-systems/999/delete").status_code == 404
+    assert manager_client.get("/admin/auth-systems/999/edit").status_code == 404
+    assert manager_client.post("/admin/auth-systems/999/enable").status_code == 404
+    assert manager_client.get("/admin/auth-systems/999/delete").status_code == 404
 
 
-def test_disable_and_enable_flip_the_system_and_flash(signed_in, create_auth_system):
+def test_disable_and_enable_flip_the_system_and_flash(manager_client, create_auth_system):
     """Disable turns a system off and Enable turns it back on, each with a message."""
     system = create_auth_system("Acme SSO", enabled=True)
-    page = signed_in.post(
+    page = manager_client.post(
         f"/admin/auth-systems/{system.id}/disable", follow_redirects=True
     ).get_data(as_text=True)
     assert "Authentication system Acme SSO disabled." in page
     db.session.refresh(system)
     assert system.enabled is False
-    page = signed_in.post(
+    page = manager_client.post(
         f"/admin/auth-systems/{system.id}/enable", follow_redirects=True
     ).get_data(as_text=True)
     assert "Authentication system Acme SSO enabled." in page
@@ -246,23 +247,23 @@ def test_disable_and_enable_flip_the_system_and_flash(signed_in, create_auth_sys
     assert system.enabled is True
 
 
-def test_enable_and_disable_are_not_reachable_by_get(signed_in, create_auth_system):
+def test_enable_and_disable_are_not_reachable_by_get(manager_client, create_auth_system):
     """Enabling or disabling needs a POST; a GET changes nothing."""
     system = create_auth_system(enabled=False)
-    assert signed_in.get(f"/admin/auth-systems/{system.id}/enable").status_code == 405
+    assert manager_client.get(f"/admin/auth-systems/{system.id}/enable").status_code == 405
     db.session.refresh(system)
     assert system.enabled is False
 
 
 def test_delete_asks_for_confirmation_naming_the_system_and_its_bindings(
-    signed_in, create_auth_system, create_user
+    manager_client, create_auth_system, create_user
 ):
     """The confirm page names the system, says member bindings are removed, and deletes nothing."""
     system = create_auth_system("Acme SSO")
     user = create_user()
     db.session.add(Identity(user_id=user.id, auth_system_id=system.id, subject="abc"))
     db.session.commit()
-    page = signed_in.get(f"/admin/auth-systems/{system.id}/delete").get_data(as_text=True)
+    page = manager_client.get(f"/admin/auth-systems/{system.id}/delete").get_data(as_text=True)
     assert "Delete the authentication system Acme SSO?" in page
     assert "member bindings" in page and "1 member bound to it" in page
     assert 'method="post"' in page
@@ -270,14 +271,14 @@ def test_delete_asks_for_confirmation_naming_the_system_and_its_bindings(
 
 
 def test_confirmed_delete_removes_the_system_and_bindings_but_keeps_users(
-    signed_in, create_auth_system, create_user
+    manager_client, create_auth_system, create_user
 ):
     """Deleting removes the system, its profile rows and bindings; the member account stays."""
     system = create_auth_system("Acme SSO")
     user = create_user()
     db.session.add(Identity(user_id=user.id, auth_system_id=system.id, subject="abc"))
     db.session.commit()
-    response = signed_in.post(f"/admin/auth-systems/{system.id}/delete", follow_redirects=True)
+    response = manager_client.post(f"/admin/auth-systems/{system.id}/delete", follow_redirects=True)
     assert "Authentication system Acme SSO deleted." in response.get_data(as_text=True)
     db.session.expire_all()
     assert count_systems() == 0

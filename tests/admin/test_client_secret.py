@@ -11,31 +11,31 @@ from cryptography.fernet import Fernet
 from portal.extensions import db
 from portal.services.auth_systems import get_system_by_slug, read_client_secret
 from portal.services.secrets import SecretUnreadable, decrypt_secret
-from tests.admin.conftest import SECRET, secret_in
-from tests.conftest import TEST_KEY
+from tests.support.auth_system_form import SECRET, secret_in
+from tests.support.keys import TEST_KEY
 
 
 @pytest.fixture
-def saved(signed_in, form_data):
+def saved(manager_client, form_data):
     """Save a system through the form and return it."""
-    response = signed_in.post("/admin/auth-systems/new", data=form_data, follow_redirects=True)
+    response = manager_client.post("/admin/auth-systems/new", data=form_data, follow_redirects=True)
     assert "Authentication system Acme SSO added." in response.get_data(as_text=True)
     return get_system_by_slug("acme-sso")
 
 
-def test_secret_appears_on_no_admin_page(signed_in, form_data, saved):
+def test_secret_appears_on_no_admin_page(manager_client, form_data, saved):
     """List, add, edit, edit with errors and confirm delete never show the secret."""
     pages = {
-        "list": signed_in.get("/admin/auth-systems"),
-        "add": signed_in.get("/admin/auth-systems/new"),
-        "add with errors": signed_in.post(
+        "list": manager_client.get("/admin/auth-systems"),
+        "add": manager_client.get("/admin/auth-systems/new"),
+        "add with errors": manager_client.post(
             "/admin/auth-systems/new", data={**form_data, "name": "Other", "client_id": ""}
         ),
-        "edit": signed_in.get(f"/admin/auth-systems/{saved.id}/edit"),
-        "edit with errors": signed_in.post(
+        "edit": manager_client.get(f"/admin/auth-systems/{saved.id}/edit"),
+        "edit with errors": manager_client.post(
             f"/admin/auth-systems/{saved.id}/edit", data={**form_data, "token_url": "nope"}
         ),
-        "confirm delete": signed_in.get(f"/admin/auth-systems/{saved.id}/delete"),
+        "confirm delete": manager_client.get(f"/admin/auth-systems/{saved.id}/delete"),
     }
     for name, response in pages.items():
         assert response.status_code == 200, name
@@ -44,21 +44,21 @@ def test_secret_appears_on_no_admin_page(signed_in, form_data, saved):
     assert "Nothing was saved" in pages["edit with errors"].get_data(as_text=True)
 
 
-def test_secret_is_not_in_the_flash_after_save(signed_in, form_data):
+def test_secret_is_not_in_the_flash_after_save(manager_client, form_data):
     """The message after saving does not repeat the secret."""
-    response = signed_in.post("/admin/auth-systems/new", data=form_data, follow_redirects=True)
+    response = manager_client.post("/admin/auth-systems/new", data=form_data, follow_redirects=True)
     page = response.get_data(as_text=True)
     assert "Authentication system Acme SSO added." in page
     assert not secret_in(page)
 
 
-def test_secret_is_not_logged(signed_in, form_data, caplog):
+def test_secret_is_not_logged(manager_client, form_data, caplog):
     """Saving, refusing and editing log nothing that holds the secret."""
     caplog.set_level(logging.DEBUG)
-    signed_in.post("/admin/auth-systems/new", data={**form_data, "client_id": ""})
-    signed_in.post("/admin/auth-systems/new", data=form_data)
+    manager_client.post("/admin/auth-systems/new", data={**form_data, "client_id": ""})
+    manager_client.post("/admin/auth-systems/new", data=form_data)
     system = get_system_by_slug("acme-sso")
-    signed_in.post(f"/admin/auth-systems/{system.id}/edit", data=form_data)
+    manager_client.post(f"/admin/auth-systems/{system.id}/edit", data=form_data)
     assert not secret_in(caplog.text)
 
 
@@ -72,10 +72,10 @@ def test_secret_is_stored_encrypted(saved):
     assert decrypt_secret(raw) == SECRET
 
 
-def test_blank_secret_on_edit_keeps_the_stored_one(signed_in, form_data, saved):
+def test_blank_secret_on_edit_keeps_the_stored_one(manager_client, form_data, saved):
     """Leaving Client Secret blank on edit keeps the secret already stored."""
     before = saved.client_secret_encrypted
-    response = signed_in.post(
+    response = manager_client.post(
         f"/admin/auth-systems/{saved.id}/edit", data={**form_data, "client_secret": ""}
     )
     assert response.status_code == 302
@@ -84,18 +84,18 @@ def test_blank_secret_on_edit_keeps_the_stored_one(signed_in, form_data, saved):
     assert read_client_secret(saved) == SECRET
 
 
-def test_new_secret_on_edit_replaces_the_stored_one(signed_in, form_data, saved):
+def test_new_secret_on_edit_replaces_the_stored_one(manager_client, form_data, saved):
     """Typing a new Client Secret on edit replaces the stored one."""
-    signed_in.post(
+    manager_client.post(
         f"/admin/auth-systems/{saved.id}/edit", data={**form_data, "client_secret": "n3w"}
     )
     db.session.refresh(saved)
     assert read_client_secret(saved) == "n3w"
 
 
-def test_edit_form_says_a_secret_is_stored_without_showing_it(signed_in, saved):
+def test_edit_form_says_a_secret_is_stored_without_showing_it(manager_client, saved):
     """The edit form explains that blank keeps the stored secret."""
-    page = signed_in.get(f"/admin/auth-systems/{saved.id}/edit").get_data(as_text=True)
+    page = manager_client.get(f"/admin/auth-systems/{saved.id}/edit").get_data(as_text=True)
     assert "A secret is stored. Leave this blank to keep it" in page
     assert 'type="password" value=""' in page
 

@@ -14,7 +14,8 @@ from portal.devidp import OIDCProvider
 from portal.extensions import db
 from portal.models import AuthSystem
 from portal.services.auth_systems import read_client_secret
-from tests.admin.conftest import SECRET, as_post, errors_beside, form_values, secret_in
+from tests.support.auth_system_form import SECRET, secret_in
+from tests.support.pages import as_post, errors_beside, form_values
 
 NEW = "/admin/auth-systems/new"
 IMPORT = {"import_issuer": "Import from issuer"}
@@ -55,9 +56,9 @@ def import_issuer(client, url: str, data: dict, issuer_url: str):
     return response.get_data(as_text=True)
 
 
-def test_import_fills_the_five_fields_and_keeps_what_was_typed(signed_in, form_data, idp):
+def test_import_fills_the_five_fields_and_keeps_what_was_typed(manager_client, form_data, idp):
     """Login URL, Token API URL, Profile API URL, Issuer and JWKS URL come from discovery."""
-    page = import_issuer(signed_in, NEW, form_data, idp.url)
+    page = import_issuer(manager_client, NEW, form_data, idp.url)
     shown = form_values(page)
     assert shown["login_url"].startswith(f"{idp.authorize_url}?response_type=code")
     assert "state=%State%" in shown["login_url"] and "nonce=%Nonce%" in shown["login_url"]
@@ -76,29 +77,29 @@ def test_import_fills_the_five_fields_and_keeps_what_was_typed(signed_in, form_d
     assert count_systems() == 0
 
 
-def test_basic_client_authentication_goes_into_the_headers(signed_in, form_data, idp):
+def test_basic_client_authentication_goes_into_the_headers(manager_client, form_data, idp):
     """When the provider takes client_secret_basic, the secret moves into a Basic header."""
-    shown = form_values(import_issuer(signed_in, NEW, form_data, idp.url))
+    shown = form_values(import_issuer(manager_client, NEW, form_data, idp.url))
     assert shown["token_headers"] == "Authorization: Basic %BasicAuth%"
     assert "%ClientSecret%" not in shown["token_body"]
     assert shown["token_body"].startswith("grant_type=authorization_code&code=%Code%")
     assert "code_verifier=%CodeVerifier%" in shown["token_body"]
 
 
-def test_post_client_authentication_goes_into_the_body(signed_in, form_data, idp):
+def test_post_client_authentication_goes_into_the_body(manager_client, form_data, idp):
     """A provider that only takes client_secret_post gets the id and secret in the body."""
     idp.client.auth_methods = {"client_secret_post"}
-    page = import_issuer(signed_in, NEW, form_data, idp.url)
+    page = import_issuer(manager_client, NEW, form_data, idp.url)
     shown = form_values(page)
     assert shown["token_headers"] == ""
     assert "client_id=%ClientID%&client_secret=%ClientSecret%" in shown["token_body"]
     assert "client_secret_post" in page
 
 
-def test_an_imported_form_saves_as_shown(signed_in, form_data, idp):
+def test_an_imported_form_saves_as_shown(manager_client, form_data, idp):
     """Import, then Save: the system holds the discovered values and the typed secret."""
-    shown = form_values(import_issuer(signed_in, NEW, form_data, idp.url))
-    response = signed_in.post(NEW, data={**as_post(shown), "client_secret": SECRET})
+    shown = form_values(import_issuer(manager_client, NEW, form_data, idp.url))
+    response = manager_client.post(NEW, data={**as_post(shown), "client_secret": SECRET})
     assert response.status_code == 302, errors_beside(response.get_data(as_text=True), "name")
     system = db.session.scalar(sa.select(AuthSystem))
     assert system.issuer == idp.issuer and system.jwks_url == idp.jwks_url
@@ -106,19 +107,19 @@ def test_an_imported_form_saves_as_shown(signed_in, form_data, idp):
     assert read_client_secret(system) == SECRET
 
 
-def test_a_preset_then_import_replaces_every_marker(signed_in, idp):
+def test_a_preset_then_import_replaces_every_marker(manager_client, idp):
     """Start from Generic OpenID Connect, import: no {marker} is left to replace."""
-    start = form_values(signed_in.get(f"{NEW}?preset=generic-oidc").get_data(as_text=True))
+    start = form_values(manager_client.get(f"{NEW}?preset=generic-oidc").get_data(as_text=True))
     assert "{token-endpoint}" in start["token_url"]
-    page = import_issuer(signed_in, f"{NEW}?preset=generic-oidc", as_post(start), idp.url)
+    page = import_issuer(manager_client, f"{NEW}?preset=generic-oidc", as_post(start), idp.url)
     assert "marker-hint" not in page
     assert form_values(page)["token_url"] == idp.token_url
 
 
-def test_a_mismatched_issuer_is_refused_and_nothing_changes(signed_in, form_data):
+def test_a_mismatched_issuer_is_refused_and_nothing_changes(manager_client, form_data):
     """A document naming another issuer is refused beside Issuer URL; the form is as typed."""
     with OIDCProvider(issuer="https://login.other.example") as other:
-        page = import_issuer(signed_in, NEW, form_data, other.url)
+        page = import_issuer(manager_client, NEW, form_data, other.url)
     message = " ".join(errors_beside(page, "issuer_url"))
     assert f"belongs to issuer https://login.other.example, not to {other.url}" in message
     shown = form_values(page)
@@ -130,11 +131,11 @@ def test_a_mismatched_issuer_is_refused_and_nothing_changes(signed_in, form_data
 
 
 def test_an_unreachable_issuer_gives_a_clear_message_and_logs_no_secret(
-    signed_in, form_data, closed_port_url, caplog
+    manager_client, form_data, closed_port_url, caplog
 ):
     """Nothing listening: the page says the provider could not be reached; nothing saved."""
     caplog.set_level(logging.INFO)
-    page = import_issuer(signed_in, NEW, form_data, closed_port_url)
+    page = import_issuer(manager_client, NEW, form_data, closed_port_url)
     message = " ".join(errors_beside(page, "issuer_url"))
     assert f"Could not read {closed_port_url}/.well-known/openid-configuration" in message
     assert "could not be reached" in message
@@ -145,9 +146,9 @@ def test_an_unreachable_issuer_gives_a_clear_message_and_logs_no_secret(
     assert not secret_in(logs)
 
 
-def test_a_server_that_is_not_a_provider_is_refused(signed_in, form_data, idp):
+def test_a_server_that_is_not_a_provider_is_refused(manager_client, form_data, idp):
     """A URL without a discovery document answers 404: the message says where it looked."""
-    page = import_issuer(signed_in, NEW, form_data, f"{idp.url}/nothing-here")
+    page = import_issuer(manager_client, NEW, form_data, f"{idp.url}/nothing-here")
     message = " ".join(errors_beside(page, "issuer_url"))
     assert "There is no OpenID Connect discovery document at" in message
     assert count_systems() == 0
@@ -165,32 +166,32 @@ def test_a_server_that_is_not_a_provider_is_refused(signed_in, form_data, idp):
     ],
 )
 def test_an_unusable_issuer_url_is_refused_before_any_request(
-    signed_in, form_data, idp, issuer_url, message
+    manager_client, form_data, idp, issuer_url, message
 ):
     """Blank, a preset's marker or plain http: a message beside Issuer URL, no request sent."""
-    page = import_issuer(signed_in, NEW, form_data, issuer_url)
+    page = import_issuer(manager_client, NEW, form_data, issuer_url)
     assert message in " ".join(errors_beside(page, "issuer_url"))
     assert idp.requests.all("discovery") == []
 
 
 def test_import_on_the_edit_form_fills_it_without_saving(
-    signed_in, form_data, idp, create_auth_system
+    manager_client, form_data, idp, create_auth_system
 ):
     """On Edit, Import from issuer fills the form; the stored system is unchanged until Save."""
     system = create_auth_system("Acme SSO")
     url = f"/admin/auth-systems/{system.id}/edit"
-    shown = form_values(signed_in.get(url).get_data(as_text=True))
-    page = import_issuer(signed_in, url, as_post(shown), idp.url)
+    shown = form_values(manager_client.get(url).get_data(as_text=True))
+    page = import_issuer(manager_client, url, as_post(shown), idp.url)
     assert form_values(page)["token_url"] == idp.token_url
     db.session.expire_all()
     assert db.session.get(AuthSystem, system.id).token_url == "https://idp.example.com/token"
     # The token endpoint moved to another host: a blank secret is refused, and says why.
-    refused = signed_in.post(url, data=as_post(form_values(page))).get_data(as_text=True)
+    refused = manager_client.post(url, data=as_post(form_values(page))).get_data(as_text=True)
     assert errors_beside(refused, "client_secret")[0].startswith("Type the Client Secret again")
     db.session.expire_all()
     assert db.session.get(AuthSystem, system.id).token_url == "https://idp.example.com/token"
     # Typed again, it saves the discovered values with the secret.
-    response = signed_in.post(
+    response = manager_client.post(
         url, data={**as_post(form_values(page)), "client_secret": 's3cr3t+/=&"value'}
     )
     assert response.status_code == 302
@@ -200,9 +201,9 @@ def test_import_on_the_edit_form_fills_it_without_saving(
     assert read_client_secret(saved) == 's3cr3t+/=&"value'
 
 
-def test_the_labels_and_buttons_the_browser_test_uses(signed_in):
+def test_the_labels_and_buttons_the_browser_test_uses(manager_client):
     """Issuer URL is a labelled text field and Import from issuer a button inside the form."""
-    page = signed_in.get(NEW).get_data(as_text=True)
+    page = manager_client.get(NEW).get_data(as_text=True)
     assert '<label for="issuer_url">Issuer URL</label>' in page
     form = page.split('class="card auth-system-form"')[1].split("</form>")[0]
     assert 'name="import_issuer" type="submit" value="Import from issuer"' in form
@@ -210,7 +211,7 @@ def test_the_labels_and_buttons_the_browser_test_uses(signed_in):
 
 
 def test_endpoints_the_provider_lacks_keep_typed_values_and_clear_markers(
-    signed_in, form_data, idp, monkeypatch
+    manager_client, form_data, idp, monkeypatch
 ):
     """No end-session endpoint: a typed logout URL stays; a preset's {marker} there is cleared."""
     from portal.services import presets
@@ -222,7 +223,7 @@ def test_endpoints_the_provider_lacks_keep_typed_values_and_clear_markers(
 
     monkeypatch.setattr(presets, "discover_issuer", without_optional_endpoints)
     typed = {**form_data, "profile_url": "https://{your-site}/me"}
-    shown = form_values(import_issuer(signed_in, NEW, typed, idp.url))
+    shown = form_values(import_issuer(manager_client, NEW, typed, idp.url))
     assert shown["logout_url"] == form_data["logout_url"]
     assert shown["profile_url"] == ""
     assert shown["profile_headers"] == form_data["profile_headers"]

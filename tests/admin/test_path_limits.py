@@ -17,16 +17,9 @@ from portal.devidp import OIDCProvider
 from portal.extensions import db
 from portal.models import AuthSystem, Identity, User
 from portal.sso.idtoken import get_jwks_cache
-from tests.admin.conftest import errors_beside
-from tests.auth.conftest import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    SSO,
-    Provider,
-    _oidc_system,
-    assert_failure_page,
-    jane,
-)
+from tests.support.failures import assert_failure_page
+from tests.support.pages import errors_beside
+from tests.support.providers import CLIENT_ID, CLIENT_SECRET, SSO, Provider, jane, oidc_system
 
 NEW = "/admin/auth-systems/new"
 EXPLOSIVE = "[@,@,@,@][]" * 28 + ".sub"
@@ -37,18 +30,18 @@ def _systems() -> int:
     return db.session.scalar(sa.select(sa.func.count()).select_from(AuthSystem))
 
 
-def test_the_312_character_path_is_refused_beside_the_profile_field(signed_in, form_data):
+def test_the_312_character_path_is_refused_beside_the_profile_field(manager_client, form_data):
     """As User ID path it is refused with its length and the reason; nothing is saved."""
-    page = signed_in.post(NEW, data={**form_data, "param_user_id_path": EXPLOSIVE})
+    page = manager_client.post(NEW, data={**form_data, "param_user_id_path": EXPLOSIVE})
     [message] = errors_beside(page.get_data(as_text=True), "param_user_id_path")
     assert message.startswith("The User ID path is 312 characters long; a path may have at most")
     assert _systems() == 0
 
 
-def test_a_short_explosive_path_is_refused_as_access_token_path(signed_in, form_data):
+def test_a_short_explosive_path_is_refused_as_access_token_path(manager_client, form_data):
     """Under the length limit, a multiplying path is refused beside Access Token Path."""
     path = "[@,@,@,@][]" * 4 + ".access_token"
-    page = signed_in.post(NEW, data={**form_data, "access_token_path": path})
+    page = manager_client.post(NEW, data={**form_data, "access_token_path": path})
     [message] = errors_beside(page.get_data(as_text=True), "access_token_path")
     assert message.startswith("The Access Token Path multiplies the document more than")
     assert _systems() == 0
@@ -65,7 +58,7 @@ def provider(app, create_auth_system) -> Iterator[Provider]:
         members=[jane()],
     )
     with idp:
-        provider = Provider("oidc", idp, lambda **o: _oidc_system(create_auth_system, idp, **o))
+        provider = Provider("oidc", idp, lambda **o: oidc_system(create_auth_system, idp, **o))
         provider.configure()
         yield provider
     get_jwks_cache().clear()

@@ -20,8 +20,8 @@ from portal.services.auth_systems import get_system_by_slug, validate_auth_syste
 from portal.sso.fields import DEFAULT_LOGIN_URL, DEFAULT_TOKEN_BODY
 from portal.sso.idtoken import get_jwks_cache
 from portal.sso.placeholders import find_placeholders
-from tests.admin.conftest import as_post, errors_beside, form_values
-from tests.auth.conftest import jane
+from tests.support.pages import as_post, errors_beside, form_values
+from tests.support.providers import jane
 
 NEW = "/admin/auth-systems/new"
 PKCE_MESSAGE = (
@@ -55,11 +55,13 @@ def test_the_defaults_send_a_challenge_a_verifier_and_a_nonce():
     assert "code_verifier=%CodeVerifier%" in DEFAULT_TOKEN_BODY
 
 
-def test_the_default_form_signs_in_at_a_provider_that_enforces_pkce(signed_in, strict_idp, client):
+def test_the_default_form_signs_in_at_a_provider_that_enforces_pkce(
+    manager_client, strict_idp, client
+):
     """A system saved from the Add form's defaults (only the provider's addresses and the
     client typed) signs Jane in at a provider that requires PKCE; the verifier it received
     matches the challenge."""
-    shown = form_values(signed_in.get(NEW).get_data(as_text=True))
+    shown = form_values(manager_client.get(NEW).get_data(as_text=True))
     default_login = shown["login_url"]
     assert default_login == DEFAULT_LOGIN_URL and shown["token_body"] == DEFAULT_TOKEN_BODY
     data = {
@@ -79,8 +81,8 @@ def test_the_default_form_signs_in_at_a_provider_that_enforces_pkce(signed_in, s
         # The defaults map no username: Jane's comes from the provider, so no extra step.
         "param_username_path": "preferred_username",
     }
-    assert signed_in.post(NEW, data=data).status_code == 302
-    signed_in.post("/logout")
+    assert manager_client.post(NEW, data=data).status_code == 302
+    manager_client.post("/logout")
 
     start = client.get(f"/sso/{get_system_by_slug('acme-sso').slug}/login")
     assert start.status_code == 302
@@ -95,7 +97,7 @@ def test_the_default_form_signs_in_at_a_provider_that_enforces_pkce(signed_in, s
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Identity)) == 1
 
 
-def test_a_challenge_without_a_verifier_is_refused_beside_the_token_body(signed_in, form_data):
+def test_a_challenge_without_a_verifier_is_refused_beside_the_token_body(manager_client, form_data):
     """Saving a login URL with %CodeChallenge% and a token request without %CodeVerifier% is
     refused, with the reason beside Token API Post Body, and nothing is saved."""
     data = {
@@ -104,7 +106,7 @@ def test_a_challenge_without_a_verifier_is_refused_beside_the_token_body(signed_
         "token_body": "grant_type=authorization_code&code=%Code%&redirect_uri=%RedirectURL%"
         "&client_id=%ClientID%&client_secret=%ClientSecret%",
     }
-    page = signed_in.post(NEW, data=data).get_data(as_text=True)
+    page = manager_client.post(NEW, data=data).get_data(as_text=True)
     assert errors_beside(page, "token_body") == [PKCE_MESSAGE]
     assert get_system_by_slug("acme-sso") is None
 

@@ -23,9 +23,10 @@ from portal.services.auth_systems import (
     validate_auth_system_data,
 )
 from portal.sso.idtoken import get_jwks_cache
-from tests.admin.conftest import as_post, errors_beside, form_values, secret_in
-from tests.auth.conftest import CLIENT_ID, CLIENT_SECRET, Provider, _oidc_system, jane
 from tests.auth.test_test_screen import run_test
+from tests.support.auth_system_form import secret_in
+from tests.support.pages import as_post, errors_beside, form_values
+from tests.support.providers import CLIENT_ID, CLIENT_SECRET, Provider, jane, oidc_system
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def provider(app, create_auth_system) -> Iterator[Provider]:
         members=[jane()],
     )
     with idp:
-        provider = Provider("oidc", idp, lambda **o: _oidc_system(create_auth_system, idp, **o))
+        provider = Provider("oidc", idp, lambda **o: oidc_system(create_auth_system, idp, **o))
         provider.configure()
         yield provider
     get_jwks_cache().clear()
@@ -67,15 +68,15 @@ def _secret_reached(idp: OIDCProvider) -> bool:
 
 
 def test_token_url_to_another_host_with_a_blank_secret_is_refused_and_nothing_reaches_it(
-    signed_in, provider, attacker
+    manager_client, provider, attacker
 ):
     """The edit is refused beside Client Secret, the row keeps the old host, and a test run
     afterwards talks to the provider the secret was saved for, never to the attacker."""
     system = provider.system
     url = f"/admin/auth-systems/{system.id}/edit"
-    values = {**_edit_page_values(signed_in, system), "token_url": attacker.token_url}
+    values = {**_edit_page_values(manager_client, system), "token_url": attacker.token_url}
 
-    response = signed_in.post(url, data=values)
+    response = manager_client.post(url, data=values)
 
     assert response.status_code == 200
     page = response.get_data(as_text=True)
@@ -89,7 +90,7 @@ def test_token_url_to_another_host_with_a_blank_secret_is_refused_and_nothing_re
     assert stored.token_url == provider.idp.token_url
     assert read_client_secret(stored) == CLIENT_SECRET
 
-    _result, trace = run_test(signed_in, provider)
+    _result, trace = run_test(manager_client, provider)
 
     assert "The sign-in works" in trace
     assert attacker.requests.all() == [], "the attacker's endpoint received a request"
@@ -97,15 +98,15 @@ def test_token_url_to_another_host_with_a_blank_secret_is_refused_and_nothing_re
     assert provider.idp.requests.all("token"), "the saved provider got no token request"
 
 
-def test_typing_the_secret_again_saves_the_new_token_url(signed_in, provider, attacker):
+def test_typing_the_secret_again_saves_the_new_token_url(manager_client, provider, attacker):
     """With the Client Secret typed again the same change is saved (the manager chose it)."""
     system = provider.system
     values = {
-        **_edit_page_values(signed_in, system),
+        **_edit_page_values(manager_client, system),
         "token_url": attacker.token_url,
         "client_secret": "typed-again",
     }
-    response = signed_in.post(f"/admin/auth-systems/{system.id}/edit", data=values)
+    response = manager_client.post(f"/admin/auth-systems/{system.id}/edit", data=values)
     assert response.status_code == 302
     db.session.expire_all()
     stored = db.session.get(AuthSystem, system.id)
@@ -113,12 +114,12 @@ def test_typing_the_secret_again_saves_the_new_token_url(signed_in, provider, at
     assert read_client_secret(stored) == "typed-again"
 
 
-def test_a_refused_edit_writes_no_audit_event(signed_in, provider, attacker):
+def test_a_refused_edit_writes_no_audit_event(manager_client, provider, attacker):
     """Nothing about the refused change is recorded as saved."""
     system = provider.system
     before = db.session.query(AuditEvent).count()
-    values = {**_edit_page_values(signed_in, system), "client_id": "someone-else"}
-    signed_in.post(f"/admin/auth-systems/{system.id}/edit", data=values)
+    values = {**_edit_page_values(manager_client, system), "client_id": "someone-else"}
+    manager_client.post(f"/admin/auth-systems/{system.id}/edit", data=values)
     db.session.expire_all()
     assert db.session.query(AuditEvent).count() == before
     assert db.session.get(AuthSystem, system.id).client_id == CLIENT_ID

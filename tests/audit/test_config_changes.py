@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from portal.extensions import db
 from portal.models import AuthSystem
-from tests.admin.conftest import SECRET, as_post, form_values, secret_in
-
-from .conftest import events, raw_audit_rows, screen_rows
+from tests.support.auth_system_form import SECRET, secret_in
+from tests.support.pages import as_post, form_values, screen_rows
+from tests.support.rows import events, raw_audit_rows
 
 NEW_SECRET = "Fresh-Secret-8Kp2+/=&'tail"
 
@@ -30,12 +30,12 @@ def _edit(client, system: AuthSystem, **changes) -> None:
 
 
 def test_update_records_exactly_the_changed_fields_with_before_and_after(
-    signed_in, form_data, audit_page
+    manager_client, form_data, audit_page
 ):
     """Editing two fields and one profile option lists just those three, with labels."""
-    system = _create(signed_in, form_data)
+    system = _create(manager_client, form_data)
     _edit(
-        signed_in,
+        manager_client,
         system,
         client_id="acme-client-2",
         # A new Client ID needs the secret typed again; the same secret is not a change.
@@ -67,10 +67,10 @@ def test_update_records_exactly_the_changed_fields_with_before_and_after(
     assert "Email Address: User can upgrade from this field Yes No" in row
 
 
-def test_profile_path_change_is_labelled_by_the_row(signed_in, form_data):
+def test_profile_path_change_is_labelled_by_the_row(manager_client, form_data):
     """A changed profile path reads "<row> path" with the old and new paths."""
-    system = _create(signed_in, form_data)
-    _edit(signed_in, system, param_email_path="emails[0]")
+    system = _create(manager_client, form_data)
+    _edit(manager_client, system, param_email_path="emails[0]")
     (event,) = events("system.updated")
     assert event.details["changes"] == [
         {
@@ -82,17 +82,17 @@ def test_profile_path_change_is_labelled_by_the_row(signed_in, form_data):
     ]
 
 
-def test_saving_without_changes_records_nothing(signed_in, form_data):
+def test_saving_without_changes_records_nothing(manager_client, form_data):
     """Saving the form untouched (blank secret) adds no "System changed" event."""
-    system = _create(signed_in, form_data)
-    _edit(signed_in, system)
+    system = _create(manager_client, form_data)
+    _edit(manager_client, system)
     assert events("system.updated") == []
 
 
-def test_new_secret_shows_as_changed_and_never_as_a_value(signed_in, form_data, audit_page):
+def test_new_secret_shows_as_changed_and_never_as_a_value(manager_client, form_data, audit_page):
     """A new Client Secret is "changed": no old/new values in the rows or on the screen."""
-    system = _create(signed_in, form_data)
-    _edit(signed_in, system, client_secret=NEW_SECRET)
+    system = _create(manager_client, form_data)
+    _edit(manager_client, system, client_secret=NEW_SECRET)
     (event,) = events("system.updated")
     assert event.details["changes"] == [
         {"field": "client_secret", "label": "Client Secret", "changed": True}
@@ -106,18 +106,18 @@ def test_new_secret_shows_as_changed_and_never_as_a_value(signed_in, form_data, 
     assert "Client Secret changed" in row
 
 
-def test_retyping_the_stored_secret_is_not_a_change(signed_in, form_data):
+def test_retyping_the_stored_secret_is_not_a_change(manager_client, form_data):
     """Typing the same Client Secret again records no change."""
-    system = _create(signed_in, form_data)
-    _edit(signed_in, system, client_secret=SECRET)
+    system = _create(manager_client, form_data)
+    _edit(manager_client, system, client_secret=SECRET)
     assert events("system.updated") == []
 
 
-def test_literal_credentials_in_headers_and_body_are_hidden(signed_in, form_data):
+def test_literal_credentials_in_headers_and_body_are_hidden(manager_client, form_data):
     """A credential typed into a header or the post body shows as [hidden]; placeholders stay."""
-    system = _create(signed_in, form_data)
+    system = _create(manager_client, form_data)
     _edit(
-        signed_in,
+        manager_client,
         system,
         token_headers="Accept: application/json\nX-Api-Key: literal-key-123",
         token_body="grant_type=authorization_code&code=%Code%&client_secret=literal-pw-456",
@@ -135,10 +135,10 @@ def test_literal_credentials_in_headers_and_body_are_hidden(signed_in, form_data
 
 
 def test_creation_records_the_actor_and_settings_without_the_secret(
-    signed_in, form_data, audit_page
+    manager_client, form_data, audit_page
 ):
     """Adding a system records who added it and its settings; the secret only as changed."""
-    _create(signed_in, form_data)
+    _create(manager_client, form_data)
     (event,) = events("system.created")
     assert event.actor_label == "manager@example.com"
     changes = {c["label"]: c for c in event.details["changes"]}
@@ -154,15 +154,17 @@ def test_creation_records_the_actor_and_settings_without_the_secret(
     assert row.startswith(row[:19]) and "System created manager@example.com Acme SSO" in row
 
 
-def test_enable_disable_and_delete_are_recorded_with_the_actor(signed_in, form_data, audit_page):
+def test_enable_disable_and_delete_are_recorded_with_the_actor(
+    manager_client, form_data, audit_page
+):
     """Disabling, enabling and deleting a system each appear with who did it."""
-    system = _create(signed_in, form_data)
+    system = _create(manager_client, form_data)
     system_id = system.id
     base = f"/admin/auth-systems/{system_id}"
-    signed_in.post(f"{base}/disable")
-    signed_in.post(f"{base}/disable")  # already off: not a change
-    signed_in.post(f"{base}/enable")
-    signed_in.post(f"{base}/delete")
+    manager_client.post(f"{base}/disable")
+    manager_client.post(f"{base}/disable")  # already off: not a change
+    manager_client.post(f"{base}/enable")
+    manager_client.post(f"{base}/delete")
     assert db.session.get(AuthSystem, system_id) is None
     kinds = [e.kind for e in events() if e.kind.startswith("system.")]
     assert kinds == ["system.created", "system.disabled", "system.enabled", "system.deleted"]

@@ -5,22 +5,22 @@ from __future__ import annotations
 from portal.extensions import db
 from portal.models import GroupRule
 from portal.services.groups import create_group
+from tests.support.pages import screen_rows
+from tests.support.rows import events
 
-from .conftest import events, screen_rows
 
-
-def test_rule_added_and_removed_are_recorded(signed_in, create_auth_system, audit_page):
+def test_rule_added_and_removed_are_recorded(manager_client, create_auth_system, audit_page):
     """Adding then deleting a mapping rule shows both, in the manager's words."""
     system = create_auth_system(name="Member Center")
     group = create_group("Webinars")
     url = f"/admin/auth-systems/{system.id}/groups"
-    resp = signed_in.post(
+    resp = manager_client.post(
         f"{url}/rules",
         data={"rule-kind": "groups_contains", "rule-values": "WEBINARS", "rule-group": group.id},
     )
     assert resp.status_code == 302
     rule = db.session.query(GroupRule).one()
-    signed_in.post(f"{url}/rules/{rule.id}/delete")
+    manager_client.post(f"{url}/rules/{rule.id}/delete")
     added, removed = events("mapping.changed")
     assert added.actor_label == removed.actor_label == "manager@example.com"
     assert added.auth_system_name == "Member Center"
@@ -39,11 +39,11 @@ def test_rule_added_and_removed_are_recorded(signed_in, create_auth_system, audi
     assert "Rule removed Groups contains WEBINARS → Webinars" in rows[0]
 
 
-def test_mapping_settings_change_lists_each_setting(signed_in, create_auth_system):
+def test_mapping_settings_change_lists_each_setting(manager_client, create_auth_system):
     """Saving the default group and the restriction records those settings, before and after."""
     system = create_auth_system(name="Member Center")
     group = create_group("Members")
-    resp = signed_in.post(
+    resp = manager_client.post(
         f"/admin/auth-systems/{system.id}/groups/settings",
         data={
             "settings-default_group": group.id,

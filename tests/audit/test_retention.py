@@ -11,8 +11,7 @@ from portal.extensions import db
 from portal.models.base import utcnow
 from portal.services import audit
 from portal.services.auth_systems import set_auth_system_enabled
-
-from .conftest import events
+from tests.support.rows import events
 
 
 def _aged(days: int, reference: str) -> None:

@@ -9,8 +9,7 @@ import pytest
 from portal.extensions import db
 from portal.services import audit
 from portal.services.auth_systems import delete_auth_system
-
-from .conftest import screen_rows
+from tests.support.pages import screen_rows
 
 
 def _event(kind, *, actor=None, system=None, when=None, reference=None):

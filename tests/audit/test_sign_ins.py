@@ -6,10 +6,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from portal.extensions import db
 from portal.models import User
-from tests.auth.conftest import assert_failure_page
-from tests.conftest import MANAGER_PASSWORD, MEMBER_PASSWORD
-
-from .conftest import events, raw_audit_rows, screen_rows
+from tests.support.accounts import MANAGER_PASSWORD, MEMBER_PASSWORD
+from tests.support.failures import assert_failure_page
+from tests.support.pages import screen_rows
+from tests.support.rows import events, raw_audit_rows
 
 
 def test_sso_sign_in_records_the_member_and_the_system(oidc, sso, audit_page):

@@ -9,19 +9,20 @@ from flask_migrate import upgrade
 from portal import create_app
 from portal.extensions import db
 from portal.models import AuditEvent, AuthSystem
-from tests.audit.conftest import events, screen_rows
-from tests.conftest import TEST_KEY
+from tests.support.keys import TEST_KEY
+from tests.support.pages import screen_rows
+from tests.support.rows import events
 
 
-def test_a_new_system_never_takes_the_id_of_a_deleted_one(signed_in, form_data, audit_page):
+def test_a_new_system_never_takes_the_id_of_a_deleted_one(manager_client, form_data, audit_page):
     """Create, delete, create again: the second system has a new id and its own audit rows."""
-    signed_in.post("/admin/auth-systems/new", data=form_data)
+    manager_client.post("/admin/auth-systems/new", data=form_data)
     first = db.session.scalar(sa.select(AuthSystem))
     first_id = first.id
-    signed_in.post(f"/admin/auth-systems/{first_id}/delete")
+    manager_client.post(f"/admin/auth-systems/{first_id}/delete")
     assert db.session.scalar(sa.select(sa.func.count()).select_from(AuthSystem)) == 0
 
-    signed_in.post("/admin/auth-systems/new", data={**form_data, "name": "Second IdP"})
+    manager_client.post("/admin/auth-systems/new", data={**form_data, "name": "Second IdP"})
     second = db.session.scalar(sa.select(AuthSystem))
     assert second.id != first_id
 

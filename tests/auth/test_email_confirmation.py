@@ -186,7 +186,7 @@ def test_email_typed_on_complete_your_profile_is_pending_until_confirmed(
     oidc, sso, client, smtp_server
 ):
     """A provider without email: the typed address is mailed a link and counts once opened."""
-    from tests.auth.conftest import reconfigure
+    from tests.support.providers import reconfigure
 
     reconfigure(oidc, params={"email": {"path": "nothing_here"}})
     assert sso.sign_in(oidc).headers["Location"] == "/complete-profile"

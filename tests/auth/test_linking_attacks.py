@@ -20,9 +20,9 @@ from portal.services.accounts import create_user as create_account
 from portal.services.group_mapping import add_rule
 from portal.sso.engine import SSOResult
 from portal.sso.errors import AccountConflict, EmailNotVerified
-from tests.conftest import MANAGER_PASSWORD, MEMBER_PASSWORD
-
-from .conftest import reconfigure, users_and_identities
+from tests.support.accounts import MANAGER_PASSWORD, MEMBER_PASSWORD
+from tests.support.providers import reconfigure
+from tests.support.rows import users_and_identities
 
 KELVIN = "\u212a"  # KELVIN SIGN: lower() keeps it, NFKC makes it the letter K
 

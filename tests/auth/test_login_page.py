@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import LoginAttempt
-from tests.conftest import MANAGER_PASSWORD, MEMBER_PASSWORD
+from tests.support.accounts import MANAGER_PASSWORD, MEMBER_PASSWORD
 
 
 def system(create_auth_system, mode: str, name: str = "Example IdP", **fields):

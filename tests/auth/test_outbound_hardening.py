@@ -17,19 +17,19 @@ from portal.config import http_settings
 from portal.devidp.oidc_authority import _new_key
 from portal.extensions import db
 from portal.models import AuditEvent
-from tests.sso.conftest import App, Server
-
-from .conftest import assert_failure_page, count, users_and_identities
+from tests.support.failures import assert_failure_page
+from tests.support.rows import count, users_and_identities
+from tests.support.servers import App, LoopbackServer
 
 
 @pytest.fixture
-def internal() -> Iterator[Server]:
+def internal() -> Iterator[LoopbackServer]:
     """An internal service on loopback that must never hear from Portal in production."""
     app = App()
     app.routes["/token"] = lambda r: Response(
         '{"access_token": "internal-data"}', content_type="application/json"
     )
-    server = Server(app)
+    server = LoopbackServer(app).start()
     yield server
     server.stop()
 

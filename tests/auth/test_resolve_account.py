@@ -14,9 +14,8 @@ from portal.services import account_resolution
 from portal.services.account_resolution import resolve_account
 from portal.sso.engine import SSOResult
 from portal.sso.errors import AccountConflict, EmailNotVerified
-from tests.conftest import is_postgres
-
-from .conftest import users_and_identities
+from tests.support.database import is_postgres
+from tests.support.rows import users_and_identities
 
 
 def result(subject: str = "sub-1", profile: dict | None = None, **fields: Any) -> SSOResult:

@@ -14,9 +14,8 @@ from portal.extensions import db
 from portal.models import AuditEvent, User
 from portal.services import audit
 from portal.services.users import change_password
-from tests.conftest import MANAGER_PASSWORD, MEMBER_PASSWORD
-
-from .conftest import users_and_identities
+from tests.support.accounts import MANAGER_PASSWORD, MEMBER_PASSWORD
+from tests.support.rows import users_and_identities
 
 START = 1_800_000_000  # a fixed "now" (2027-01-15), moved by the tests
 

@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from portal.extensions import db
 from portal.models import LoginAttempt
 from portal.models.base import utcnow
-
-from .conftest import assert_failure_page, users_and_identities
+from tests.support.failures import assert_failure_page
+from tests.support.rows import users_and_identities
 
 
 def replace_param(path: str, **changes: str | None) -> str:

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from portal.extensions import db
 from portal.models import Identity, LoginAttempt, User
 from portal.sso.placeholders import basic_auth
-
-from .conftest import CLIENT_ID, CLIENT_SECRET, reconfigure, users_and_identities
+from tests.support.providers import CLIENT_ID, CLIENT_SECRET, reconfigure
+from tests.support.rows import users_and_identities
 
 
 def query(url: str) -> dict[str, str]:

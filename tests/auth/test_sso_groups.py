@@ -8,7 +8,8 @@ from portal.extensions import db
 from portal.models import GroupMembership, MemberGroup, User
 from portal.services.group_mapping import add_rule, save_mapping_settings
 from portal.services.groups import assign_manual_group
-from tests.auth.conftest import REFERENCE, users_and_identities
+from tests.support.failures import REFERENCE
+from tests.support.rows import users_and_identities
 
 
 def _group(name: str) -> MemberGroup:

@@ -7,7 +7,6 @@ import re
 from html import unescape
 from urllib.parse import urlsplit
 
-import pytest
 import sqlalchemy as sa
 from werkzeug.wrappers import Response
 
@@ -22,9 +21,10 @@ from portal.models import (
     User,
 )
 from portal.services.group_mapping import add_rule
-from tests.auth.conftest import CLIENT_ID, CLIENT_SECRET, Provider, count, reconfigure
-from tests.conftest import MANAGER_PASSWORD
-from tests.sso.conftest import App, Server
+from tests.support.accounts import MANAGER_PASSWORD
+from tests.support.providers import CLIENT_ID, CLIENT_SECRET, Provider, reconfigure
+from tests.support.rows import count
+from tests.support.servers import App, LoopbackServer
 
 RESULT = re.compile(r"/admin/auth-systems/(\d+)/test/(\d+)$")
 
@@ -53,13 +53,6 @@ def rows() -> tuple[int, int, int]:
     """Return (users, identities, group memberships)."""
     db.session.expire_all()
     return count(User), count(Identity), count(GroupMembership)
-
-
-@pytest.fixture
-def manager_client(client, auth, manager):
-    """A test client signed in as the community manager."""
-    auth.login_manager()
-    return client
 
 
 def test_trace_shows_requests_documents_and_mapping_and_signs_nobody_in(provider, manager_client):
@@ -253,7 +246,7 @@ def test_an_internal_token_url_is_never_called_in_production(oidc, manager_clien
     internal.routes["/admin/secrets"] = lambda r: Response(
         '{"internal": "do not show"}', content_type="application/json"
     )
-    server = Server(internal)
+    server = LoopbackServer(internal).start()
     try:
         oidc.system.token_url = server.url + "/admin/secrets"
         db.session.commit()

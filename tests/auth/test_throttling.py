@@ -22,8 +22,8 @@ from portal.extensions import db
 from portal.models import ROLE_MANAGER, AuditEvent, LoginAttempt, User
 from portal.services import accounts, audit
 from portal.services.login_attempts import MAX_OPEN_ATTEMPTS_PER_BROWSER
-from tests.auth.conftest import users_and_identities
-from tests.conftest import MANAGER_PASSWORD, MEMBER_PASSWORD
+from tests.support.accounts import MANAGER_PASSWORD, MEMBER_PASSWORD
+from tests.support.rows import users_and_identities
 
 WRONG = "Wrong-Guess-7731"
 OTHER_IP = {"REMOTE_ADDR": "203.0.113.77"}

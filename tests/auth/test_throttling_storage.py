@@ -10,7 +10,7 @@ from limits import parse_many
 
 from portal import create_app
 from portal.config import ConfigError, load_config
-from tests.conftest import MEMBER_PASSWORD
+from tests.support.accounts import MEMBER_PASSWORD
 
 #: A Redis database of the test suite's own, flushed around each test.
 REDIS_URL = "redis://127.0.0.1:6379/4"

@@ -15,8 +15,8 @@ from playwright.sync_api import Page, expect
 
 from portal.extensions import db
 from portal.models import AuthSystem
-from tests.browser.conftest import ROOT, save_screenshot
-from tests.conftest import MANAGER_PASSWORD
+from tests.support.accounts import MANAGER_PASSWORD
+from tests.support.browser import ROOT, save_screenshot
 
 SCREENSHOT = ROOT / "docs" / "screenshots" / "admin-form.png"
 SECRET = 'a+b/c=&d"e'

@@ -18,7 +18,8 @@ from portal.extensions import db
 from portal.models import AuthSystem, ContentItem, MemberGroup
 from portal.models.content import VISIBILITY_GROUPS
 from portal.services.group_mapping import add_rule
-from tests.browser.conftest import running_oidc_provider
+from tests.support.browser import running_oidc_provider
+from tests.support.providers import oidc_connection
 
 CLIENT_ID = "portal-groups"
 CLIENT_SECRET = "groups-secret+/="
@@ -51,17 +52,7 @@ def system(idp: OIDCProvider, create_auth_system) -> AuthSystem:
         name="Member Center",
         client_id=CLIENT_ID,
         client_secret=CLIENT_SECRET,
-        login_url=f"{idp.authorize_url}?response_type=code&client_id=%ClientID%"
-        "&redirect_uri=%RedirectURL%&scope=%Scope%&state=%State%&nonce=%Nonce%"
-        "&code_challenge=%CodeChallenge%&code_challenge_method=S256",
-        token_url=idp.token_url,
-        token_body="grant_type=authorization_code&code=%Code%&redirect_uri=%RedirectURL%"
-        "&client_id=%ClientID%&client_secret=%ClientSecret%&code_verifier=%CodeVerifier%",
-        profile_url=idp.userinfo_url,
-        profile_headers="Authorization: Bearer %Token%",
-        issuer=idp.issuer,
-        jwks_url=idp.jwks_url,
-        scope="openid email profile",
+        **oidc_connection(idp),
         login_label=LABEL,
         login_mode="local_and_remote",
         enabled=True,

@@ -9,8 +9,8 @@ import time
 import pytest
 from flask import Flask
 
-from tests.browser import conftest as browser_conftest
-from tests.browser.conftest import LiveServer, require_chromium
+from tests.support import browser as browser_support
+from tests.support.browser import LiveServer, require_chromium
 
 
 def _tiny_app() -> Flask:
@@ -106,6 +106,6 @@ def test_missing_chromium_fails_in_ci(monkeypatch, tmp_path) -> None:
 @pytest.mark.browser
 def test_installed_chromium_is_accepted(monkeypatch) -> None:
     monkeypatch.setenv("CI", "true")
-    if not browser_conftest.os.path.exists(browser_conftest.CHROMIUM):
+    if not browser_support.os.path.exists(browser_support.CHROMIUM):
         pytest.skip("Chromium is not installed here")  # the `browser` fixture fails in CI
     require_chromium()

@@ -7,8 +7,8 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import sign_in
-from tests.conftest import MANAGER_PASSWORD, MEMBER_PASSWORD
+from tests.support.accounts import MANAGER_PASSWORD, MEMBER_PASSWORD
+from tests.support.browser import sign_in
 
 
 @pytest.mark.browser

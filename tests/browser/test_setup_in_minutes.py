@@ -16,8 +16,8 @@ from playwright.sync_api import Page, expect
 from portal.devidp import Member, OIDCProvider
 from portal.extensions import db
 from portal.models import AuthSystem, User
-from tests.browser.conftest import ROOT, running_oidc_provider, save_screenshot
 from tests.browser.test_admin_form import open_new_system_form
+from tests.support.browser import ROOT, running_oidc_provider, save_screenshot
 
 SCREENSHOT = ROOT / "docs" / "screenshots" / "test-screen.png"
 CLIENT_ID = "portal-setup"

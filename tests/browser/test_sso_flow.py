@@ -17,7 +17,8 @@ from playwright.sync_api import Page, expect
 from portal.devidp import Member, OIDCProvider
 from portal.extensions import db
 from portal.models import AuthSystem, Identity, User
-from tests.browser.conftest import running_oidc_provider
+from tests.support.browser import running_oidc_provider
+from tests.support.providers import oidc_connection, oidc_logout_url
 
 CLIENT_ID = "portal-browser"
 CLIENT_SECRET = 'a+b/c=&d"e é'
@@ -51,20 +52,9 @@ def oidc_system(idp: OIDCProvider, create_auth_system) -> AuthSystem:
         name=SYSTEM,
         client_id=CLIENT_ID,
         client_secret=CLIENT_SECRET,
-        login_url=f"{idp.authorize_url}?response_type=code&client_id=%ClientID%"
-        "&redirect_uri=%RedirectURL%&scope=%Scope%&state=%State%&nonce=%Nonce%"
-        "&code_challenge=%CodeChallenge%&code_challenge_method=S256",
-        token_url=idp.token_url,
-        token_body="grant_type=authorization_code&code=%Code%&redirect_uri=%RedirectURL%"
-        "&client_id=%ClientID%&client_secret=%ClientSecret%&code_verifier=%CodeVerifier%",
-        profile_url=idp.userinfo_url,
-        profile_headers="Authorization: Bearer %Token%",
         # ID token validation on: signature from the JWKS, iss, aud, exp, nonce.
-        issuer=idp.issuer,
-        jwks_url=idp.jwks_url,
-        scope="openid email profile",
-        logout_url=f"{idp.logout_url}?id_token_hint=%IDToken%"
-        "&post_logout_redirect_uri=%ReturnToURL%",
+        **oidc_connection(idp),
+        logout_url=oidc_logout_url(idp),
         login_label=LABEL,
         login_mode="local_and_remote",
         enabled=True,

@@ -12,8 +12,8 @@ from portal.extensions import db
 from portal.models import AuthSystem
 from portal.presets import get_preset, list_presets, marker_messages
 from portal.sso.fields import DEFAULT_LOGIN_URL, DEFAULT_TOKEN_BODY, PRESET_FIELDS
-from tests.admin.conftest import as_post, errors_beside, form_values, parse_page
 from tests.presets.test_presets_form import SAMPLES
+from tests.support.pages import as_post, errors_beside, form_values, parse_page
 
 NEW = "/admin/auth-systems/new"
 SUPPORTED = [p for p in list_presets() if p.supported]
@@ -24,9 +24,9 @@ def count_systems() -> int:
     return db.session.scalar(sa.select(sa.func.count()).select_from(AuthSystem)) or 0
 
 
-def test_start_from_lists_every_preset_by_name_generic_first(signed_in):
+def test_start_from_lists_every_preset_by_name_generic_first(manager_client):
     """The Add page lists all fourteen presets under "Start from", with "Use this preset"."""
-    page = signed_in.get(NEW).get_data(as_text=True)
+    page = manager_client.get(NEW).get_data(as_text=True)
     control = parse_page(page).control_for("Start from")
     assert control["_tag"] == "select" and control["id"] == "preset"
     select = page.split('id="preset"')[1].split("</select>")[0]
@@ -37,9 +37,9 @@ def test_start_from_lists_every_preset_by_name_generic_first(signed_in):
 
 
 @pytest.mark.parametrize("preset", SUPPORTED, ids=[p.key for p in SUPPORTED])
-def test_each_preset_fills_the_add_form_with_its_values(signed_in, preset):
+def test_each_preset_fills_the_add_form_with_its_values(manager_client, preset):
     """?preset=<key> shows the preset's URLs, headers, body, token path and profile paths."""
-    page = signed_in.get(f"{NEW}?preset={preset.key}").get_data(as_text=True)
+    page = manager_client.get(f"{NEW}?preset={preset.key}").get_data(as_text=True)
     shown = form_values(page)
     for name in PRESET_FIELDS:
         expected = preset.form_values()[name]
@@ -61,9 +61,9 @@ def test_each_preset_fills_the_add_form_with_its_values(signed_in, preset):
 
 
 @pytest.mark.parametrize("preset", [p for p in SUPPORTED if p.markers()], ids=lambda p: p.key)
-def test_markers_to_replace_are_highlighted_beside_their_fields(signed_in, preset):
+def test_markers_to_replace_are_highlighted_beside_their_fields(manager_client, preset):
     """The page lists the {markers} to replace and names them beside each field holding one."""
-    page = signed_in.get(f"{NEW}?preset={preset.key}").get_data(as_text=True)
+    page = manager_client.get(f"{NEW}?preset={preset.key}").get_data(as_text=True)
     assert "Replace every part written <code>{like-this}</code> with your value" in page
     for marker in preset.markers():
         assert f"<code>{marker}</code>" in page
@@ -73,16 +73,16 @@ def test_markers_to_replace_are_highlighted_beside_their_fields(signed_in, prese
             assert hint and message in hint.group(1), (name, message)
 
 
-def test_google_needs_nothing_but_client_id_and_secret(signed_in):
+def test_google_needs_nothing_but_client_id_and_secret(manager_client):
     """A preset without markers shows no "replace" warning and no marker hints."""
-    page = signed_in.get(f"{NEW}?preset=google").get_data(as_text=True)
+    page = manager_client.get(f"{NEW}?preset=google").get_data(as_text=True)
     assert "Replace every part written" not in page
     assert "marker-hint" not in page
 
 
-def test_personify360_says_it_cannot_be_configured_and_shows_no_form(signed_in):
+def test_personify360_says_it_cannot_be_configured_and_shows_no_form(manager_client):
     """Personify360 does not speak OAuth 2.0: the page says so plainly and offers no form."""
-    page = signed_in.get(f"{NEW}?preset=personify360").get_data(as_text=True)
+    page = manager_client.get(f"{NEW}?preset=personify360").get_data(as_text=True)
     preset = get_preset("personify360")
     assert "Personify360 cannot be configured here" in page
     assert "Personify360 does not speak OAuth 2.0, so it cannot be set up with this form." in page
@@ -92,9 +92,9 @@ def test_personify360_says_it_cannot_be_configured_and_shows_no_form(signed_in):
     assert "Start from" in page
 
 
-def test_an_unknown_preset_says_so_and_shows_the_defaults(signed_in):
+def test_an_unknown_preset_says_so_and_shows_the_defaults(manager_client):
     """An unknown key gives a clear message and the default form."""
-    page = signed_in.get(f"{NEW}?preset=no-such-idp").get_data(as_text=True)
+    page = manager_client.get(f"{NEW}?preset=no-such-idp").get_data(as_text=True)
     assert "There is no such preset; the form starts from the defaults." in page
     shown = form_values(page)
     assert shown["login_url"] == DEFAULT_LOGIN_URL
@@ -102,17 +102,17 @@ def test_an_unknown_preset_says_so_and_shows_the_defaults(signed_in):
     assert "Started from" not in page
 
 
-def _preset_post(signed_in, key: str) -> dict[str, str]:
-    data = as_post(form_values(signed_in.get(f"{NEW}?preset={key}").get_data(as_text=True)))
+def _preset_post(manager_client, key: str) -> dict[str, str]:
+    data = as_post(form_values(manager_client.get(f"{NEW}?preset={key}").get_data(as_text=True)))
     data.pop("preset", None)
     data.update(name="Our Okta", client_id="client-1", client_secret="s3cret-value")
     return data
 
 
-def test_saving_a_preset_with_markers_left_is_refused_beside_each_field(signed_in):
+def test_saving_a_preset_with_markers_left_is_refused_beside_each_field(manager_client):
     """Save without replacing {your-okta-domain}: each field holding it says so; nothing saved."""
-    data = _preset_post(signed_in, "okta")
-    response = signed_in.post(f"{NEW}?preset=okta", data=data)
+    data = _preset_post(manager_client, "okta")
+    response = manager_client.post(f"{NEW}?preset=okta", data=data)
     page = response.get_data(as_text=True)
     assert response.status_code == 200 and "Nothing was saved" in page
     for field in ("login_url", "token_url", "profile_url", "issuer", "jwks_url", "logout_url"):
@@ -122,14 +122,14 @@ def test_saving_a_preset_with_markers_left_is_refused_beside_each_field(signed_i
     assert form_values(page)["name"] == "Our Okta" and "Started from Okta" in page
 
 
-def test_a_preset_with_its_markers_replaced_saves(signed_in):
+def test_a_preset_with_its_markers_replaced_saves(manager_client):
     """Replace the markers the page names, keep the rest of the preset: the system is saved."""
-    data = _preset_post(signed_in, "okta")
+    data = _preset_post(manager_client, "okta")
     for name, value in list(data.items()):
         for marker, sample in SAMPLES.items():
             value = value.replace(marker, sample)
         data[name] = value
-    response = signed_in.post(f"{NEW}?preset=okta", data=data)
+    response = manager_client.post(f"{NEW}?preset=okta", data=data)
     assert response.status_code == 302, errors_beside(response.get_data(as_text=True), "name")
     system = db.session.scalar(sa.select(AuthSystem))
     assert system.issuer == "https://example.okta.com/oauth2/default"

@@ -32,8 +32,8 @@ from portal.sso.idtoken import JWKSCache
 from portal.sso.placeholders import basic_auth
 from portal.sso.profile_fields import PROFILE_FIELDS, ProfileParam
 from portal.sso.trace import Trace
-
-from .conftest import App, jwks_of, jwks_response, read_request_head
+from tests.support.keys import jwks_of, jwks_response
+from tests.support.servers import App, read_request_head
 
 ISSUER = "https://idp.example"
 CLIENT_ID = "client-1"

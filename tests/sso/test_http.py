@@ -26,8 +26,7 @@ from portal.sso.http import (
     get_http_client,
 )
 from portal.sso.responses import parse_json_or_form
-
-from .conftest import App, read_request_head
+from tests.support.servers import App, read_request_head
 
 
 def json_response(doc, status=200, **kwargs):

@@ -11,8 +11,8 @@ from werkzeug.wrappers import Response
 
 from portal.sso.errors import IDTokenInvalid, ProviderUnreachable
 from portal.sso.idtoken import JWKSCache, validate_id_token
-
-from .conftest import App, jwks_of, jwks_response
+from tests.support.keys import jwks_of, jwks_response
+from tests.support.servers import App
 
 ISSUER = "https://idp.example"
 

@@ -10,18 +10,15 @@ import ipaddress
 import json
 import socket
 import ssl
-import threading
 import time
 
 import pytest
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 
 from portal.sso.errors import ProviderAddressRefused, ProviderTimeout, ProviderUnreachable
 from portal.sso.http import HttpClient, HttpSettings
 from portal.sso.netpolicy import AddressPolicy
-
-from .conftest import App, read_request_head
+from tests.support.servers import App, LoopbackServer, read_request_head
 
 PRODUCTION = AddressPolicy()
 #: In these tests 127.0.0.1 stands for "the public internet": the only address allowed.
@@ -126,12 +123,10 @@ def test_dns_rebinding_is_refused_at_connect_time(client_for, serve, app, fake_d
     listening there hears nothing.
     """
     server = serve(app)
-    port = server.httpd.server_port
+    port = server.port
     inside = App()
     inside.routes["/token"] = app.routes["/token"]
-    internal = make_server("127.0.0.2", port, inside, threaded=True)
-    thread = threading.Thread(target=internal.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
+    internal = LoopbackServer(inside, host="127.0.0.2", port=port).start()
     try:
         answers, lookups = fake_dns
         answers["idp.rebind.test"] = [["127.0.0.1"], ["127.0.0.2"]]
@@ -148,8 +143,7 @@ def test_dns_rebinding_is_refused_at_connect_time(client_for, serve, app, fake_d
         assert inside.requests == []
         assert len(app.requests) == 1
     finally:
-        internal.shutdown()
-        internal.server_close()
+        internal.stop(wait=False)
 
 
 def test_a_name_resolving_to_an_allowed_and_an_internal_address_is_refused(
@@ -161,7 +155,7 @@ def test_a_name_resolving_to_an_allowed_and_an_internal_address_is_refused(
     answers["both.test"] = [["127.0.0.1", "10.0.0.5"]]
     http = client_for(ONLY_127_0_0_1)
     with pytest.raises(ProviderAddressRefused) as caught:
-        http.request("GET", f"http://both.test:{server.httpd.server_port}/token")
+        http.request("GET", f"http://both.test:{server.port}/token")
     assert "private network" in caught.value.log_detail
     assert app.requests == []
 
@@ -197,7 +191,7 @@ def test_tls_uses_the_host_name_while_connecting_to_the_checked_address(
     answers["idp.pinned.test"] = [["127.0.0.1"]]
     http = client_for(ONLY_127_0_0_1)
     with pytest.raises(ProviderUnreachable):  # self-signed: the certificate is verified
-        http.request("GET", f"https://idp.pinned.test:{server.httpd.server_port}/token")
+        http.request("GET", f"https://idp.pinned.test:{server.port}/token")
     assert seen == ["idp.pinned.test"]
     assert app.requests == []
 

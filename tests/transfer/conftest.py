@@ -1,4 +1,4 @@
-"""Fixtures of the export/import tests: a fully configured system, row counts, a manager."""
+"""Fixtures of the export/import tests: a fully configured system and row counts."""
 
 from __future__ import annotations
 
@@ -9,22 +9,10 @@ import pytest
 import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.models import AuthSystem, MemberGroup, ProfileParamRow
-from portal.models.group import GroupMappingSettings, GroupRule
+from portal.models import AuthSystem, MemberGroup
 from portal.services.auth_systems import create_auth_system
 from portal.services.group_mapping import add_rule, save_mapping_settings
-
-#: A client secret distinctive enough to search downloads, output and rows for.
-SECRET = 'Transfer-Secret-4Kz8+/=&"end'
-#: Tables an import writes to.
-WRITTEN = (AuthSystem, ProfileParamRow, GroupMappingSettings, GroupRule)
-
-
-@pytest.fixture
-def signed_in(client, auth, manager):
-    """Return a client signed in as a community manager."""
-    auth.login_manager()
-    return client
+from tests.support.transfer import SECRET, WRITTEN
 
 
 @pytest.fixture

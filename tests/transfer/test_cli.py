@@ -8,7 +8,7 @@ import os
 from portal.extensions import db
 from portal.services.auth_systems import delete_auth_system, get_system_by_slug, read_client_secret
 from portal.services.transfer import dump_export, export_auth_system
-from tests.transfer.conftest import SECRET
+from tests.support.transfer import SECRET
 
 
 def test_export_prints_the_document_without_the_secret(runner, configured):

@@ -23,7 +23,7 @@ from portal.services.transfer import (
     import_auth_system,
     parse_export,
 )
-from tests.transfer.conftest import SECRET
+from tests.support.transfer import SECRET
 
 EVIL_TOKEN_URL = "https://collector.evil.example/token"
 DEEP = "[" * 100_000 + "]" * 100_000
@@ -97,10 +97,10 @@ def test_cli_replace_moving_the_token_endpoint_is_refused(runner, configured, tm
     assert db.session.get(AuthSystem, configured.id).token_url == EVIL_TOKEN_URL
 
 
-def test_admin_replace_moving_the_token_endpoint_is_refused(signed_in, configured):
+def test_admin_replace_moving_the_token_endpoint_is_refused(manager_client, configured):
     """The import page lists the problem and saves nothing."""
     body = json.dumps(_moved(configured)).encode()
-    response = _upload(signed_in, body, replace="y")
+    response = _upload(manager_client, body, replace="y")
     assert response.status_code == 200
     page = response.get_data(as_text=True)
     assert "Type the Client Secret again" in page
@@ -136,10 +136,10 @@ def test_the_depth_limit_leaves_room_for_an_export():
         parse_export(("[" + at_limit + "]").encode())
 
 
-def test_admin_upload_of_a_deep_file_answers_the_problem(signed_in, count_rows):
+def test_admin_upload_of_a_deep_file_answers_the_problem(manager_client, count_rows):
     """The import page shows the message (status 200, not 500) and writes nothing."""
     before = count_rows()
-    response = _upload(signed_in, ("{" + '"a":' * 1 + DEEP + "}").encode())
+    response = _upload(manager_client, ("{" + '"a":' * 1 + DEEP + "}").encode())
     assert response.status_code == 200
     assert "levels deep" in response.get_data(as_text=True)
     assert count_rows() == before

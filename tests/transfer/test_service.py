@@ -24,7 +24,7 @@ from portal.services.transfer import (
     import_auth_system,
     parse_export,
 )
-from tests.transfer.conftest import SECRET
+from tests.support.transfer import SECRET
 
 
 def _problems(doc, **kwargs) -> list[str]:

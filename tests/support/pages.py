@@ -1,4 +1,4 @@
-"""Fixtures of the admin tests: a signed-in manager, valid form data, HTML helpers."""
+"""Read pages the way a person does: errors beside fields, labels, shown values, audit rows."""
 
 from __future__ import annotations
 
@@ -7,77 +7,11 @@ import re
 from html.parser import HTMLParser
 from typing import Any
 
-import pytest
-
-from portal.sso.fields import DEFAULT_TOKEN_BODY
-
-#: A client secret distinctive enough to search pages, logs and columns for.
-SECRET = 'Plain-Secret-7Qx9+/=&"end'
-
-
-@pytest.fixture
-def signed_in(client, auth, manager):
-    """Return a client signed in as a community manager."""
-    auth.login_manager()
-    return client
-
-
-@pytest.fixture
-def form_data() -> dict[str, Any]:
-    """Return the fields of a valid Add a New Authentication System submission."""
-    return {
-        "type": "oauth2",
-        "name": "Acme SSO",
-        "client_id": "acme-client",
-        "client_secret": SECRET,
-        "login_url": "https://idp.acme.test/authorize?response_type=code&client_id=%ClientID%"
-        "&redirect_uri=%RedirectURL%&state=%State%&scope=%Scope%",
-        "token_url": "https://idp.acme.test/token",
-        "token_method": "POST",
-        "token_headers": "Accept: application/json",
-        "token_body": DEFAULT_TOKEN_BODY,
-        "access_token_path": "access_token",
-        "profile_url": "https://idp.acme.test/userinfo",
-        "profile_headers": "Authorization: Bearer %Token%",
-        "issuer": "",
-        "jwks_url": "",
-        "scope": "openid email",
-        "logout_url": "https://idp.acme.test/logout?return=%ReturnToURL%",
-        "profile_edit_url": "",
-        "login_label": "Sign in with Acme",
-        "login_mode": "local_and_remote",
-        "onboarding_team_id": "",
-        "enabled": "y",
-        "param_user_id_path": "sub",
-        "param_email_path": "email",
-        "param_email_can_upgrade": "y",
-        "param_email_must_supply": "y",
-        "param_first_name_path": "given_name",
-        "param_last_name_path": "family_name",
-        "param_groups_path": "groups",
-    }
-
-
-def secret_bound_fields(form_data: dict[str, Any]) -> dict[str, Any]:
-    """Return the fields the stored secret is bound to, as ``form_data`` has them.
-
-    A system created with these can be edited with a blank Client Secret (nothing the secret
-    is bound to changes).
-    """
-    return {
-        key: form_data[key] for key in ("client_id", "token_url", "token_headers", "token_body")
-    }
-
 
 def errors_beside(page: str, field_id: str) -> list[str]:
     """Return the error messages shown beside the field with this id."""
     pattern = re.compile(rf'<p class="error" id="{re.escape(field_id)}-error">(.*?)</p>', re.S)
     return [html.unescape(m) for m in pattern.findall(page)]
-
-
-def secret_in(text: str, secret: str = SECRET) -> bool:
-    """Tell whether the secret appears in text, raw or HTML-escaped."""
-    return secret in text or html.escape(secret) in text or html.escape(secret, quote=False) in text
 
 
 class PageParser(HTMLParser):
@@ -200,3 +134,27 @@ def as_post(values: dict[str, Any]) -> dict[str, str]:
         elif value is not False and name:
             post[name] = value
     return post
+
+
+def screen_rows(page: str) -> list[str]:
+    """Return the text of each event row of the audit screen (tags removed), newest first."""
+    body = page.split('<table class="list audit">', 1)[1].split("<tbody>", 1)[1]
+    rows: list[str] = []
+    depth = 0
+    current: list[str] = []
+    for token in re.split(r"(<tr>|</tr>|<table[^>]*>|</table>)", body):
+        if token.startswith("<table"):
+            depth += 1
+        elif token == "</table>":
+            depth -= 1
+            if depth < 0:
+                break
+        elif token == "<tr>" and depth == 0:
+            current = []
+            continue
+        elif token == "</tr>" and depth == 0:
+            text = html.unescape(re.sub(r"<[^>]+>", " ", "".join(current)))
+            rows.append(" ".join(text.split()))
+            continue
+        current.append(token)
+    return [r for r in rows if not r.startswith("No events")]

@@ -1,0 +1,1 @@
+"""Helpers the tests import: constants, page parsers, loopback servers and providers."""
