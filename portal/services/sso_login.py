@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -27,7 +28,12 @@ from portal.services.secrets import SecretUnreadable, decrypt_secret, encrypt_se
 from portal.sso.discovery import get_discovery_cache, requires_iss_parameter
 from portal.sso.engine import SSOConfig, SSOResult, begin_login, finish_login
 from portal.sso.errors import IssuerMismatch, PendingLinkExpired, SettingsUnreadable, StateInvalid
-from portal.sso.fields import LOGIN_LOCAL_AND_REMOTE, LOGIN_LOCAL_ONLY, LOGIN_REMOTE_ONLY
+from portal.sso.fields import (
+    ENGINE_FIELDS,
+    LOGIN_LOCAL_AND_REMOTE,
+    LOGIN_LOCAL_ONLY,
+    LOGIN_REMOTE_ONLY,
+)
 from portal.sso.http import get_http_client
 from portal.sso.idtoken import get_jwks_cache
 from portal.sso.placeholders import Context, render
@@ -54,6 +60,12 @@ class SignIn:
 # -- configuration ----------------------------------------------------------------------------
 
 
+#: What the engine assumes for a setting left empty (``SSOConfig``'s own defaults).
+_ENGINE_DEFAULTS: dict[str, str] = {
+    f.name: f.default for f in dataclasses.fields(SSOConfig) if isinstance(f.default, str)
+}
+
+
 def build_sso_config(system: AuthSystem) -> SSOConfig:
     """Return the engine's configuration for a saved system (secret decrypted)."""
     params = {
@@ -68,23 +80,17 @@ def build_sso_config(system: AuthSystem) -> SSOConfig:
         raise SettingsUnreadable(
             "client secret not decryptable with PORTAL_ENCRYPTION_KEYS"
         ) from None
+    settings = {
+        name: getattr(system, name) or _ENGINE_DEFAULTS.get(name, "")
+        for name in ENGINE_FIELDS
+        if name != "client_secret"
+    }
     return SSOConfig(
         slug=system.slug,
-        client_id=system.client_id,
         client_secret=client_secret,
         redirect_url=redirect_url_for(system.slug),
-        login_url=system.login_url,
-        token_url=system.token_url,
-        token_method=system.token_method or "POST",
-        token_headers=system.token_headers or "",
-        token_body=system.token_body or "",
-        access_token_path=system.access_token_path or "access_token",
-        profile_url=system.profile_url or "",
-        profile_headers=system.profile_headers or "",
-        issuer=system.issuer or "",
-        jwks_url=system.jwks_url or "",
-        scope=system.scope or "",
         params=params,
+        **settings,
     )
 
 

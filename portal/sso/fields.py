@@ -102,6 +102,8 @@ class Field:
     binds_secret: bool = False
     #: Written to an export.
     exported: bool = True
+    #: The sign-in engine reads it: ``SSOConfig`` has an attribute of the same name.
+    engine: bool = False
 
 
 #: Every setting, in the admin form's order.
@@ -118,8 +120,16 @@ FIELDS: dict[str, Field] = {
             invalid_choice="Choose a supported Type.",
         ),
         Field("name", "Name", TEXT, length=120, required=True),
-        Field("client_id", "Client ID", TEXT, length=255, required=True, binds_secret=True),
-        Field("client_secret", "Client Secret", SECRET, length=4096, exported=False),
+        Field(
+            "client_id",
+            "Client ID",
+            TEXT,
+            length=255,
+            required=True,
+            binds_secret=True,
+            engine=True,
+        ),
+        Field("client_secret", "Client Secret", SECRET, length=4096, exported=False, engine=True),
         Field(
             "login_url",
             "Identity Provider Login URL",
@@ -129,6 +139,7 @@ FIELDS: dict[str, Field] = {
             placeholders=_LOGIN_REQUEST,
             policy_checked=True,
             preset=True,
+            engine=True,
         ),
         Field(
             "token_url",
@@ -138,6 +149,7 @@ FIELDS: dict[str, Field] = {
             placeholders=_TOKEN_REQUEST,
             policy_checked=True,
             preset=True,
+            engine=True,
         ),
         Field(
             "token_method",
@@ -148,6 +160,7 @@ FIELDS: dict[str, Field] = {
             choices={method: method for method in TOKEN_METHODS},
             invalid_choice="Token API Method must be POST or GET.",
             preset=True,
+            engine=True,
         ),
         Field(
             "token_headers",
@@ -156,6 +169,7 @@ FIELDS: dict[str, Field] = {
             placeholders=_TOKEN_REQUEST,
             preset=True,
             binds_secret=True,
+            engine=True,
         ),
         Field(
             "token_body",
@@ -165,6 +179,7 @@ FIELDS: dict[str, Field] = {
             placeholders=_TOKEN_REQUEST,
             preset=True,
             binds_secret=True,
+            engine=True,
         ),
         Field(
             "access_token_path",
@@ -174,6 +189,7 @@ FIELDS: dict[str, Field] = {
             default="access_token",
             required=True,
             preset=True,
+            engine=True,
         ),
         Field(
             "profile_url",
@@ -182,6 +198,7 @@ FIELDS: dict[str, Field] = {
             placeholders=_PROFILE_REQUEST,
             policy_checked=True,
             preset=True,
+            engine=True,
         ),
         Field(
             "profile_headers",
@@ -189,10 +206,19 @@ FIELDS: dict[str, Field] = {
             HEADERS,
             placeholders=_PROFILE_REQUEST,
             preset=True,
+            engine=True,
         ),
-        Field("issuer", "Issuer", URL, policy_checked=True, preset=True),
-        Field("jwks_url", "JWKS URL", URL, policy_checked=True, preset=True),
-        Field("scope", "Scope", TEXT, length=255, default="openid email profile", preset=True),
+        Field("issuer", "Issuer", URL, policy_checked=True, preset=True, engine=True),
+        Field("jwks_url", "JWKS URL", URL, policy_checked=True, preset=True, engine=True),
+        Field(
+            "scope",
+            "Scope",
+            TEXT,
+            length=255,
+            default="openid email profile",
+            preset=True,
+            engine=True,
+        ),
         # The Alternate Logout and Profile Edit URLs are only links a member's browser
         # follows: Portal never fetches them, so they may name an intranet page.
         Field(
@@ -247,5 +273,7 @@ TEMPLATE_FIELDS: dict[str, frozenset[str]] = {
 PRESET_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.preset)
 #: Fields whose change needs the Client Secret typed again (besides where the secret goes).
 SECRET_BOUND_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.binds_secret)
+#: Fields the sign-in engine reads (``SSOConfig`` attributes), in the form's order.
+ENGINE_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.engine)
 #: Fields an export writes, in the form's order.
 EXPORTED_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.exported)
