@@ -64,6 +64,10 @@ def _init_extensions(app: Flask) -> None:
     from portal.extensions import csrf, db, limiter, login_manager, mail, migrate
 
     db.init_app(app)
+    from portal import database
+    from portal.services import settings_snapshot  # noqa: F401  (its session events)
+
+    database.init_app(app)
     mail.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)

@@ -146,7 +146,9 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "PORTAL_ENV": "production" if production else "development",
         "SECRET_KEY": secret_key,
         "SQLALCHEMY_DATABASE_URI": _database_url(env, instance_path),
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # hide_parameters: a failed statement's error (and so a traceback in the log) names the
+        # statement, never its values, which can be a state, a verifier or a token.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "hide_parameters": True},
         "PORTAL_BASE_URL": base_url,
         "PORTAL_TRUST_PROXY": _flag(env.get("PORTAL_TRUST_PROXY")),
         "PORTAL_ENCRYPTION_KEYS": keys,

@@ -14,9 +14,14 @@ from portal.auth.views import sign_in_paused, start_session
 from portal.errors import render_error
 from portal.services import audit, throttle
 from portal.services.account_resolution import LinkConfirmationRequired
-from portal.services.auth_systems import get_system_by_slug
-from portal.services.login_attempts import ensure_browser_key, is_test_state, session_browser_key
+from portal.services.login_attempts import (
+    StateOfTestRun,
+    ensure_browser_key,
+    is_test_state,
+    session_browser_key,
+)
 from portal.services.profiles import pending_fields_for
+from portal.services.settings_snapshot import system_by_slug
 from portal.services.sso_login import (
     SignIn,
     SystemUnavailable,
@@ -62,16 +67,19 @@ def sso_login(slug: str):
 @bp.route("/sso/<slug>/callback")
 @throttle.sso_callback_per_ip
 def sso_callback(slug: str):
-    """Finish an SSO sign-in at the Redirect URL."""
+    """Finish an SSO sign-in at the Redirect URL (or a manager's test run's)."""
     params = request.args.to_dict(flat=True)
-    if is_test_state(params.get("state")):
-        return _test_callback(slug, params)
     try:
         system = get_login_system(slug, is_manager=_is_manager())
     except SystemUnavailable:
+        # A test run works while the system is disabled or Local Login Only.
+        if is_test_state(params.get("state")):
+            return _test_callback(slug, params)
         return _system_not_found()
     try:
         signed_in = complete_sso_login(system, params, browser_key=session_browser_key())
+    except StateOfTestRun:
+        return _test_callback(slug, params)
     except LinkConfirmationRequired as pending:
         # Nobody is signed in: the matched account's owner confirms with its password first.
         throttle.finish_sso_sign_in()
@@ -86,8 +94,8 @@ def sso_callback(slug: str):
 def _finish_sso_sign_in(signed_in: SignIn):
     """Start the session of a finished SSO sign-in and send the member on."""
     system = signed_in.system
-    audit.record_event(audit.SIGN_IN, actor=signed_in.user, system=system)
-    start_session(signed_in.user)
+    # The account and the sign-in's audit event are committed: now the session.
+    start_session(signed_in.user, stamp=False)
     session[SYSTEM_ID] = system.id
     sealed = seal_id_token(signed_in.id_token)
     if sealed:
@@ -161,7 +169,7 @@ def _link_expired():
 
 def _test_callback(slug: str, params: dict[str, str]):
     """Finish a manager's *Test this configuration* run: trace it, sign nobody in."""
-    system = get_system_by_slug(slug)
+    system = system_by_slug(slug)
     if system is None or not _is_manager():
         return _system_not_found()
     manager = current_user._get_current_object()

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 OPEN_ENDPOINTS = {"auth.complete_profile", "auth.logout", "auth.confirm_email", "static"}
 
 
-def start_session(user: User, remember: bool = False) -> None:
+def start_session(user: User, remember: bool = False, *, stamp: bool = True) -> None:
     """Sign ``user`` in on a fresh session (no fixation); refuse a disabled account.
 
     Every sign-in, local or SSO, goes through here, so a disabled account is refused on
@@ -53,7 +53,8 @@ def start_session(user: User, remember: bool = False) -> None:
     session.clear()
     login_user(user, remember=remember, fresh=True)
     stamp_new_session()
-    record_login(user)
+    if stamp:  # an SSO sign-in stamped it with the account, in the same transaction
+        record_login(user)
 
 
 #: The one answer to every refused local sign-in (the role is not told apart from the password).

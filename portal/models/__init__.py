@@ -5,6 +5,7 @@ from portal.models.auth_system import AuthSystem, ProfileParamRow
 from portal.models.content import ContentItem, content_groups
 from portal.models.group import GroupMappingSettings, GroupMembership, GroupRule, MemberGroup
 from portal.models.identity import Identity, LoginAttempt
+from portal.models.settings_version import SettingsVersion
 from portal.models.user import ROLE_MANAGER, ROLE_MEMBER, Team, User
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "Identity",
     "LoginAttempt",
     "ProfileParamRow",
+    "SettingsVersion",
     "Team",
     "User",
 ]

@@ -10,13 +10,17 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
+from portal.database import commit_keeping_loaded
+from portal.errors import AccountDisabled
 from portal.extensions import db
-from portal.models import AuthSystem, Identity, User
+from portal.models import AuthSystem, Identity, Team, User
 from portal.models.base import utcnow
 from portal.services import audit
 from portal.services.accounts import identifier_key
 from portal.services.group_mapping import check_sign_in_allowed, sync_member_groups
+from portal.services.settings_snapshot import SystemSettings, settings_of
 from portal.sso.engine import SSOResult
 from portal.sso.errors import (
     AccountConflict,
@@ -83,7 +87,7 @@ def _email_verified_claim(result: SSOResult) -> bool | None:
     return None
 
 
-def _vouched(system: AuthSystem, result: SSOResult, field: str) -> bool:
+def _vouched(system: SystemSettings, result: SSOResult, field: str) -> bool:
     """Tell whether the provider's value of ``field`` may link an existing account.
 
     Linking on a value nobody checked is an account takeover: anyone can create an account
@@ -98,7 +102,7 @@ def _vouched(system: AuthSystem, result: SSOResult, field: str) -> bool:
     return bool(system.trusts_username)
 
 
-def _not_vouched(system: AuthSystem, result: SSOResult, field: str) -> SSOError:
+def _not_vouched(system: SystemSettings, result: SSOResult, field: str) -> SSOError:
     if field == "email":
         claim = _email_verified_claim(result)
         why = (
@@ -110,7 +114,7 @@ def _not_vouched(system: AuthSystem, result: SSOResult, field: str) -> SSOError:
     return UsernameNotTrusted("upgrade by Username refused: the system does not trust usernames")
 
 
-def provider_values(system: AuthSystem, result: SSOResult) -> dict[str, str | None]:
+def provider_values(system: SystemSettings, result: SSOResult) -> dict[str, str | None]:
     """Return the provider's field values, normalized as they are stored.
 
     Membership fields are present only when the system maps them, so that a system that
@@ -146,7 +150,37 @@ def _find_match(field: str, value: str) -> User | None:
     return db.session.scalar(sa.select(User).where(User.username_key == identifier_key(value)))
 
 
-def _locked_fields(system: AuthSystem, values: Mapping[str, Any]) -> list[str]:
+def _find_matches(values: Mapping[str, Any]) -> dict[str, User]:
+    """Return the accounts holding this person's email address or username (one query)."""
+    email = identifier_key(values["email"]) if values.get("email") else None
+    username = identifier_key(values["username"]) if values.get("username") else None
+    conditions = []
+    if email:
+        conditions.append(User.email == email)
+    if username:
+        conditions.append(User.username_key == username)
+    if not conditions:
+        return {}
+    found: dict[str, User] = {}
+    for user in db.session.scalars(sa.select(User).where(sa.or_(*conditions))):
+        if email and user.email == email:
+            found["email"] = user
+        if username and user.username_key == username:
+            found["username"] = user
+    return found
+
+
+def _find_identity(system_id: int, subject: str) -> Identity | None:
+    """Return the binding of ``subject`` at the system, with its user and the user's groups."""
+    query = (
+        sa.select(Identity)
+        .where(Identity.auth_system_id == system_id, Identity.subject == subject)
+        .options(joinedload(Identity.user).joinedload(User.group_memberships))
+    )
+    return db.session.scalars(query).unique().one_or_none()
+
+
+def _locked_fields(system: SystemSettings, values: Mapping[str, Any]) -> list[str]:
     """Return the must-supply fields the provider supplied: the member may not edit them here."""
     return [
         row.field
@@ -212,6 +246,8 @@ class AccountPlan:
     matched_on: str | None
     #: The provider's values, normalized as they are stored.
     values: dict[str, str | None]
+    #: An account whose member-typed username the provider's username takes (``create``).
+    displaced: User | None = None
 
 
 def needs_owner_confirmation(user: User) -> bool:
@@ -220,7 +256,10 @@ def needs_owner_confirmation(user: User) -> bool:
 
 
 def plan_account(
-    system: AuthSystem, result: SSOResult, *, confirmed_user_id: int | None = None
+    system: AuthSystem | SystemSettings,
+    result: SSOResult,
+    *,
+    confirmed_user_id: int | None = None,
 ) -> AccountPlan:
     """Decide, without writing, which account an SSO result signs in, upgrades or creates.
 
@@ -228,30 +267,28 @@ def plan_account(
     that the link is theirs. Raises AccountConflict, EmailNotVerified, UsernameNotTrusted
     or LinkNotAllowed when the result may not proceed.
     """
+    system = settings_of(system)
     values = provider_values(system, result)
-    identity = db.session.scalar(
-        sa.select(Identity).where(
-            Identity.auth_system_id == system.id, Identity.subject == result.subject
-        )
-    )
+    identity = _find_identity(system.id, result.subject)
     if identity is not None:
         return AccountPlan("sign_in", identity.user, identity, None, values)
 
     # Which local accounts share a unique field with this person?
-    matches: dict[str, User] = {}
-    for field in UNIQUE_FIELDS:
-        value = values.get(field)
-        if value:
-            found = _find_match(field, value)
-            if field == "username" and found is not None:
-                if found.username_source == SOURCE_MEMBER:
-                    # Typed here by a member: proves nothing, blocks nothing. The provider's
-                    # value wins when it is written (see _apply_fields).
-                    found = None
-            if found is not None:
-                matches[field] = found
+    matches = _find_matches(values)
+    username_holder = matches.get("username")
+    if username_holder is not None and username_holder.username_source == SOURCE_MEMBER:
+        # Typed here by a member: proves nothing, blocks nothing. The provider's value wins
+        # when it is written (see _apply_fields).
+        del matches["username"]
     if not matches:
-        return AccountPlan("create", None, None, None, values)
+        # username_holder, if any, typed its username here: the provider's value takes it.
+        return AccountPlan("create", None, None, None, values, username_holder)
+    # The same person signing in twice at once: the other sign-in committed the account and
+    # its binding together after we looked for the binding. Looking again after finding the
+    # account is enough to see it (a commit is all or nothing), on every database.
+    identity = _find_identity(system.id, result.subject)
+    if identity is not None:
+        return AccountPlan("sign_in", identity.user, identity, None, values)
 
     upgradable = [f for f in matches if (p := system.param(f)) is not None and p.can_upgrade]
     if not upgradable:
@@ -276,9 +313,9 @@ def plan_account(
     return AccountPlan("upgrade", target, None, vouched[0], values)
 
 
-def check_membership_allowed(system: AuthSystem, result: SSOResult) -> None:
+def check_membership_allowed(system: AuthSystem | SystemSettings, result: SSOResult) -> None:
     """Raise MembershipDenied when the system's sign-in restriction refuses this profile."""
-    denied = check_sign_in_allowed(system, result.fields)
+    denied = check_sign_in_allowed(settings_of(system), result.fields)
     if denied:
         raise MembershipDenied(
             f"membership status {result.fields.get('membership_status')!r} may not sign in",
@@ -289,7 +326,7 @@ def check_membership_allowed(system: AuthSystem, result: SSOResult) -> None:
 # -- resolution: carry the plan out in one transaction ---------------------------------------
 
 
-def _pending_link(system: AuthSystem, result: SSOResult, plan: AccountPlan) -> PendingLink:
+def _pending_link(system: SystemSettings, result: SSOResult, plan: AccountPlan) -> PendingLink:
     assert plan.user is not None and plan.matched_on is not None
     return PendingLink(
         system_id=system.id,
@@ -302,8 +339,30 @@ def _pending_link(system: AuthSystem, result: SSOResult, plan: AccountPlan) -> P
     )
 
 
+def _create_user(system: SystemSettings, plan: AccountPlan, locked: list[str]) -> User:
+    """Add the account of a person seen for the first time (the plan found no holder)."""
+    values = plan.values
+    user = User(first_name="", last_name="")
+    if plan.displaced is not None:
+        _displace_username(plan.displaced)
+    for key in ACCOUNT_FIELDS:
+        if values.get(key):
+            setattr(user, key, values[key])
+    if values.get("username"):
+        user.username_key = identifier_key(values["username"] or "")
+        user.username_source = SOURCE_PROVIDER
+    # Fields the provider did not supply are asked once, on *Complete your profile*.
+    user.pending_fields = [key for key in ACCOUNT_FIELDS if not values.get(key)] or None
+    if system.onboarding_team_id is not None:
+        team = db.session.get(Team, system.onboarding_team_id)
+        if team is not None:
+            user.teams.append(team)
+    db.session.add(user)
+    return user
+
+
 def _resolve_once(
-    system: AuthSystem, result: SSOResult, confirmed_user_id: int | None = None
+    system: SystemSettings, result: SSOResult, confirmed_user_id: int | None = None
 ) -> tuple[User, bool]:
     plan = plan_account(system, result, confirmed_user_id=confirmed_user_id)
     if plan.action == "confirm":
@@ -321,17 +380,11 @@ def _resolve_once(
         sync_member_groups(user, system, group_sync_fields(values, result))
         return user, False
 
-    user = plan.user
-    created = user is None
-    if user is None:
-        user = User(first_name="", last_name="")
-        db.session.add(user)
-        _apply_fields(user, values, locked, fill_only=False)
-        # Fields the provider did not supply are asked once, on *Complete your profile*.
-        user.pending_fields = [key for key in ACCOUNT_FIELDS if not values.get(key)] or None
-        if system.onboarding_team is not None:
-            user.teams.append(system.onboarding_team)
+    created = plan.user is None
+    if plan.user is None:
+        user = _create_user(system, plan, locked)
     else:
+        user = plan.user
         _apply_fields(user, values, locked, fill_only=True)
         audit.record_event(
             audit.ACCOUNT_LINKED,
@@ -357,28 +410,36 @@ def _resolve_once(
 
 
 def resolve_account(
-    system: AuthSystem, result: SSOResult, *, confirmed_user_id: int | None = None
+    system: AuthSystem | SystemSettings,
+    result: SSOResult,
+    *,
+    confirmed_user_id: int | None = None,
 ) -> tuple[User, bool]:
     """Sign in, upgrade or create the account for an SSO result, in one transaction.
 
     The system's sign-in restriction is checked first (nothing is written when it refuses),
-    and the member's groups from this system are synced in the same transaction.
-    Returns the user and whether it was created. Raises LinkConfirmationRequired, writing
-    nothing, when the matched account must be confirmed by its owner first. Two
-    simultaneous first logins of the same person race on the unique constraints; the loser
-    rolls back and tries again, and then finds the binding the winner made.
+    and the member's groups from this system are synced and the sign-in audited in the same
+    transaction. Returns the user and whether it was created. Raises
+    LinkConfirmationRequired, writing nothing, when the matched account must be confirmed by
+    its owner first, and AccountDisabled, writing nothing, for a disabled account. Two
+    simultaneous first sign-ins of the same person race on the unique constraints; the
+    loser rolls back and tries again, and then finds the binding the winner made.
     """
+    system = settings_of(system)
     check_membership_allowed(system, result)
-    system_id = system.id
     for attempt in range(RESOLVE_ATTEMPTS):
         try:
             user, created = _resolve_once(system, result, confirmed_user_id)
-            db.session.commit()
+            if not user.is_active:
+                log.warning("Sign-in refused: account %s is disabled", user.id)
+                raise AccountDisabled()
+            db.session.flush()
+            audit.record_event(audit.SIGN_IN, actor=user, system=system)
+            commit_keeping_loaded()
             return user, created
         except IntegrityError:
             db.session.rollback()
             log.info("SSO account resolution lost a race (try %d), retrying", attempt + 1)
-            system = db.session.get(AuthSystem, system_id)
         except BaseException:
             db.session.rollback()
             raise

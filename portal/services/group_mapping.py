@@ -30,6 +30,7 @@ from portal.models.group import (
 )
 from portal.services import audit
 from portal.services.groups import GroupError, get_group, normalize_value, parse_values, rule_text
+from portal.services.settings_snapshot import SystemSettings, settings_of
 
 DEFAULT_DENY_MESSAGE = (
     "Your membership does not allow you to sign in here at the moment. "
@@ -215,22 +216,20 @@ def get_rule(system: AuthSystem, rule_id: int) -> GroupRule | None:
 # --- the two functions the SSO flow calls -------------------------------------------------
 
 
-def _settings_row(system: AuthSystem) -> GroupMappingSettings | None:
-    return db.session.get(GroupMappingSettings, system.id)
-
-
-def check_sign_in_allowed(system: AuthSystem, fields: Mapping[str, Any]) -> str | None:
+def check_sign_in_allowed(
+    system: AuthSystem | SystemSettings, fields: Mapping[str, Any]
+) -> str | None:
     """Return the message to show when ``system`` does not let this profile sign in, else None.
 
     ``fields`` is the mapped profile (``SSOResult.fields``); only ``membership_status`` is read.
     """
-    settings = _settings_row(system)
-    if settings is None or not settings.restrict_sign_in:
+    policy = settings_of(system).group_policy
+    if not policy.restrict_sign_in:
         return None
     status = normalize_value(fields.get("membership_status"))
-    if status is not None and status in set(settings.allowed_statuses or []):
+    if status is not None and status in policy.allowed_statuses:
         return None
-    return settings.deny_message or DEFAULT_DENY_MESSAGE
+    return policy.deny_message or DEFAULT_DENY_MESSAGE
 
 
 def group_values(raw: Any, object_key: str = "") -> set[str]:
@@ -239,24 +238,24 @@ def group_values(raw: Any, object_key: str = "") -> set[str]:
     return {v for v in (normalize_value(item, object_key) for item in items) if v is not None}
 
 
-def resolve_member_groups(system: AuthSystem, fields: Mapping[str, Any]) -> set[int]:
+def resolve_member_groups(
+    system: AuthSystem | SystemSettings, fields: Mapping[str, Any]
+) -> set[int]:
     """Return the ids of the groups ``system``'s rules give to this mapped profile."""
-    settings = _settings_row(system)
-    object_key = settings.group_object_key if settings else ""
+    policy = settings_of(system).group_policy
     status = normalize_value(fields.get("membership_status"))
     mtype = normalize_value(fields.get("membership_type"))
-    groups = group_values(fields.get("groups"), object_key)
+    groups = group_values(fields.get("groups"), policy.group_object_key)
     wanted: set[int] = set()
-    if settings is not None and settings.default_group_id is not None:
-        wanted.add(settings.default_group_id)
-    for rule in list_rules(system):
-        values = set(rule.values or [])
+    if policy.default_group_id is not None:
+        wanted.add(policy.default_group_id)
+    for rule in policy.rules:
         if rule.kind == RULE_GROUPS_CONTAINS:
-            hit = bool(values & groups)
+            hit = bool(rule.values & groups)
         elif rule.kind == RULE_STATUS_IN:
-            hit = status in values
+            hit = status in rule.values
         elif rule.kind == RULE_TYPE_IN:
-            hit = mtype in values
+            hit = mtype in rule.values
         else:
             hit = False
         if hit:
@@ -264,40 +263,31 @@ def resolve_member_groups(system: AuthSystem, fields: Mapping[str, Any]) -> set[
     return wanted
 
 
-def sync_member_groups(user: User, system: AuthSystem, fields: Mapping[str, Any]) -> None:
+def sync_member_groups(
+    user: User, system: AuthSystem | SystemSettings, fields: Mapping[str, Any]
+) -> None:
     """Make ``user``'s groups from ``system`` match what the provider says now (no commit).
 
     Adds and removes only memberships whose source is ``system``; groups a manager assigned
     by hand and groups from other systems are kept. Also records the membership status and
-    type (when the profile carries those keys) and the sync time. The caller commits, in the
-    same transaction as the rest of the sign-in.
+    type (when the profile carries those keys) and the sync time. Writes only what changed;
+    the caller commits, in the same transaction as the rest of the sign-in.
     """
+    system = settings_of(system)
     if "membership_status" in fields:
         user.membership_status = _text_or_none(fields.get("membership_status"))
     if "membership_type" in fields:
         user.membership_type = _text_or_none(fields.get("membership_type"))
     user.membership_synced_at = utcnow()
     wanted = resolve_member_groups(system, fields)
-    if user.id is None:
-        db.session.add(user)
-        db.session.flush()
-    current = {
-        m.group_id: m
-        for m in db.session.scalars(
-            sa.select(GroupMembership).where(
-                GroupMembership.user_id == user.id,
-                GroupMembership.auth_system_id == system.id,
-            )
-        )
-    }
+    # Loaded with the member's binding at sign-in; a new account's list is empty (no read).
+    memberships = user.group_memberships
+    current = {m.group_id: m for m in memberships if m.auth_system_id == system.id}
     for group_id, membership in current.items():
         if group_id not in wanted:
-            db.session.delete(membership)
-    for group_id in wanted - current.keys():
-        db.session.add(
-            GroupMembership(user_id=user.id, group_id=group_id, auth_system_id=system.id)
-        )
-    db.session.flush()
+            memberships.remove(membership)
+    for group_id in sorted(wanted - current.keys()):
+        memberships.append(GroupMembership(group_id=group_id, auth_system_id=system.id))
 
 
 def _text_or_none(value: Any) -> str | None:

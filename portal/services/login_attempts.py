@@ -10,10 +10,12 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from flask import session
 
+from portal.database import commit_keeping_loaded
 from portal.extensions import db
 from portal.models import AuthSystem, LoginAttempt
 from portal.models.base import utcnow
 from portal.services.secrets import SecretUnreadable, decrypt_secret, encrypt_secret
+from portal.services.settings_snapshot import SystemSettings
 from portal.sso.errors import SettingsUnreadable, StateInvalid
 from portal.urls import safe_next
 
@@ -48,8 +50,12 @@ def ensure_browser_key() -> str:
     return key
 
 
+#: Session key of the ids of the attempts this browser started and has not finished.
+OPEN_ATTEMPTS_SESSION_KEY = "sso_open"
+
+
 def record_login_attempt(
-    system: AuthSystem,
+    system: AuthSystem | SystemSettings,
     *,
     state: str,
     nonce: str,
@@ -58,50 +64,66 @@ def record_login_attempt(
     next_path: str = "",
     is_test: bool = False,
 ) -> None:
-    """Store a new login attempt for this browser, making room for it first.
+    """Store a new login attempt for this browser: one INSERT, and one DELETE past the cap.
 
     ``is_test`` marks an attempt started from the admin's test screen: its callback
-    traces the sign-in instead of signing anyone in.
+    traces the sign-in instead of signing anyone in. Expired attempts are purged off the
+    sign-in path (`purge_expired_attempts`).
     """
-    # Keep the table small: attempts are useless after ATTEMPT_LIFETIME.
-    db.session.execute(
-        sa.delete(LoginAttempt).where(LoginAttempt.created_at < utcnow() - timedelta(days=1))
+    attempt = LoginAttempt(
+        state_hash=_digest(state),
+        browser_hash=_digest(browser_key),
+        auth_system_id=system.id,
+        issuer=system.issuer or "",
+        nonce=nonce,
+        code_verifier_encrypted=encrypt_secret(code_verifier),
+        next_path=safe_next(next_path, default=""),
+        is_test=is_test,
     )
-    _drop_oldest_open_attempts(_digest(browser_key), keep=MAX_OPEN_ATTEMPTS_PER_BROWSER - 1)
-    db.session.add(
-        LoginAttempt(
-            state_hash=_digest(state),
-            browser_hash=_digest(browser_key),
-            auth_system_id=system.id,
-            issuer=system.issuer or "",
-            nonce=nonce,
-            code_verifier_encrypted=encrypt_secret(code_verifier),
-            next_path=safe_next(next_path, default=""),
-            is_test=is_test,
-        )
-    )
-    db.session.commit()
+    db.session.add(attempt)
+    db.session.flush()
+    _drop_oldest_open_attempts(attempt.id, browser_hash=attempt.browser_hash)
+    commit_keeping_loaded()
 
 
-def _drop_oldest_open_attempts(browser_hash: str, *, keep: int) -> None:
-    """Delete this browser's open attempts beyond its ``keep`` newest.
+def _drop_oldest_open_attempts(new_id: int, *, browser_hash: str) -> None:
+    """Keep this browser's open attempts to the cap: the oldest goes when a new one is started.
 
-    A member with a few tabs keeps working, while one browser cannot pile up rows (a
+    The session lists the ids of the attempts this browser started, so a member with a few
+    tabs keeps working and nothing is read to enforce it; one browser cannot pile up rows (a
     cookie-less flood gets a new browser key each time: the per-address limit bounds it).
     """
-    stale = (
-        sa.select(LoginAttempt.id)
-        .where(
-            LoginAttempt.browser_hash == browser_hash,
-            LoginAttempt.used_at.is_(None),
-            LoginAttempt.created_at >= utcnow() - ATTEMPT_LIFETIME,
-        )
-        .order_by(LoginAttempt.created_at.desc(), LoginAttempt.id.desc())
-        .offset(keep)
+    listed = session.get(OPEN_ATTEMPTS_SESSION_KEY)
+    open_ids = [i for i in listed if isinstance(i, int)] if isinstance(listed, list) else []
+    open_ids.append(new_id)
+    stale, keep = (
+        open_ids[:-MAX_OPEN_ATTEMPTS_PER_BROWSER],
+        open_ids[-MAX_OPEN_ATTEMPTS_PER_BROWSER:],
     )
-    ids = list(db.session.scalars(stale))
-    if ids:
-        db.session.execute(sa.delete(LoginAttempt).where(LoginAttempt.id.in_(ids)))
+    if stale:
+        db.session.execute(
+            sa.delete(LoginAttempt).where(
+                LoginAttempt.id.in_(stale),
+                LoginAttempt.browser_hash == browser_hash,
+                LoginAttempt.used_at.is_(None),
+            )
+        )
+    session[OPEN_ATTEMPTS_SESSION_KEY] = keep
+
+
+def _forget_open_attempt(attempt_id: int) -> None:
+    listed = session.get(OPEN_ATTEMPTS_SESSION_KEY)
+    if isinstance(listed, list) and attempt_id in listed:
+        session[OPEN_ATTEMPTS_SESSION_KEY] = [i for i in listed if i != attempt_id]
+
+
+def purge_expired_attempts(*, older_than: timedelta = timedelta(days=1)) -> int:
+    """Delete attempts older than ``older_than`` (used or not); return how many."""
+    result = db.session.execute(
+        sa.delete(LoginAttempt).where(LoginAttempt.created_at < utcnow() - older_than)
+    )
+    db.session.commit()
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def _as_aware(value: datetime) -> datetime:
@@ -109,40 +131,72 @@ def _as_aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def consume_login_attempt(
-    system: AuthSystem, state: str | None, browser_key: str | None
-) -> LoginAttempt:
-    """Return the attempt matching ``state`` for this browser and mark it used, or raise.
+class StateOfTestRun(StateInvalid):
+    """The state belongs to a *Test this configuration* run: its callback is the test's."""
 
-    Missing, unknown, used, expired, other-system and other-browser states are all refused
-    without writing anything; a valid one is marked used atomically, so a replay (even a
-    concurrent one) loses.
+
+def claim_login_attempt(
+    system: AuthSystem | SystemSettings,
+    state: str | None,
+    browser_key: str | None,
+    *,
+    is_test: bool = False,
+) -> LoginAttempt:
+    """Mark the attempt matching ``state`` for this browser and system used, and return it.
+
+    One conditional UPDATE claims it, committed at once, so a replay (even a concurrent one,
+    on another process) loses before any code is redeemed. Missing, unknown, used, expired,
+    other-system and other-browser states are refused without writing anything; a test
+    run's state reaching the sign-in (or the reverse) raises `StateOfTestRun`.
     """
     if not state:
         raise StateInvalid("the callback carried no state")
+    if not browser_key:
+        raise _why_unclaimed(system, state, None, is_test=is_test)
+    claimed = db.session.scalar(
+        sa.update(LoginAttempt)
+        .where(
+            LoginAttempt.state_hash == _digest(state),
+            LoginAttempt.browser_hash == _digest(browser_key),
+            LoginAttempt.auth_system_id == system.id,
+            LoginAttempt.is_test.is_(is_test),
+            LoginAttempt.used_at.is_(None),
+            LoginAttempt.created_at >= utcnow() - ATTEMPT_LIFETIME,
+        )
+        .values(used_at=utcnow())
+        .returning(LoginAttempt),
+        execution_options={"synchronize_session": False},
+    )
+    if claimed is None:
+        db.session.rollback()
+        raise _why_unclaimed(system, state, browser_key, is_test=is_test)
+    commit_keeping_loaded()
+    _forget_open_attempt(claimed.id)
+    return claimed
+
+
+def _why_unclaimed(
+    system: AuthSystem | SystemSettings, state: str, browser_key: str | None, *, is_test: bool
+) -> StateInvalid:
+    """Tell why no attempt was claimed (the failure path only: one more read)."""
     attempt = db.session.scalar(
         sa.select(LoginAttempt).where(LoginAttempt.state_hash == _digest(state))
     )
     if attempt is None:
-        raise StateInvalid("unknown state")
+        return StateInvalid("unknown state")
     if attempt.auth_system_id != system.id:
-        raise StateInvalid("state belongs to another authentication system")
+        return StateInvalid("state belongs to another authentication system")
+    if attempt.is_test != is_test:
+        if attempt.is_test:
+            return StateOfTestRun("a test attempt's state reached the sign-in callback")
+        return StateInvalid("a sign-in attempt's state reached the test callback")
     if attempt.used_at is not None:
-        raise StateInvalid("state already used")
+        return StateInvalid("state already used")
     if utcnow() - _as_aware(attempt.created_at) > ATTEMPT_LIFETIME:
-        raise StateInvalid("state expired")
+        return StateInvalid("state expired")
     if not attempt_of_browser(attempt, browser_key):
-        raise StateInvalid("state was issued to another browser session")
-    claimed = db.session.execute(
-        sa.update(LoginAttempt)
-        .where(LoginAttempt.id == attempt.id, LoginAttempt.used_at.is_(None))
-        .values(used_at=utcnow())
-    )
-    db.session.commit()
-    if claimed.rowcount != 1:
-        raise StateInvalid("state already used (concurrent callback)")
-    db.session.refresh(attempt)
-    return attempt
+        return StateInvalid("state was issued to another browser session")
+    return StateInvalid("state already used (concurrent callback)")
 
 
 def is_test_state(state: str | None) -> bool:

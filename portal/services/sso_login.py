@@ -18,18 +18,22 @@ from portal.services.account_resolution import (
     resolve_account,
 )
 from portal.services.accounts import authenticate_local
-from portal.services.auth_systems import get_system_by_slug, read_client_secret
 from portal.services.login_attempts import (
-    consume_login_attempt,
+    claim_login_attempt,
     read_verifier,
     record_login_attempt,
 )
 from portal.services.secrets import SecretUnreadable, decrypt_secret, encrypt_secret
+from portal.services.settings_snapshot import (
+    SystemSettings,
+    settings_of,
+    system_by_id,
+    system_by_slug,
+)
 from portal.sso.discovery import get_discovery_cache, requires_iss_parameter
 from portal.sso.engine import SSOConfig, SSOResult, begin_login, finish_login
-from portal.sso.errors import IssuerMismatch, PendingLinkExpired, SettingsUnreadable, StateInvalid
+from portal.sso.errors import IssuerMismatch, PendingLinkExpired, SettingsUnreadable
 from portal.sso.fields import (
-    ENGINE_FIELDS,
     LOGIN_LOCAL_AND_REMOTE,
     LOGIN_LOCAL_ONLY,
     LOGIN_REMOTE_ONLY,
@@ -37,9 +41,7 @@ from portal.sso.fields import (
 from portal.sso.http import get_http_client
 from portal.sso.idtoken import get_jwks_cache
 from portal.sso.placeholders import Context, render
-from portal.sso.profile_fields import ProfileParam
 from portal.sso.trace import Trace
-from portal.urls import redirect_url_for
 
 
 class SystemUnavailable(Exception):
@@ -51,7 +53,7 @@ class SignIn:
     """A finished SSO sign-in: who, through which system, and where to go next."""
 
     user: User
-    system: AuthSystem
+    system: SystemSettings
     id_token: str | None
     next_path: str
     created: bool
@@ -60,47 +62,25 @@ class SignIn:
 # -- configuration ----------------------------------------------------------------------------
 
 
-#: What the engine assumes for a setting left empty (``SSOConfig``'s own defaults).
-_ENGINE_DEFAULTS: dict[str, str] = {
-    f.name: f.default for f in dataclasses.fields(SSOConfig) if isinstance(f.default, str)
-}
-
-
-def build_sso_config(system: AuthSystem) -> SSOConfig:
-    """Return the engine's configuration for a saved system (secret decrypted)."""
-    params = {
-        row.field: ProfileParam(
-            path=row.path or "", can_upgrade=row.can_upgrade, must_supply=row.must_supply
-        )
-        for row in system.params
-    }
+def build_sso_config(system: AuthSystem | SystemSettings) -> SSOConfig:
+    """Return the engine's configuration for a system (secret decrypted)."""
+    compiled = settings_of(system)
     try:
-        client_secret = read_client_secret(system)
+        client_secret = decrypt_secret(compiled.client_secret_encrypted)
     except SecretUnreadable:
         raise SettingsUnreadable(
             "client secret not decryptable with PORTAL_ENCRYPTION_KEYS"
         ) from None
-    settings = {
-        name: getattr(system, name) or _ENGINE_DEFAULTS.get(name, "")
-        for name in ENGINE_FIELDS
-        if name != "client_secret"
-    }
-    return SSOConfig(
-        slug=system.slug,
-        client_secret=client_secret,
-        redirect_url=redirect_url_for(system.slug),
-        params=params,
-        **settings,
-    )
+    return dataclasses.replace(compiled.sso_config, client_secret=client_secret)
 
 
-def get_login_system(slug: str, *, is_manager: bool = False) -> AuthSystem:
+def get_login_system(slug: str, *, is_manager: bool = False) -> SystemSettings:
     """Return the enabled system for ``slug`` that this person may sign in with.
 
     *Local Login Only* hides a system from the public, but a community manager may still
-    try its flow.
+    try its flow. Read from the settings snapshot: one version read per request.
     """
-    system = get_system_by_slug(slug)
+    system = system_by_slug(slug)
     if system is None or not system.enabled:
         raise SystemUnavailable(slug)
     if system.login_mode == LOGIN_LOCAL_ONLY and not is_manager:
@@ -122,7 +102,11 @@ def remote_only_in_force(systems: list[AuthSystem]) -> bool:
 
 
 def start_sso_login(
-    system: AuthSystem, *, browser_key: str, next_path: str = "", is_test: bool = False
+    system: AuthSystem | SystemSettings,
+    *,
+    browser_key: str,
+    next_path: str = "",
+    is_test: bool = False,
 ) -> str:
     """Record a new login attempt for this browser and return the IdP login URL.
 
@@ -143,7 +127,7 @@ def start_sso_login(
 
 
 def finish_attempt(
-    system: AuthSystem,
+    system: AuthSystem | SystemSettings,
     attempt: LoginAttempt,
     params: Mapping[str, str],
     *,
@@ -178,12 +162,14 @@ def finish_attempt(
 
 
 def complete_sso_login(
-    system: AuthSystem, params: Mapping[str, str], *, browser_key: str | None
+    system: SystemSettings, params: Mapping[str, str], *, browser_key: str | None
 ) -> SignIn:
-    """Check the callback's state and issuer, finish the login and resolve the account."""
-    attempt = consume_login_attempt(system, params.get("state"), browser_key)
-    if attempt.is_test:
-        raise StateInvalid("a test attempt's state reached the sign-in callback")
+    """Check the callback's state and issuer, finish the login and resolve the account.
+
+    Two short write transactions: the state is claimed (before any code is redeemed), then
+    the account, its groups and the sign-in's audit event are written together.
+    """
+    attempt = claim_login_attempt(system, params.get("state"), browser_key)
     result = finish_attempt(system, attempt, params)
     try:
         user, created = resolve_account(system, result)
@@ -220,9 +206,9 @@ def unseal_pending_link(sealed: Any) -> PendingLink | None:
     return link
 
 
-def pending_link_account(link: PendingLink) -> tuple[AuthSystem, User]:
+def pending_link_account(link: PendingLink) -> tuple[SystemSettings, User]:
     """Return the system and the account a pending link would connect, or raise."""
-    system = db.session.get(AuthSystem, link.system_id)
+    system = system_by_id(link.system_id)
     user = db.session.get(User, link.user_id)
     if system is None or not system.enabled or user is None or not user.email:
         raise PendingLinkExpired("pending link's system or account is gone")
@@ -262,7 +248,7 @@ def confirm_pending_link(link: PendingLink, password: str) -> SignIn | None:
 
 
 def logout_redirect_url(
-    system: AuthSystem | None, *, return_to: str, id_token: str | None
+    system: AuthSystem | SystemSettings | None, *, return_to: str, id_token: str | None
 ) -> str | None:
     """Return the rendered Alternate Logout URL, or ``None`` when the system has none."""
     if system is None or not system.logout_url:
@@ -271,7 +257,7 @@ def logout_redirect_url(
     return render(system.logout_url, Context.URL, values)
 
 
-def profile_edit_url(system: AuthSystem, *, return_to: str) -> str | None:
+def profile_edit_url(system: AuthSystem | SystemSettings, *, return_to: str) -> str | None:
     """Return the rendered Alternate Profile Edit URL, or ``None`` when the system has none."""
     if not system.profile_edit_url:
         return None

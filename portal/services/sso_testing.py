@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from portal.extensions import db
-from portal.models import AuthSystem, LoginAttempt, MemberGroup, User
+from portal.models import AuthSystem, LoginAttempt, MemberGroup, Team, User
 from portal.models.base import utcnow
 from portal.services import audit
 from portal.services.account_resolution import (
@@ -29,7 +29,8 @@ from portal.services.account_resolution import (
     provider_values,
 )
 from portal.services.group_mapping import resolve_member_groups
-from portal.services.login_attempts import attempt_of_browser, consume_login_attempt
+from portal.services.login_attempts import attempt_of_browser, claim_login_attempt
+from portal.services.settings_snapshot import SystemSettings, settings_of
 from portal.services.sso_login import finish_attempt, start_sso_login
 from portal.sso.engine import SSOResult
 from portal.sso.errors import (
@@ -64,7 +65,7 @@ def _account_label(user: User) -> str:
     return f"{name} <{who}>" if name else who
 
 
-def _field_rows(system: AuthSystem, result: SSOResult, trace: Trace) -> list[dict[str, Any]]:
+def _field_rows(system: SystemSettings, result: SSOResult, trace: Trace) -> list[dict[str, Any]]:
     rows = []
     for key, label in PROFILE_FIELDS:
         row = system.param(key)
@@ -88,7 +89,7 @@ def _field_rows(system: AuthSystem, result: SSOResult, trace: Trace) -> list[dic
     return rows
 
 
-def _account_outcome(system: AuthSystem, result: SSOResult) -> dict[str, str]:
+def _account_outcome(system: SystemSettings, result: SSOResult) -> dict[str, str]:
     """Say what account resolution would do with this result, reading only."""
     if result.violations:
         missing = ", ".join(result.violations)
@@ -124,8 +125,11 @@ def _account_outcome(system: AuthSystem, result: SSOResult) -> dict[str, str]:
         )
     else:
         summary = "Would create a new account"
-        if system.onboarding_team is not None:
-            summary += f" in the team {system.onboarding_team.name}"
+        team = (
+            db.session.get(Team, system.onboarding_team_id) if system.onboarding_team_id else None
+        )
+        if team is not None:
+            summary += f" in the team {team.name}"
         summary += "."
         if result.missing_required:
             summary += (
@@ -136,7 +140,7 @@ def _account_outcome(system: AuthSystem, result: SSOResult) -> dict[str, str]:
     return {"action": plan.action, "summary": summary}
 
 
-def _granted_groups(system: AuthSystem, result: SSOResult) -> list[str]:
+def _granted_groups(system: SystemSettings, result: SSOResult) -> list[str]:
     ids = resolve_member_groups(system, group_sync_fields(provider_values(system, result), result))
     if not ids:
         return []
@@ -145,7 +149,7 @@ def _granted_groups(system: AuthSystem, result: SSOResult) -> list[str]:
 
 
 def _report(
-    system: AuthSystem, trace: Trace, result: SSOResult | None, error: SSOError | None
+    system: SystemSettings, trace: Trace, result: SSOResult | None, error: SSOError | None
 ) -> dict[str, Any]:
     report: dict[str, Any] = {
         "tested_at": utcnow().isoformat(timespec="seconds"),
@@ -155,7 +159,9 @@ def _report(
         "token_response": trace.token_response,
         "id_claims": trace.id_claims,
         "profile": trace.profile,
-        "profile_from": "Profile API" if system.profile_url else "token response and ID token",
+        "profile_from": "Profile API"
+        if system.sso_config.profile_url
+        else "token response and ID token",
         "fields": [],
         "account": None,
         "groups": [],
@@ -186,7 +192,7 @@ def test_outcome(report: Mapping[str, Any]) -> str:
 
 
 def _record_test_run(
-    system: AuthSystem, *, actor: User | None, outcome: str, reference: str
+    system: SystemSettings, *, actor: User | None, outcome: str, reference: str
 ) -> None:
     audit.record_event(
         audit.TEST_RUN,
@@ -197,7 +203,7 @@ def _record_test_run(
     )
 
 
-def record_failed_test_run(system: AuthSystem, error: SSOError, *, actor: User | None) -> str:
+def record_failed_test_run(system: SystemSettings, error: SSOError, *, actor: User | None) -> str:
     """Log and audit a test run whose callback was refused (bad state...); return its reference.
 
     The failure is a test run's outcome, not a failed sign-in: it is recorded as ``test_run``
@@ -223,7 +229,7 @@ def record_failed_test_run(system: AuthSystem, error: SSOError, *, actor: User |
 
 
 def complete_test_login(
-    system: AuthSystem,
+    system: AuthSystem | SystemSettings,
     params: Mapping[str, str],
     *,
     browser_key: str | None,
@@ -236,7 +242,8 @@ def complete_test_login(
     are audited (``test_run``) with ``actor``, the manager who ran it, in the same commit as
     the report.
     """
-    attempt = consume_login_attempt(system, params.get("state"), browser_key)
+    system = settings_of(system)
+    attempt = claim_login_attempt(system, params.get("state"), browser_key, is_test=True)
     trace = Trace()
     result: SSOResult | None = None
     error: SSOError | None = None
