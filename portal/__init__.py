@@ -54,6 +54,10 @@ def _init_logging(app: Flask) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # Alembic announces each of its plugins at INFO on every command: not a manager's concern.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # One line per sign-in (portal.auth.sso_views); each call to a provider only at DEBUG
+    # (portal.sso.http), so httpx's own line per request stays out.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     from portal import request_log
 
     request_log.init_app(app)

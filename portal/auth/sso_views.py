@@ -96,6 +96,13 @@ def _finish_sso_sign_in(signed_in: SignIn):
     system = signed_in.system
     # The account and the sign-in's audit event are committed: now the session.
     start_session(signed_in.user, stamp=False)
+    log.info(
+        "SSO sign-in ref=%s system=%s outcome=success user=%s%s",
+        signed_in.reference,
+        system.slug,
+        signed_in.user.id,
+        " created" if signed_in.created else "",
+    )
     session[SYSTEM_ID] = system.id
     sealed = seal_id_token(signed_in.id_token)
     if sealed:

@@ -92,3 +92,21 @@ def import_command(file, replace: bool, client_secret_file: str | None) -> None:
         click.echo("Nothing was imported.", err=True)
         click.get_current_context().exit(1)
     click.echo(f"Imported authentication system {system.name}.")
+
+
+@sso_group.command("purge-attempts")
+@click.option(
+    "--older-than-hours",
+    type=click.IntRange(min=1),
+    default=24,
+    show_default=True,
+    help="Delete sign-in attempts (their state, nonce and verifier) older than this.",
+)
+def purge_attempts_command(older_than_hours: int) -> None:
+    """Delete old SSO sign-in attempts (each process also does it every few minutes)."""
+    from datetime import timedelta
+
+    from portal.services.login_attempts import purge_expired_attempts
+
+    count = purge_expired_attempts(older_than=timedelta(hours=older_than_hours))
+    click.echo(f"Deleted {count} sign-in attempt(s) older than {older_than_hours} hour(s).")

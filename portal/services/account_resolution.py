@@ -414,12 +414,14 @@ def resolve_account(
     result: SSOResult,
     *,
     confirmed_user_id: int | None = None,
+    reference: str | None = None,
 ) -> tuple[User, bool]:
     """Sign in, upgrade or create the account for an SSO result, in one transaction.
 
     The system's sign-in restriction is checked first (nothing is written when it refuses),
     and the member's groups from this system are synced and the sign-in audited in the same
-    transaction. Returns the user and whether it was created. Raises
+    transaction (under ``reference``, the one the sign-in's log line names). Returns the
+    user and whether it was created. Raises
     LinkConfirmationRequired, writing nothing, when the matched account must be confirmed by
     its owner first, and AccountDisabled, writing nothing, for a disabled account. Two
     simultaneous first sign-ins of the same person race on the unique constraints; the
@@ -434,7 +436,7 @@ def resolve_account(
                 log.warning("Sign-in refused: account %s is disabled", user.id)
                 raise AccountDisabled()
             db.session.flush()
-            audit.record_event(audit.SIGN_IN, actor=user, system=system)
+            audit.record_event(audit.SIGN_IN, actor=user, system=system, reference=reference)
             commit_keeping_loaded()
             return user, created
         except IntegrityError:

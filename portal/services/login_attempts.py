@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -83,6 +85,7 @@ def record_login_attempt(
     db.session.add(attempt)
     db.session.flush()
     _drop_oldest_open_attempts(attempt.id, browser_hash=attempt.browser_hash)
+    _purge_now_and_then()
     commit_keeping_loaded()
 
 
@@ -115,6 +118,24 @@ def _forget_open_attempt(attempt_id: int) -> None:
     listed = session.get(OPEN_ATTEMPTS_SESSION_KEY)
     if isinstance(listed, list) and attempt_id in listed:
         session[OPEN_ATTEMPTS_SESSION_KEY] = [i for i in listed if i != attempt_id]
+
+
+#: How often each process deletes attempts a day old, in the transaction of a new one.
+PURGE_INTERVAL_S = 600.0
+_next_purge = time.monotonic() + PURGE_INTERVAL_S
+_purge_lock = threading.Lock()
+
+
+def _purge_now_and_then() -> None:
+    """Delete attempts a day old, at most once per interval per process (not per sign-in)."""
+    global _next_purge
+    with _purge_lock:
+        if time.monotonic() < _next_purge:
+            return
+        _next_purge = time.monotonic() + PURGE_INTERVAL_S
+    db.session.execute(
+        sa.delete(LoginAttempt).where(LoginAttempt.created_at < utcnow() - timedelta(days=1))
+    )
 
 
 def purge_expired_attempts(*, older_than: timedelta = timedelta(days=1)) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -57,6 +58,8 @@ class SignIn:
     id_token: str | None
     next_path: str
     created: bool
+    #: The sign-in's reference, in its audit event and its log line.
+    reference: str = ""
 
 
 # -- configuration ----------------------------------------------------------------------------
@@ -171,8 +174,9 @@ def complete_sso_login(
     """
     attempt = claim_login_attempt(system, params.get("state"), browser_key)
     result = finish_attempt(system, attempt, params)
+    reference = secrets.token_hex(4)
     try:
-        user, created = resolve_account(system, result)
+        user, created = resolve_account(system, result, reference=reference)
     except LinkConfirmationRequired as pending:
         pending.link.next_path = attempt.next_path or "/"
         raise
@@ -182,6 +186,7 @@ def complete_sso_login(
         id_token=result.id_token,
         next_path=attempt.next_path or "/",
         created=created,
+        reference=reference,
     )
 
 
@@ -227,6 +232,7 @@ def confirm_pending_link(link: PendingLink, password: str) -> SignIn | None:
         # Keep whatever the password check recorded (throttling, audit); nothing else is new.
         db.session.commit()
         return None
+    reference = secrets.token_hex(4)
     result = SSOResult(
         subject=link.subject,
         fields=dict(link.fields),
@@ -236,11 +242,18 @@ def confirm_pending_link(link: PendingLink, password: str) -> SignIn | None:
         id_claims={"email_verified": True} if link.email_verified else None,
     )
     try:
-        user, created = resolve_account(system, result, confirmed_user_id=target.id)
+        user, created = resolve_account(
+            system, result, confirmed_user_id=target.id, reference=reference
+        )
     except LinkConfirmationRequired:
         raise PendingLinkExpired("pending link no longer matches the same account") from None
     return SignIn(
-        user=user, system=system, id_token=None, next_path=link.next_path, created=created
+        user=user,
+        system=system,
+        id_token=None,
+        next_path=link.next_path,
+        created=created,
+        reference=reference,
     )
 
 

@@ -263,13 +263,13 @@ class HttpClient:
             content_type = response.content_type
         except SSOError as exc:
             elapsed = (time.monotonic() - started) * 1000
-            log.warning("SSO %s %s failed after %.0f ms: %s", method, host, elapsed, exc.code)
+            log.debug("SSO %s %s failed after %.0f ms: %s", method, host, elapsed, exc.code)
             if trace is not None:
                 trace.record_request(
                     method, url, headers, body, status=status, elapsed_ms=elapsed, error=exc.code
                 )
             raise
-        log.info("SSO %s %s -> %s in %.0f ms", method, host, status, response.elapsed_ms)
+        log.debug("SSO %s %s -> %s in %.0f ms", method, host, status, response.elapsed_ms)
         if trace is not None:
             trace.record_request(
                 method,
