@@ -39,6 +39,11 @@ def _configure(app: Flask, test_config: dict[str, Any] | None) -> None:
     app.config.update(load_config(app.instance_path))
     if test_config:
         app.config.update(test_config)
+    if str(app.config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"):
+        # A local file: no connection to go stale, so no liveness query per checkout.
+        options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+        options["pool_pre_ping"] = False
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     if app.config["PORTAL_ENV"] == "production" and app.debug:
         raise ConfigError("FLASK_DEBUG (or DEBUG) must be off when PORTAL_ENV=production.")
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)

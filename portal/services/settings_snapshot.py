@@ -235,11 +235,13 @@ class SnapshotCache:
         return snapshot
 
 
+#: The one read per sign-in request, as plain SQL: no statement to build or compile.
+_READ_VERSION = "SELECT version FROM settings_version WHERE id = 1"  # SETTINGS_VERSION_ID
+
+
 def read_version() -> int | None:
     """Return the settings version (None when its row is missing)."""
-    return db.session.scalar(
-        sa.select(SettingsVersion.version).where(SettingsVersion.id == SETTINGS_VERSION_ID)
-    )
+    return db.session.connection().exec_driver_sql(_READ_VERSION).scalar()
 
 
 def _build(version: int | None) -> Snapshot:
