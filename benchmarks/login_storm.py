@@ -407,7 +407,7 @@ def cooldown(limit_s: float = 60) -> None:
 # ------------------------------------------------------------------ the load driver
 
 
-async def sign_in(session_factory, start_url: str, app_origin: str, timeout_s: float) -> str | None:
+async def sign_in(session_factory, start_url: str, app_origin: str) -> str | None:
     """One sign-in with a fresh cookie jar; None when it succeeded, else a short reason."""
     url = start_url
     async with session_factory() as session:
@@ -455,7 +455,7 @@ async def storm(
             while remaining[0] > 0 and time.monotonic() < deadline:
                 remaining[0] -= 1
                 t0 = time.perf_counter()
-                reason = await sign_in(session_factory, start_url, app_origin, timeout_s)
+                reason = await sign_in(session_factory, start_url, app_origin)
                 if reason is None:
                     latencies.append(time.perf_counter() - t0)
                 else:
@@ -587,6 +587,13 @@ class Options:
     keep: bool
 
 
+def _has_control_socket() -> bool:
+    """gunicorn 27 opens a control socket at one path per user: two servers would share it."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    return any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS)
+
+
 def gunicorn_argv(opts: Options, port: int, target: str) -> list[str]:
     """The same server settings for both apps (an empty config: no gunicorn.conf.py applies)."""
     return [
@@ -611,6 +618,7 @@ def gunicorn_argv(opts: Options, port: int, target: str) -> list[str]:
         "warning",
         "-b",
         f"127.0.0.1:{port}",
+        *(["--no-control-socket"] if _has_control_socket() else []),
         target,
     ]
 
