@@ -67,7 +67,7 @@ serve: install
 
 ## Login storm, Portal beside the hand-written baseline (benchmarks/README.md): on SQLite, then on
 ## PostgreSQL when BENCH_DATABASE_URL answers (a scratch database is created there and dropped).
-N ?= 1000
+N ?= 600
 C ?= 32
 ROUNDS ?= 3
 BENCH_ARGS ?=
