@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := portal
 
-.PHONY: run test install install-test chromium lint clean
+.PHONY: run test install install-test chromium lint clean bench serve
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,42 @@ chromium:
 	else \
 		echo "Chromium is missing: install Debian's 'chromium' package (as root) to run the browser tests."; \
 		if [ "$$CI" = "true" ]; then exit 1; fi; \
+	fi
+
+## Production-like local run: migrations, then gunicorn with gunicorn.conf.py on 127.0.0.1:8000.
+## PORTAL_ENV stays development unless set; SECRET_KEY comes from the environment, else (outside
+## production) from $(INSTANCE)/secret-key, generated once.
+SERVE_BASE_URL := $(or $(PORTAL_BASE_URL),http://127.0.0.1:8000)
+serve: install
+	@mkdir -p $(INSTANCE)
+	@if [ -z "$$SECRET_KEY" ] && [ "$$PORTAL_ENV" != production ] && [ ! -s $(INSTANCE)/secret-key ]; then \
+		(umask 077; $(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(48))' > $(INSTANCE)/secret-key); \
+		echo "Generated a development SECRET_KEY into $(INSTANCE)/secret-key"; \
+	fi
+	@if [ -z "$$SECRET_KEY" ] && [ "$$PORTAL_ENV" != production ]; then SECRET_KEY=$$(cat $(INSTANCE)/secret-key); fi; \
+	export SECRET_KEY PORTAL_BASE_URL=$(SERVE_BASE_URL); \
+	$(BIN)/flask db upgrade && exec $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+
+## Login storm, Portal beside the hand-written baseline (benchmarks/README.md): on SQLite, then on
+## PostgreSQL when BENCH_DATABASE_URL answers (a scratch database is created there and dropped).
+N ?= 600
+C ?= 32
+ROUNDS ?= 3
+BENCH_ARGS ?=
+BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[bench]'
+	touch $@ $(VENV)/.installed-run
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/login_storm.py -n $(N) -c $(C) --rounds $(ROUNDS) $(BENCH_ARGS)
+	@if $(BIN)/python -c 'import sys, psycopg; psycopg.connect(sys.argv[1], connect_timeout=3).close()' \
+		'$(BENCH_DATABASE_URL)' 2>/dev/null; then \
+		$(BIN)/python benchmarks/login_storm.py --database-url '$(BENCH_DATABASE_URL)' \
+			-n $(N) -c $(C) --rounds $(ROUNDS) $(BENCH_ARGS); \
+	else \
+		echo "PostgreSQL at BENCH_DATABASE_URL is not reachable: skipped the PostgreSQL run."; \
 	fi
 
 lint: install-test
