@@ -14,7 +14,6 @@ from portal.services import account_resolution
 from portal.services.account_resolution import resolve_account
 from portal.sso.engine import SSOResult
 from portal.sso.errors import AccountConflict, EmailNotVerified
-from tests.support.database import is_postgres
 from tests.support.rows import users_and_identities
 
 
@@ -145,10 +144,8 @@ def test_refresh_that_collides_with_another_account_is_a_conflict(system, create
     assert db.session.get(User, user.id).email == "jane@example.org"
 
 
-def test_simultaneous_first_logins_create_one_account(app, system, database_url, monkeypatch):
+def test_simultaneous_first_logins_create_one_account(app, system, monkeypatch):
     """Two first logins of the same person at once: one user, one identity, both signed in."""
-    if not is_postgres(database_url):
-        pytest.skip("needs PostgreSQL: SQLite serializes writers, so the race cannot happen")
     system_id = system.id
     barrier = threading.Barrier(2, timeout=10)
     local = threading.local()

@@ -1,0 +1,161 @@
+"""The SQL statement budget of a member's whole SSO sign-in: start, callback, landing page.
+
+A keynote sends thousands of members through the callback in a minute; every statement is a
+round trip and, on SQLite, a turn at the write lock. The budget counts what the database sees
+for one sign-in (the loopback provider's own work is a separate app and is not counted); a
+failure lists the SQL of each phase, never its parameters, so the regression is in sight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from portal.extensions import db
+from portal.models import GroupMembership, MemberGroup, User
+from portal.services.group_mapping import add_rule
+from tests.support.providers import Provider
+
+#: Statements a first sign-in (account created, groups granted) may take, all phases together.
+FIRST_SIGN_IN_BUDGET = 16
+#: Statements a returning member's sign-in (already linked, same profile) may take.
+RETURNING_SIGN_IN_BUDGET = 10
+PHASES = ("start", "callback", "landing page")
+
+
+@dataclass
+class StatementLog:
+    """The SQL text of the statements each phase of one sign-in ran (never the parameters)."""
+
+    phases: dict[str, list[str]] = field(default_factory=lambda: {p: [] for p in PHASES})
+    current: str | None = None
+
+    def record(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        if self.current is not None:
+            self.phases[self.current].append(" ".join(statement.split()))
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        self.current = name
+        try:
+            yield
+        finally:
+            self.current = None
+
+    @property
+    def total(self) -> int:
+        return sum(len(statements) for statements in self.phases.values())
+
+    def counts(self) -> str:
+        per_phase = ", ".join(f"{name} {len(self.phases[name])}" for name in PHASES)
+        return f"{self.total} statements ({per_phase})"
+
+    def report(self) -> str:
+        lines = [self.counts()]
+        for name in PHASES:
+            lines.append(f"-- {name}: {len(self.phases[name])}")
+            lines.extend(f"   {i}. {sql[:160]}" for i, sql in enumerate(self.phases[name], 1))
+        return "\n".join(lines)
+
+
+def counted_sign_in(app: Flask, provider: Provider, username: str) -> StatementLog:
+    """Sign ``username`` in from a fresh browser, counting the statements of each phase."""
+    client: FlaskClient = app.test_client()
+    log = StatementLog()
+    engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", log.record)
+    try:
+        with log.phase("start"):
+            start = client.get(f"/sso/{provider.slug}/login")
+        assert start.status_code == 302, f"starting the sign-in answered {start.status_code}"
+        # The provider round trip: the loopback provider is its own app, with no Portal SQL.
+        back = urlsplit(provider.idp.authorize_redirect(start.headers["Location"], username))
+        with log.phase("callback"):
+            callback = client.get(f"{back.path}?{back.query}")
+        assert callback.status_code == 302, f"the callback answered {callback.status_code}"
+        with log.phase("landing page"):
+            landing = client.get(callback.headers["Location"])
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", log.record)
+    page = landing.get_data(as_text=True)
+    assert landing.status_code == 200 and "You are signed in as" in page, (
+        f"the landing page {callback.headers['Location']} answered {landing.status_code} "
+        "without the member signed in"
+    )
+    return log
+
+
+def _group(name: str) -> MemberGroup:
+    group = MemberGroup(name=name, name_key=name.casefold(), description="")
+    db.session.add(group)
+    db.session.commit()
+    return group
+
+
+def groups_of(username: str) -> set[str]:
+    """Return the names of the member groups the user holds."""
+    db.session.expire_all()
+    user = db.session.scalar(sa.select(User).where(User.username_key == username))
+    assert user is not None, f"no account for {username}"
+    return set(
+        db.session.scalars(
+            sa.select(MemberGroup.name)
+            .join(GroupMembership, GroupMembership.group_id == MemberGroup.id)
+            .where(GroupMembership.user_id == user.id)
+        )
+    )
+
+
+@pytest.fixture
+def production_like(app: Flask, oidc: Provider) -> Provider:
+    """The loopback OIDC system as sites run it: code + PKCE + nonce, ID token, profile
+    request, and the provider's groups and status mapped to member groups; members ready."""
+    add_rule(oidc.system, "groups_contains", "webinars", _group("Webinar viewers").id)
+    add_rule(oidc.system, "status_in", "active", _group("Active members").id)
+    for name in ("warmup", "newcomer", "regular"):
+        oidc.idp.members.add(
+            name,
+            password="pw",
+            email=f"{name}@example.org",
+            given_name=name.title(),
+            family_name="Member",
+            membership_status="Active",
+            membership_type="Professional",
+            groups=["WEBINARS", "LIBRARY"],
+        )
+    # A sign-in before the counted one: the process is warm, as it is on a live site.
+    counted_sign_in(app, oidc, "warmup")
+    return oidc
+
+
+def test_a_first_sign_in_stays_within_its_statement_budget(app, production_like):
+    """A new member's whole sign-in (account created, groups granted) runs at most 16 statements."""
+    log = counted_sign_in(app, production_like, "newcomer")
+
+    assert groups_of("newcomer") == {"Webinar viewers", "Active members"}
+    total = log.total
+    assert total <= FIRST_SIGN_IN_BUDGET, (
+        f"a first sign-in ran {log.counts()}, over the budget of {FIRST_SIGN_IN_BUDGET}:\n"
+        + log.report()
+    )
+
+
+def test_a_returning_member_signs_in_within_its_statement_budget(app, production_like):
+    """A linked member with an unchanged profile signs in again in at most 10 statements."""
+    counted_sign_in(app, production_like, "regular")
+
+    log = counted_sign_in(app, production_like, "regular")
+
+    assert groups_of("regular") == {"Webinar viewers", "Active members"}
+    total = log.total
+    assert total <= RETURNING_SIGN_IN_BUDGET, (
+        f"a returning member's sign-in ran {log.counts()}, over the budget of "
+        f"{RETURNING_SIGN_IN_BUDGET}:\n" + log.report()
+    )
