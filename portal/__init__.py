@@ -43,6 +43,8 @@ def _configure(app: Flask, test_config: dict[str, Any] | None) -> None:
         # A local file: no connection to go stale, so no liveness query per checkout.
         options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
         options["pool_pre_ping"] = False
+        # The most recently used connection first: its page cache is the warm one.
+        options["pool_use_lifo"] = True
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     if app.config["PORTAL_ENV"] == "production" and app.debug:
         raise ConfigError("FLASK_DEBUG (or DEBUG) must be off when PORTAL_ENV=production.")

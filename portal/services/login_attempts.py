@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import secrets
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from flask import session
 
-from portal.database import commit_keeping_loaded
 from portal.extensions import db
 from portal.models import AuthSystem, LoginAttempt
 from portal.models.base import utcnow
@@ -72,21 +73,33 @@ def record_login_attempt(
     traces the sign-in instead of signing anyone in. Expired attempts are purged off the
     sign-in path (`purge_expired_attempts`).
     """
-    attempt = LoginAttempt(
-        state_hash=_digest(state),
-        browser_hash=_digest(browser_key),
-        auth_system_id=system.id,
-        issuer=system.issuer or "",
-        nonce=nonce,
-        code_verifier_encrypted=encrypt_secret(code_verifier),
-        next_path=safe_next(next_path, default=""),
-        is_test=is_test,
+    browser_hash = _digest(browser_key)
+    # Core, not the unit of work: one INSERT that hands back the new id.
+    new_id = (
+        db.session.connection()
+        .execute(
+            _INSERT_ATTEMPT,
+            {
+                "state_hash": _digest(state),
+                "browser_hash": browser_hash,
+                "auth_system_id": system.id,
+                "issuer": system.issuer or "",
+                "nonce": nonce,
+                "code_verifier_encrypted": encrypt_secret(code_verifier),
+                "next_path": safe_next(next_path, default=""),
+                "is_test": is_test,
+                "created_at": utcnow(),
+            },
+        )
+        .scalar_one()
     )
-    db.session.add(attempt)
-    db.session.flush()
-    _drop_oldest_open_attempts(attempt.id, browser_hash=attempt.browser_hash)
+    _drop_oldest_open_attempts(new_id, browser_hash=browser_hash)
     _purge_now_and_then()
-    commit_keeping_loaded()
+    db.session.commit()
+
+
+_ATTEMPTS = LoginAttempt.__table__
+_INSERT_ATTEMPT = sa.insert(_ATTEMPTS).returning(_ATTEMPTS.c.id)
 
 
 def _drop_oldest_open_attempts(new_id: int, *, browser_hash: str) -> None:
@@ -162,7 +175,7 @@ def claim_login_attempt(
     browser_key: str | None,
     *,
     is_test: bool = False,
-) -> LoginAttempt:
+) -> ClaimedAttempt:
     """Mark the attempt matching ``state`` for this browser and system used, and return it.
 
     One conditional UPDATE claims it, committed at once, so a replay (even a concurrent one,
@@ -174,26 +187,59 @@ def claim_login_attempt(
         raise StateInvalid("the callback carried no state")
     if not browser_key:
         raise _why_unclaimed(system, state, None, is_test=is_test)
-    claimed = db.session.scalar(
-        sa.update(LoginAttempt)
-        .where(
-            LoginAttempt.state_hash == _digest(state),
-            LoginAttempt.browser_hash == _digest(browser_key),
-            LoginAttempt.auth_system_id == system.id,
-            LoginAttempt.is_test.is_(is_test),
-            LoginAttempt.used_at.is_(None),
-            LoginAttempt.created_at >= utcnow() - ATTEMPT_LIFETIME,
+    now = utcnow()
+    row = (
+        db.session.connection()
+        .execute(
+            _CLAIM_ATTEMPT,
+            {
+                "p_state_hash": _digest(state),
+                "p_browser_hash": _digest(browser_key),
+                "p_auth_system_id": system.id,
+                "p_is_test": is_test,
+                "p_not_before": now - ATTEMPT_LIFETIME,
+                "p_now": now,
+            },
         )
-        .values(used_at=utcnow())
-        .returning(LoginAttempt),
-        execution_options={"synchronize_session": False},
+        .one_or_none()
     )
-    if claimed is None:
+    if row is None:
         db.session.rollback()
         raise _why_unclaimed(system, state, browser_key, is_test=is_test)
-    commit_keeping_loaded()
+    db.session.commit()
+    claimed = ClaimedAttempt(**row._mapping)
     _forget_open_attempt(claimed.id)
     return claimed
+
+
+@dataclass(frozen=True)
+class ClaimedAttempt:
+    """What the callback needs of the attempt it has just claimed."""
+
+    id: int
+    auth_system_id: int
+    issuer: str
+    nonce: str
+    code_verifier_encrypted: str
+    next_path: str
+    is_test: bool
+
+
+#: One conditional UPDATE claims an attempt: its state, this browser, this system, unused and
+#: unexpired, or nothing (Core with bound parameters: built and compiled once).
+_CLAIM_ATTEMPT = (
+    sa.update(_ATTEMPTS)
+    .where(
+        _ATTEMPTS.c.state_hash == sa.bindparam("p_state_hash"),
+        _ATTEMPTS.c.browser_hash == sa.bindparam("p_browser_hash"),
+        _ATTEMPTS.c.auth_system_id == sa.bindparam("p_auth_system_id"),
+        _ATTEMPTS.c.is_test == sa.bindparam("p_is_test"),
+        _ATTEMPTS.c.used_at.is_(None),
+        _ATTEMPTS.c.created_at >= sa.bindparam("p_not_before"),
+    )
+    .values(used_at=sa.bindparam("p_now"))
+    .returning(*(_ATTEMPTS.c[f.name] for f in dataclasses.fields(ClaimedAttempt)))
+)
 
 
 def _why_unclaimed(
@@ -228,7 +274,7 @@ def is_test_state(state: str | None) -> bool:
     return bool(db.session.scalar(query))
 
 
-def read_verifier(attempt: LoginAttempt) -> str:
+def read_verifier(attempt: ClaimedAttempt) -> str:
     """Return the attempt's PKCE code verifier, decrypted."""
     try:
         return decrypt_secret(attempt.code_verifier_encrypted)

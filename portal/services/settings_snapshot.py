@@ -244,13 +244,19 @@ def read_version() -> int | None:
     return db.session.connection().exec_driver_sql(_READ_VERSION).scalar()
 
 
+#: Read the rows as the database has them, even when this session holds older copies.
+_FRESH = {"populate_existing": True}
+
+
 def _build(version: int | None) -> Snapshot:
-    systems = list(
-        db.session.scalars(sa.select(AuthSystem).options(selectinload(AuthSystem.params)))
-    )
-    settings = {s.auth_system_id: s for s in db.session.scalars(sa.select(GroupMappingSettings))}
+    query = sa.select(AuthSystem).options(selectinload(AuthSystem.params))
+    systems = list(db.session.scalars(query, execution_options=_FRESH))
+    settings = {
+        s.auth_system_id: s
+        for s in db.session.scalars(sa.select(GroupMappingSettings), execution_options=_FRESH)
+    }
     rules: dict[int, list[GroupRule]] = {}
-    for rule in db.session.scalars(sa.select(GroupRule)):
+    for rule in db.session.scalars(sa.select(GroupRule), execution_options=_FRESH):
         rules.setdefault(rule.auth_system_id, []).append(rule)
     compiled = [
         compile_system(s, group_policy_from(settings.get(s.id), rules.get(s.id, [])))

@@ -11,7 +11,7 @@ from typing import Any
 
 from portal.config import http_settings
 from portal.extensions import db
-from portal.models import AuthSystem, LoginAttempt, User
+from portal.models import AuthSystem, User
 from portal.models.base import utcnow
 from portal.services.account_resolution import (
     LinkConfirmationRequired,
@@ -20,6 +20,7 @@ from portal.services.account_resolution import (
 )
 from portal.services.accounts import authenticate_local
 from portal.services.login_attempts import (
+    ClaimedAttempt,
     claim_login_attempt,
     read_verifier,
     record_login_attempt,
@@ -131,7 +132,7 @@ def start_sso_login(
 
 def finish_attempt(
     system: AuthSystem | SystemSettings,
-    attempt: LoginAttempt,
+    attempt: ClaimedAttempt,
     params: Mapping[str, str],
     *,
     trace: Trace | None = None,
