@@ -176,26 +176,11 @@ def _find_matches(values: Mapping[str, Any]) -> dict[str, User]:
     return found
 
 
-_IDENTITIES = Identity.__table__
-#: Is this person bound at this system? A plain read first: a first sign-in stops here.
-_BOUND = sa.select(_IDENTITIES.c.id).where(
-    _IDENTITIES.c.auth_system_id == sa.bindparam("system_id"),
-    _IDENTITIES.c.subject == sa.bindparam("subject"),
-)
-
-
 def _find_identity(system_id: int, subject: str) -> Identity | None:
     """Return the binding of ``subject`` at the system, with its user and the user's groups."""
-    identity_id = (
-        db.session.connection()
-        .execute(_BOUND, {"system_id": system_id, "subject": subject})
-        .scalar()
-    )
-    if identity_id is None:
-        return None
     query = (
         sa.select(Identity)
-        .where(Identity.id == identity_id)
+        .where(Identity.auth_system_id == system_id, Identity.subject == subject)
         .options(joinedload(Identity.user).joinedload(User.group_memberships))
     )
     return db.session.scalars(query).unique().one_or_none()

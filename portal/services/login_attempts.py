@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from flask import session
 
+from portal.database import commit_keeping_loaded
 from portal.extensions import db
 from portal.models import AuthSystem, LoginAttempt
 from portal.models.base import utcnow
@@ -95,7 +96,7 @@ def record_login_attempt(
     )
     _drop_oldest_open_attempts(new_id, browser_hash=browser_hash)
     _purge_now_and_then()
-    db.session.commit()
+    commit_keeping_loaded()
 
 
 _ATTEMPTS = LoginAttempt.__table__
@@ -206,7 +207,7 @@ def claim_login_attempt(
     if row is None:
         db.session.rollback()
         raise _why_unclaimed(system, state, browser_key, is_test=is_test)
-    db.session.commit()
+    commit_keeping_loaded()
     claimed = ClaimedAttempt(**row._mapping)
     _forget_open_attempt(claimed.id)
     return claimed
