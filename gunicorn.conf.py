@@ -1,26 +1,27 @@
 """gunicorn settings for Portal (read by `make serve`; `gunicorn -c gunicorn.conf.py wsgi:app`).
 
-Chosen from `benchmarks/login_storm.py` (Portal on SQLite, N=300 sign-ins at concurrency 32, one
-round each, this 2-core machine shared with other work, so +-20 %; see benchmarks/README.md):
+Chosen from `benchmarks/login_storm.py` (Portal on SQLite, 400 sign-ins at concurrency 32, one
+round each, this 2-core machine, 2026-12-02 after the sign-in hot path was reworked; see
+benchmarks/README.md):
 
-    IdP latency  workers x threads  sign-ins/s  p50 / p99 ms  CPU ms/sign-in  failed of 300
-    20 ms        2 x 4               21.7       1226 / 3929   36.4            0
-    20 ms        2 x 8               19.6       1469 / 4189   51.2            0
-    20 ms        2 x 16              13.2       1494 / 8676   52.4            11 (db locked)
-    20 ms        4 x 4               18.3       1459 / 4638   44.2            2 (409)
-    20 ms        4 x 8               17.7       1394 / 5920   43.6            3
-    200 ms       2 x 4               10.0       3184 / 5410   43.7            0
-    200 ms       2 x 8               11.0       2621 / 6191   46.3            0
-    200 ms       2 x 16              11.2       2053 / 7073   48.2            13 (db locked)
-    200 ms       4 x 4                9.8       2616 / 10184  51.6            1
-    200 ms       4 x 8               11.8       2124 / 7382   52.5            3
+    IdP latency  workers x threads  sign-ins/s  p50 / p99 ms  CPU ms/sign-in  failed of 400
+    20 ms        2 x 4               60.9        508 /  859    21.2            0
+    20 ms        2 x 8               61.9        512 /  915    22.1            0
+    20 ms        2 x 16              53.8        566 / 1127    25.4            0
+    20 ms        4 x 4               67.7        374 / 1170    21.6            0
+    20 ms        4 x 8               58.5        495 / 1206    25.3            0
+    200 ms       2 x 4               17.2       1790 / 3092    21.2            0
+    200 ms       2 x 8               34.3        883 / 1566    17.3            0
+    200 ms       2 x 16              49.5        595 / 1073    19.3            0
+    200 ms       4 x 4               25.8        867 / 2943    20.1            0
+    200 ms       4 x 8               50.1        568 / 1196    21.2            0
 
-Chosen: gthread, 1 worker per core, 8 threads. Only 2 x 4 and 2 x 8 finished every sign-in at both
-latencies; 2 x 8 holds twice as many sign-ins in flight, which pays off with a slow provider
-(p50 2.6 s against 3.2 s at 200 ms), and 2 x 4's lead at 20 ms is inside this machine's noise.
-More workers than cores bought nothing; 16 threads per worker turned SQLite lock waits into
-"database is locked" errors. Measured on main at 6d3f82f, before the sign-in hot path was
-reworked (SQLite without WAL): re-run the sweep after it lands (benchmarks/README.md).
+Chosen: gthread, 1 worker per core, 16 threads. Real identity providers answer a token or profile
+call in hundreds of milliseconds, not 20: there 16 threads per worker carried 44 % more sign-ins
+than 8 with a lower p99, as 4 x 8 did with twice the processes (and their memory). Against a
+20 ms provider the same setting costs about 13 % of the rate, when the CPU, not waiting, is the
+limit. More workers than cores bought nothing. No setting failed a sign-in (before the rework,
+16 threads per worker turned SQLite lock waits into "database is locked" errors).
 
 Why gthread: a sign-in spends most of its wall time waiting on the identity provider (two
 calls: token and profile). A thread blocked on a socket costs no CPU, so threads let one process
@@ -48,7 +49,7 @@ _cores = os.cpu_count() or 1
 bind = os.environ.get("PORTAL_BIND", "127.0.0.1:8000")
 worker_class = "gthread"
 workers = int(os.environ.get("PORTAL_WORKERS", str(_cores)))  # 1 per core
-threads = int(os.environ.get("PORTAL_THREADS", "8"))
+threads = int(os.environ.get("PORTAL_THREADS", "16"))
 backlog = 2048
 keepalive = 5
 # A callback makes two calls to the provider, each bounded by PORTAL_HTTP_TOTAL_TIMEOUT (15 s).

@@ -148,7 +148,13 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "SQLALCHEMY_DATABASE_URI": _database_url(env, instance_path),
         # hide_parameters: a failed statement's error (and so a traceback in the log) names the
         # statement, never its values, which can be a state, a verifier or a token.
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "hide_parameters": True},
+        # max_overflow: room for every thread of a gunicorn worker (gunicorn.conf.py runs 16)
+        # to hold a connection at once, so none waits for one.
+        "SQLALCHEMY_ENGINE_OPTIONS": {
+            "pool_pre_ping": True,
+            "hide_parameters": True,
+            "max_overflow": 20,
+        },
         "PORTAL_BASE_URL": base_url,
         "PORTAL_TRUST_PROXY": _flag(env.get("PORTAL_TRUST_PROXY")),
         "PORTAL_ENCRYPTION_KEYS": keys,
