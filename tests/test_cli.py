@@ -70,3 +70,24 @@ def test_ensure_demo_refuses_production(runner, app):
     result = runner.invoke(args=["ensure-demo"])
     assert result.exit_code != 0
     assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 0
+
+
+def test_purge_attempts_deletes_old_sign_in_attempts_only(runner, client, create_auth_system):
+    """`sso purge-attempts` deletes attempts a day old and keeps those still in flight."""
+    from datetime import timedelta
+
+    from portal.models import LoginAttempt
+    from portal.models.base import utcnow
+    from portal.sso.fields import LOGIN_LOCAL_AND_REMOTE
+
+    system = create_auth_system(login_mode=LOGIN_LOCAL_AND_REMOTE)
+    for _ in range(2):
+        assert client.get(f"/sso/{system.slug}/login").status_code == 302
+    old = db.session.scalars(sa.select(LoginAttempt).order_by(LoginAttempt.id)).first()
+    old.created_at = utcnow() - timedelta(hours=25)
+    db.session.commit()
+    result = runner.invoke(args=["sso", "purge-attempts"])
+    assert result.exit_code == 0
+    assert "Deleted 1 sign-in attempt(s) older than 24 hour(s)." in result.output
+    db.session.expire_all()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(LoginAttempt)) == 1

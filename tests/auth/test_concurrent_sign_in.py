@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from portal.extensions import db
 from portal.models import Identity, User
 from tests.support.portal_workers import apps_in_processes, apps_in_threads
-from tests.support.providers import Provider
+from tests.support.providers import Provider, add_member
 
 #: Same member twice at once, each round with a fresh member.
 RACE_ROUNDS = 15
@@ -105,18 +105,6 @@ def warnings_logged(caplog) -> Callable[[], str]:
     return lambda: caplog.text
 
 
-def add_member(provider: Provider, username: str) -> None:
-    provider.idp.members.add(
-        username,
-        password="pw",
-        email=f"{username}@example.org",
-        given_name=username.title(),
-        family_name="Member",
-        membership_status="Active",
-        groups=["WEBINARS"],
-    )
-
-
 def accounts_of(username: str) -> tuple[int, int]:
     """Return how many users carry this member's email, and how many identities they have."""
     db.session.expire_all()
@@ -148,7 +136,7 @@ def test_the_same_member_signing_in_twice_at_once_is_signed_in_both_times(oidc, 
     problems: list[str] = []
     for round_ in range(RACE_ROUNDS):
         username = f"twin{round_}"
-        add_member(oidc, username)
+        add_member(oidc.idp, username)
         browsers = [Browser(oidc, slug, urls[0]), Browser(oidc, slug, urls[1])]
         try:
             callbacks = [browser.authorize(username) for browser in browsers]
@@ -181,7 +169,7 @@ def test_many_members_signing_in_at_once_all_get_in(oidc, workers, warnings_logg
     slug = oidc.slug
     usernames = [f"crowd{n}" for n in range(CROWD)]
     for username in usernames:
-        add_member(oidc, username)
+        add_member(oidc.idp, username)
 
     def sign_in(n: int) -> Outcome:
         browser = Browser(oidc, slug, urls[n % len(urls)])

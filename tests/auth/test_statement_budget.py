@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 from portal.extensions import db
 from portal.models import GroupMembership, MemberGroup, User
 from portal.services.group_mapping import add_rule
-from tests.support.providers import Provider
+from tests.support.providers import Provider, add_member
 
 #: Statements a first sign-in (account created, groups granted) may take, all phases together.
 FIRST_SIGN_IN_BUDGET = 16
@@ -120,16 +120,7 @@ def production_like(app: Flask, oidc: Provider) -> Provider:
     add_rule(oidc.system, "groups_contains", "webinars", _group("Webinar viewers").id)
     add_rule(oidc.system, "status_in", "active", _group("Active members").id)
     for name in ("warmup", "newcomer", "regular"):
-        oidc.idp.members.add(
-            name,
-            password="pw",
-            email=f"{name}@example.org",
-            given_name=name.title(),
-            family_name="Member",
-            membership_status="Active",
-            membership_type="Professional",
-            groups=["WEBINARS", "LIBRARY"],
-        )
+        add_member(oidc.idp, name, membership_type="Professional", groups=["WEBINARS", "LIBRARY"])
     # A sign-in before the counted one: the process is warm, as it is on a live site.
     counted_sign_in(app, oidc, "warmup")
     return oidc

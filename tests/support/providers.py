@@ -42,6 +42,20 @@ def jane() -> Member:
     )
 
 
+def add_member(idp: Any, username: str, **claims: Any) -> None:
+    """Add an active member ``username`` (password ``pw``, WEBINARS) to a loopback provider."""
+    values: dict[str, Any] = {
+        "password": "pw",
+        "email": f"{username}@example.org",
+        "given_name": username.title(),
+        "family_name": "Member",
+        "membership_status": "Active",
+        "groups": ["WEBINARS"],
+    }
+    values.update(claims)
+    idp.members.add(username, **values)
+
+
 @dataclass
 class Provider:
     """A running loopback provider and the authentication system configured for it."""
