@@ -16,7 +16,10 @@ from tests.support.servers import App, LoopbackServer
 
 #: Loopback test servers are reached as in development: the policy allows loopback.
 DEV_POLICY = AddressPolicy(allow_loopback=True)
-FAST = HttpSettings(connect_timeout=0.5, read_timeout=0.4, max_bytes=64 * 1024, policy=DEV_POLICY)
+#: Timeouts roomy enough for a loaded CI machine: a loopback server that answers is never late.
+ROOMY = HttpSettings(connect_timeout=3.0, read_timeout=5.0, max_bytes=64 * 1024, policy=DEV_POLICY)
+#: For the tests that provoke a timeout on purpose, against a server that never answers.
+HASTY = HttpSettings(connect_timeout=0.5, read_timeout=0.4, max_bytes=64 * 1024, policy=DEV_POLICY)
 
 
 @pytest.fixture
@@ -76,8 +79,16 @@ def _run(handler, conn: socket.socket) -> None:
 
 @pytest.fixture
 def http() -> Iterator[HttpClient]:
-    """A fresh client with short timeouts and a 64 KiB cap."""
-    client = HttpClient(FAST)
+    """A fresh client with a 64 KiB cap and timeouts no loaded machine runs out of."""
+    client = HttpClient(ROOMY)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def hasty_http() -> Iterator[HttpClient]:
+    """A fresh client with a 0.4 s read timeout, for servers that hang on purpose."""
+    client = HttpClient(HASTY)
     yield client
     client.close()
 

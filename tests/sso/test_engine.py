@@ -140,7 +140,7 @@ def finish(http):
             params=params,
             nonce=kwargs.pop("nonce", NONCE),
             code_verifier=VERIFIER,
-            http=http,
+            http=kwargs.pop("http", http),
             jwks_cache=cache,
             **kwargs,
         )
@@ -566,7 +566,7 @@ SCENARIOS = {
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_errors_never_reveal_secrets(
-    scenario, provider, finish, caplog, closed_port_url, raw_server
+    scenario, provider, finish, caplog, closed_port_url, raw_server, hasty_http
 ):
     """Each error type, provoked with a provider echoing secrets, reveals none of them."""
     error_type, arrange = SCENARIOS[scenario]
@@ -592,7 +592,7 @@ def test_errors_never_reveal_secrets(
     trace = Trace()
     caplog.set_level(logging.DEBUG)
     with pytest.raises(SSOError) as info:
-        finish(provider.config(**overrides), params, trace=trace)
+        finish(provider.config(**overrides), params, trace=trace, http=hasty_http)
     exc = info.value
     assert type(exc) is error_type
     assert exc.code and exc.user_message

@@ -223,16 +223,16 @@ def test_unsupported_scheme_is_unreachable(http):
         http.request("GET", "ftp://127.0.0.1/x")
 
 
-def test_accept_then_hang_times_out(http, raw_server):
+def test_accept_then_hang_times_out(hasty_http, raw_server):
     """A server that accepts and never answers is ProviderTimeout after the read timeout."""
     url = raw_server(lambda conn: (read_request_head(conn), time.sleep(3)))
     started = time.monotonic()
     with pytest.raises(ProviderTimeout):
-        http.request("GET", url + "/token")
+        hasty_http.request("GET", url + "/token")
     assert time.monotonic() - started < 2
 
 
-def test_slow_body_times_out(http, raw_server):
+def test_slow_body_times_out(hasty_http, raw_server):
     """A server that stalls mid-body is ProviderTimeout."""
 
     def slow(conn):
@@ -242,7 +242,7 @@ def test_slow_body_times_out(http, raw_server):
 
     url = raw_server(slow)
     with pytest.raises(ProviderTimeout):
-        http.request("GET", url + "/")
+        hasty_http.request("GET", url + "/")
 
 
 def test_connection_closed_without_answer_is_unreachable(http, raw_server):

@@ -240,10 +240,10 @@ def test_slow_drip_headers_fail_at_the_total_deadline(client_for, raw_server):
 def test_the_deadline_is_per_request(client_for, serve, app):
     """A pooled connection is reused by later requests, each with a fresh deadline."""
     server = serve(app)
-    http = client_for(AddressPolicy(allow_loopback=True), total_timeout=0.5)
+    http = client_for(AddressPolicy(allow_loopback=True), total_timeout=1.0)
     for _ in range(3):
         assert http.request("GET", server.url + "/token").status == 200
-        time.sleep(0.3)
+        time.sleep(0.6)
 
 
 # -- the trace redacts by value (finding 4) ----------------------------------------------------

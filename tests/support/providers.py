@@ -17,12 +17,12 @@ from portal.models import AuthSystem
 #: Every character that tends to get mangled on the way to the provider.
 CLIENT_SECRET = 's3cr3t+/=&"value é'
 CLIENT_ID = "portal-client"
-#: Read timeout of the tests: loopback answers are fast, the "slow" fault sleeps 3 s.
-READ_TIMEOUT = 1.0
+#: Read timeout of the tests: roomy for a loaded machine; the "slow" fault sleeps 3 s.
+READ_TIMEOUT = 2.0
 MAX_BYTES = 64 * 1024
 #: Outbound HTTP settings of the sign-in tests: short timeouts and a small response cap.
 OUTBOUND_LIMITS: dict[str, Any] = {
-    "PORTAL_HTTP_CONNECT_TIMEOUT": 1.0,
+    "PORTAL_HTTP_CONNECT_TIMEOUT": 2.0,
     "PORTAL_HTTP_READ_TIMEOUT": READ_TIMEOUT,
     "PORTAL_HTTP_MAX_BYTES": MAX_BYTES,
 }
