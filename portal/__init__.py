@@ -83,6 +83,8 @@ def _init_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
     # Each app gets its own storage here: fresh memory, or a client of the shared Redis.
+    from portal import ratelimit_storage  # noqa: F401  (registers portal-memory://)
+
     limiter.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"

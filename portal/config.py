@@ -220,7 +220,8 @@ def _rate_limit_settings(env: dict[str, str]) -> dict[str, Any]:
         #: Redis shared by every instance, for the rate limits (memory of this process otherwise).
         "REDIS_URL": env.get("REDIS_URL", "").strip(),
         "RATELIMIT_ENABLED": _flag(env.get("PORTAL_RATELIMIT_ENABLED", "1")),
-        "RATELIMIT_STORAGE_URI": env.get("REDIS_URL", "").strip() or "memory://",
+        # Memory: limits' own storage, swept inline (portal/ratelimit_storage.py).
+        "RATELIMIT_STORAGE_URI": env.get("REDIS_URL", "").strip() or "portal-memory://",
         "RATELIMIT_STRATEGY": "fixed-window",
         "RATELIMIT_KEY_PREFIX": "portal",
         # Redis down: keep limiting, per instance, rather than answering 500.

@@ -72,7 +72,7 @@ def app_config(database_url: str, tmp_path) -> dict[str, Any]:
         "PORTAL_BASE_URL": "http://localhost",
         "SERVER_NAME": None,
         # Fresh rate-limit counters for every app, even when REDIS_URL is set around the suite.
-        "RATELIMIT_STORAGE_URI": "memory://",
+        "RATELIMIT_STORAGE_URI": "portal-memory://",
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ from limits import parse_many
 
 from portal import create_app
 from portal.config import ConfigError, load_config
+from portal.ratelimit_storage import SweepingMemoryStorage
 from tests.support.accounts import MEMBER_PASSWORD
 
 #: A Redis database of the test suite's own, flushed around each test.
@@ -78,7 +81,7 @@ def test_route_limits_are_shared_through_redis_too(app_config, redis_db, monkeyp
 
 def test_without_redis_each_instance_counts_on_its_own(app, member, app_config):
     """Without REDIS_URL the counters are this process's memory: a new instance starts fresh."""
-    assert app.config["RATELIMIT_STORAGE_URI"] == "memory://"
+    assert app.config["RATELIMIT_STORAGE_URI"] == "portal-memory://"
     lock_out(app)
     assert right_password(app).status_code == 429
     other = create_app(app_config)
@@ -98,3 +101,47 @@ def test_a_shorter_account_limit_locks_sooner(app_config, member):
     app = create_app({**app_config, "PORTAL_RATELIMIT_LOGIN_ACCOUNT": "2/minute"})
     lock_out(app)
     assert right_password(app).status_code == 429
+
+
+def test_without_redis_the_counters_are_this_process_memory_swept_inline(monkeypatch):
+    """Without REDIS_URL the limits use memory that is swept inline, not by timer threads."""
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    assert load_config("/tmp")["RATELIMIT_STORAGE_URI"] == "portal-memory://"
+
+
+def test_counted_requests_start_no_thread(app, member, monkeypatch):
+    """Failed sign-ins and SSO starts are counted on the request's thread.
+
+    limits' own MemoryStorage started a timer thread for nearly every counted request: in a
+    crowd of sign-ins that was a thread per request, each one walking every counter.
+    """
+    started: list[threading.Thread] = []
+    real_start = threading.Thread.start
+
+    def counting_start(thread: threading.Thread) -> None:
+        started.append(thread)
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    client = app.test_client()
+    for _ in range(3):
+        assert (
+            client.post("/login", data={"email": "x@example.com", "password": WRONG}).status_code
+            == 200
+        )
+        time.sleep(0.02)  # longer than the 10 ms after which limits' timer would start again
+    for _ in range(3):
+        client.get("/sso/nowhere/callback")
+        time.sleep(0.02)
+    assert started == []
+
+
+def test_expired_counters_are_forgotten_by_a_later_hit():
+    """Memory stays bounded: a counter past its window is dropped at the next sweep."""
+    storage = SweepingMemoryStorage()
+    storage.incr("old", expiry=0.01)
+    time.sleep(0.03)
+    storage._next_sweep = 0.0  # the sweep interval has passed
+    storage.incr("new", expiry=60)
+    assert "old" not in storage.storage
+    assert storage.get("new") == 1
