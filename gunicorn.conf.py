@@ -38,8 +38,8 @@ with processes, up to the number of cores; more workers than cores only adds mem
 switching. With several workers, set REDIS_URL so the rate limits are shared.
 
 Every setting can be overridden from the environment: PORTAL_BIND, PORTAL_WORKERS,
-PORTAL_THREADS, PORTAL_TIMEOUT, PORTAL_LOG_LEVEL, PORTAL_ACCESS_LOG ("-" for stdout, a path, or
-"off").
+PORTAL_THREADS, PORTAL_TIMEOUT, PORTAL_LOG_LEVEL, PORTAL_ACCESS_LOG ("off" by default, "-" for
+stdout, or a path).
 """
 
 import os
@@ -62,7 +62,9 @@ control_socket_disable = True
 
 loglevel = os.environ.get("PORTAL_LOG_LEVEL", "info")
 errorlog = "-"
-_access = os.environ.get("PORTAL_ACCESS_LOG", "-")
+# Off unless asked for: a sign-in is three requests, and the app already logs one line per
+# sign-in (reference, system, outcome); the proxy in front (deploy/) keeps the access log.
+_access = os.environ.get("PORTAL_ACCESS_LOG", "off")
 accesslog = None if _access == "off" else _access
 # The path without its query string: %(U)s, never %(r)s or %(q)s (the query carries `code` and
 # `state`), nor %(f)s (a referrer may carry one). See docs/security.md, "Logs".
