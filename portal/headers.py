@@ -11,6 +11,8 @@
 - ``X-Content-Type-Options: nosniff``.
 - ``Referrer-Policy: strict-origin-when-cross-origin``, and ``no-referrer`` on the SSO start
   and callback, whose addresses carry ``state`` and ``code``.
+- The CSP is joined once per app and set by Portal; Talisman sends the rest (joining its policy
+  on every response cost more than the header is worth).
 - In production only: https is forced, HSTS is sent for a year, and the session and remember
   cookies are Secure (``__Host-`` names come from ``portal/config.py``). Development and
   tests serve plain http on loopback.
@@ -43,6 +45,11 @@ def content_security_policy(production: bool) -> dict[str, str]:
     }
 
 
+def policy_header(policy: dict[str, str]) -> str:
+    """Return the Content-Security-Policy header value of a policy."""
+    return "; ".join(f"{directive} {sources}" for directive, sources in policy.items())
+
+
 def _no_referrer_on_sso(response: Response) -> Response:
     if request.endpoint in NO_REFERRER_ENDPOINTS:
         response.headers["Referrer-Policy"] = "no-referrer"
@@ -55,6 +62,13 @@ def init_app(app: Flask) -> None:
     # Flask runs after-request functions in the reverse order of registration: registered
     # before Talisman's, this one runs after it and overrides its Referrer-Policy.
     app.after_request(_no_referrer_on_sso)
+    csp = policy_header(content_security_policy(production))
+
+    @app.after_request
+    def _content_security_policy(response: Response) -> Response:
+        response.headers["Content-Security-Policy"] = csp
+        return response
+
     # One Talisman per app: it keeps its settings on itself.
     app.extensions["talisman"] = Talisman(
         app,
@@ -66,7 +80,7 @@ def init_app(app: Flask) -> None:
         session_cookie_http_only=True,
         session_cookie_samesite="Lax",
         frame_options="DENY",
-        content_security_policy=content_security_policy(production),
+        content_security_policy=None,  # set above, joined once
         referrer_policy=REFERRER_POLICY,
         x_content_type_options=True,
     )
