@@ -283,6 +283,36 @@ def test_sign_out_everywhere_needs_the_csrf_token(app_config, database_url, memb
     assert client.get("/account").status_code == 200
 
 
+def test_the_first_page_after_sign_in_signs_out_with_the_token_the_sign_in_minted(
+    app_config, database_url, member
+):
+    """The page after sign-in sends no new cookie, and its sign-out form's token works.
+
+    The session's CSRF token is minted with the sign-in's own cookie (a fresh session gets a
+    fresh token); the first page reuses it instead of writing the cookie again.
+    """
+    from portal import create_app
+
+    app = create_app({**app_config, "WTF_CSRF_ENABLED": True})
+    client = app.test_client()
+    login_page = client.get("/login").get_data(as_text=True)
+    old_token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', login_page).group(1)
+    client.post(
+        "/login",
+        data={"email": "member@example.com", "password": MEMBER_PASSWORD, "csrf_token": old_token},
+    )
+    page = client.get("/account")
+    wrote_cookie = "Set-Cookie" in page.headers  # (never the header itself in a failure)
+    assert page.status_code == 200 and not wrote_cookie
+    html = page.get_data(as_text=True)
+    token = re.search(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"', html).group(1)
+    before = generation(member)
+    resp = client.post("/account/sign-out-everywhere", data={"csrf_token": token})
+    assert resp.status_code == 302
+    assert generation(member) == before + 1
+    assert is_signed_out(client)
+
+
 def test_a_password_change_ends_every_session(app, client, member):
     """Sessions signed in with the old password end when it changes; audited."""
     sign_in(client, "member@example.com", MEMBER_PASSWORD)
@@ -373,13 +403,17 @@ def test_lifetimes_are_settings(app, clock, client, member):
 def test_last_seen_is_written_at_most_once_a_minute(clock, client, member):
     """Requests within a minute leave the cookie alone; a later one refreshes last-seen."""
     sign_in(client, "member@example.com", MEMBER_PASSWORD)
-    client.get("/account")  # the first page adds its CSRF token to the session
+    resp = client.get("/account")  # the first page: its form's CSRF token came with the sign-in
+    wrote_cookie = "Set-Cookie" in resp.headers  # (never the header itself in a failure)
+    assert resp.status_code == 200 and not wrote_cookie
     clock.advance(minutes=0.5)
     resp = client.get("/account")
-    assert resp.status_code == 200 and "Set-Cookie" not in resp.headers
+    wrote_cookie = "Set-Cookie" in resp.headers
+    assert resp.status_code == 200 and not wrote_cookie
     clock.advance(minutes=1)
     resp = client.get("/account")
-    assert "Set-Cookie" in resp.headers
+    wrote_cookie = "Set-Cookie" in resp.headers
+    assert wrote_cookie
     with client.session_transaction() as sess:
         assert sess[sessions.SEEN_AT] == int(clock.now)
         assert sess[sessions.SIGNED_IN_AT] == START
