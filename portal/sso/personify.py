@@ -31,7 +31,8 @@ What this follows (Personify Online Help 7.7.0, SSO section, and the services' o
   ``UserName``, ``Email``, ``DisableAccountFlag`` (the shape ``SSOCustomerGetByEmail``'s page
   documents for the same result type).
 - *IMS Web Services* (``sso/IMS_Web_Services.htm``) and
-  ``IMS/IMService.asmx?op=IMSCustomerRoleGet``: namespace ``http://TIMSSSSO/imswebservice/``, the roles as ``CustomerRoles/Role/Value``.
+  ``IMS/IMService.asmx?op=IMSCustomerRoleGet``: namespace ``http://TIMSSSSO/imswebservice/``,
+  the roles as ``CustomerRoles/Role/Value``.
 - Personify Data Services (WCF Data Services, OData): ``CustomerInfos(MasterCustomerId='…',
   SubCustomerId=…)`` with its own Basic credentials, answered as ``{"d": {...}}``; first and
   last names are ``FirstName`` and ``LastName``.
