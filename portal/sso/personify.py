@@ -466,7 +466,7 @@ def fetch_customer_identifier(
 def fetch_sso_customer(
     config: PersonifyConfig, identifier: CustomerIdentifier, http: HttpClient, trace: Trace | None
 ) -> dict[str, str | None]:
-    """Return the SSO account's ``UserName`` and ``Email`` from ``SSOCustomerGet``.
+    """Return the SSO account's ``UserName`` (required) and ``Email`` from ``SSOCustomerGet``.
 
     An account that does not exist, or that Personify has disabled, is refused.
     """
@@ -485,7 +485,11 @@ def fetch_sso_customer(
                 "community team."
             ),
         )
-    return {"UserName": _text(result, "UserName", op), "Email": _text(result, "Email", op)}
+    # An account may lack an email address: the profile then has none (must-supply decides).
+    return {
+        "UserName": _text(result, "UserName", op),
+        "Email": _text(result, "Email", op, required=False),
+    }
 
 
 def fetch_customer_roles(

@@ -677,6 +677,18 @@ def test_an_account_personify_disabled_is_refused_with_its_own_words(canned, htt
     assert "disabled" in caught.value.user_message
 
 
+def test_an_account_without_email_gives_a_profile_without_email(canned, http) -> None:
+    """A missing or empty Email is absent from the profile, not an error; UserName is required."""
+    answer = envelope(
+        "SSOCustomerGet", "<UserExists>true</UserExists><UserName>k</UserName><Email/>"
+    )
+    profile = finish_personify_login(canned(SSOCustomerGet=answer), _GOOD_CT, http)
+    assert "Email" not in profile and profile["UserName"] == "k"
+    answer = envelope("SSOCustomerGet", "<UserExists>true</UserExists><Email>k@x</Email>")
+    with pytest.raises(ProviderBadResponse):
+        finish_personify_login(canned(SSOCustomerGet=answer), _GOOD_CT, http)
+
+
 def test_names_of_another_customer_are_refused(canned, http) -> None:
     other = json.dumps({"d": {"MasterCustomerId": "999", "FirstName": "Eve"}})
     with pytest.raises(SubjectMismatch):
