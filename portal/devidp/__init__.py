@@ -3,6 +3,7 @@
 - :class:`OIDCProvider` / :func:`create_oidc_app`: a standards-shaped OpenID Connect provider.
 - :class:`AMSProvider` / :func:`create_ams_app`: an association-management-system provider
   with non-standard quirks (JSON-only token endpoint, ``X-Api-Key`` profile API).
+- :class:`PersonifyProvider`: a Personify SSO look-alike (vendor token, SOAP services, OData).
 - :class:`LiveServer` / :func:`serve` / :func:`closed_port_url`: the background runner.
 """
 
@@ -12,6 +13,7 @@ from portal.devidp.faults import Fault, Faults
 from portal.devidp.members import Member, Members, demo_members
 from portal.devidp.oidc import OIDCProvider, create_oidc_app
 from portal.devidp.oidc_authority import s256
+from portal.devidp.personify import PersonifyProvider
 from portal.devidp.provider import AuthorizeFailed
 from portal.devidp.request_log import RecordedRequest, RequestLog
 from portal.devidp.server import LiveServer, closed_port_url, serve
@@ -25,6 +27,7 @@ __all__ = [
     "Member",
     "Members",
     "OIDCProvider",
+    "PersonifyProvider",
     "RecordedRequest",
     "RegisteredClient",
     "RequestLog",

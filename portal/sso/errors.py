@@ -307,3 +307,44 @@ class MembershipDenied(SSOError):
     code = "membership_denied"
     page_status = 403
     title = "Sign-in not allowed"
+
+
+# -- Personify SSO: the vendor token / customer token protocol (portal/sso/personify.py) -------
+
+
+class PersonifyKeyInvalid(TemplateError):
+    """The saved Vendor Password or Vendor Block is not the hexadecimal key or block AES needs."""
+
+    code = "personify_key_invalid"
+
+
+class CustomerTokenUnreadable(SSOError):
+    """The ``ct`` that came back from Personify does not decrypt to a customer token."""
+
+    code = "customer_token_unreadable"
+    page_status = 400
+    default_user_message = (
+        "The sign-in response from the identity provider could not be read. Please start the "
+        "sign-in again."
+    )
+    retryable = True
+
+
+class CustomerTokenInvalid(SSOError):
+    """Personify says the customer token is not (or no longer) valid."""
+
+    code = "customer_token_invalid"
+    page_status = 400
+    title = "Sign-in link expired"
+    default_user_message = (
+        "Your sign-in at the identity provider has expired or was already used. Please sign "
+        "in again."
+    )
+    retryable = True
+
+
+class PersonifyServiceError(SSOError):
+    """A Personify web service answered with errors (a SOAP fault or its ``Errors`` list)."""
+
+    code = "personify_service_error"
+    default_user_message = "The identity provider refused the sign-in request."
