@@ -150,20 +150,26 @@ def _find_match(field: str, value: str) -> User | None:
     return db.session.scalar(sa.select(User).where(User.username_key == identifier_key(value)))
 
 
+#: The hot path's reads, built once: a statement built per call costs more than running it.
+_HOLDERS_OF_EMAIL_OR_USERNAME = sa.select(User.__table__.c.id).where(
+    sa.or_(
+        User.__table__.c.email == sa.bindparam("email"),
+        User.__table__.c.username_key == sa.bindparam("username"),
+    )
+)
+
+
 def _find_matches(values: Mapping[str, Any]) -> dict[str, User]:
     """Return the accounts holding this person's email address or username (one query)."""
     email = identifier_key(values["email"]) if values.get("email") else None
     username = identifier_key(values["username"]) if values.get("username") else None
-    conditions = []
-    if email:
-        conditions.append(User.email == email)
-    if username:
-        conditions.append(User.username_key == username)
-    if not conditions:
+    if not email and not username:
         return {}
-    # A plain read first: nobody holds either value on a first sign-in (the usual case).
-    users = User.__table__
-    held = db.session.connection().execute(sa.select(users.c.id).where(sa.or_(*conditions)))
+    # A plain read first: nobody holds either value on a first sign-in (the usual case). A
+    # missing value is NULL, which equals nothing.
+    held = db.session.connection().execute(
+        _HOLDERS_OF_EMAIL_OR_USERNAME, {"email": email, "username": username}
+    )
     ids = [row.id for row in held]
     if not ids:
         return {}
@@ -176,14 +182,20 @@ def _find_matches(values: Mapping[str, Any]) -> dict[str, User]:
     return found
 
 
+_IDENTITY_WITH_USER_AND_GROUPS = (
+    sa.select(Identity)
+    .where(
+        Identity.auth_system_id == sa.bindparam("system_id"),
+        Identity.subject == sa.bindparam("subject"),
+    )
+    .options(joinedload(Identity.user).joinedload(User.group_memberships))
+)
+
+
 def _find_identity(system_id: int, subject: str) -> Identity | None:
     """Return the binding of ``subject`` at the system, with its user and the user's groups."""
-    query = (
-        sa.select(Identity)
-        .where(Identity.auth_system_id == system_id, Identity.subject == subject)
-        .options(joinedload(Identity.user).joinedload(User.group_memberships))
-    )
-    return db.session.scalars(query).unique().one_or_none()
+    params = {"system_id": system_id, "subject": subject}
+    return db.session.scalars(_IDENTITY_WITH_USER_AND_GROUPS, params).unique().one_or_none()
 
 
 def _locked_fields(system: SystemSettings, values: Mapping[str, Any]) -> list[str]:
