@@ -5,7 +5,7 @@ from flask_login import current_user
 
 from portal.admin import bp
 from portal.admin.forms import AuthSystemForm, ConfirmForm, TeamForm
-from portal.admin.saving import saved
+from portal.admin.saving import flash_saved, saved
 from portal.extensions import db
 from portal.lookups import found_or_404
 from portal.models import AuthSystem, Team
@@ -17,6 +17,7 @@ from portal.services.auth_systems import (
     create_auth_system,
     delete_auth_system,
     get_auth_system,
+    hidden_from_members,
     list_auth_systems,
     set_auth_system_enabled,
     slugify,
@@ -82,6 +83,7 @@ def auth_systems():
         systems=list_auth_systems(),
         confirm=ConfirmForm(),
         redirect_url_for=redirect_url_for,
+        hidden_from_members=hidden_from_members,
     )
 
 
@@ -135,7 +137,7 @@ def new_auth_system():
         except AuthSystemInvalid as exc:
             form.apply_errors(exc.errors)
         else:
-            flash(f"Authentication system {system.name} added.", "success")
+            flash_saved(system, "added")
             return redirect(url_for("admin.auth_systems"))
     return _render_auth_system_form(form, None, start)
 
@@ -154,7 +156,7 @@ def edit_auth_system(system_id: int):
         except AuthSystemInvalid as exc:
             form.apply_errors(exc.errors)
         else:
-            flash(f"Authentication system {system.name} saved.", "success")
+            flash_saved(system, "saved")
             return redirect(url_for("admin.auth_systems"))
     return _render_auth_system_form(form, system)
 

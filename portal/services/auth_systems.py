@@ -28,7 +28,14 @@ from portal.services.secrets import (
     encrypt_secret,
     rotate_secret,
 )
-from portal.sso.fields import CHOICE_FIELDS, FIELDS, FLAG_FIELDS, TEXT_FIELDS
+from portal.sso.fields import (
+    CHOICE_FIELDS,
+    FIELDS,
+    FLAG_FIELDS,
+    LABELS,
+    PUBLIC_LOGIN_MODES,
+    TEXT_FIELDS,
+)
 from portal.sso.profile_fields import DEFAULT_PARAM_PATHS, OPTION_FIELDS, PROFILE_FIELDS
 
 
@@ -258,6 +265,21 @@ def _secret_differs(system: AuthSystem, typed: str) -> bool:
         return not hmac.compare_digest(read_client_secret(system).encode(), typed.encode())
     except SecretUnreadable:
         return True
+
+
+def hidden_from_members(system: AuthSystem) -> str | None:
+    """Say why members don't see a system its Alternate Login offers them, or None.
+
+    The login page lists only Enabled systems (DESIGN.md), so a saved system in
+    *Local and Remote Logins* or *Remote Login Only* stays invisible until Enabled is ticked.
+    """
+    if system.enabled or system.login_mode not in PUBLIC_LOGIN_MODES:
+        return None
+    enabled = LABELS["enabled"]
+    return (
+        f"Not shown to members on the sign-in page until {enabled} is ticked "
+        f"({LABELS['login_mode']} is {system.login_mode_label}, but {enabled} is not)."
+    )
 
 
 def create_auth_system(
