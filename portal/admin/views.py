@@ -31,6 +31,11 @@ from portal.services.presets import (
     start_from_preset,
 )
 from portal.sso.fields import TEMPLATE_FIELDS
+from portal.sso.profile_fields import (
+    FIELD_LABEL,
+    PARAM_OPTIONS,
+    UPGRADE_FIELDS,
+)
 from portal.urls import redirect_url_for
 
 
@@ -109,7 +114,20 @@ def _render_auth_system_form(
         show_form=start is None or start.fills_form or form.is_submitted(),
         imported=imported,
         confirm=ConfirmForm(),
+        param_help=_PARAM_HELP,
     )
+
+
+def _and_list(labels: list[str]) -> str:
+    """Return labels as prose: "A", "A and B", "A, B and C"."""
+    return " and ".join([", ".join(labels[:-1]), labels[-1]] if len(labels) > 1 else labels)
+
+
+#: What the Profile parameters' help says of the two options, from the field table.
+_PARAM_HELP = {
+    **PARAM_OPTIONS,
+    "upgrade_fields": _and_list([FIELD_LABEL[key] for key in UPGRADE_FIELDS]),
+}
 
 
 def _import_issuer(form: AuthSystemForm) -> str:

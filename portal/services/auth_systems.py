@@ -36,7 +36,7 @@ from portal.sso.fields import (
     PUBLIC_LOGIN_MODES,
     TEXT_FIELDS,
 )
-from portal.sso.profile_fields import DEFAULT_PARAM_PATHS, OPTION_FIELDS, PROFILE_FIELDS
+from portal.sso.profile_fields import PROFILE_FIELDS, default_param_values, param_options
 
 
 class AuthSystemInvalid(ValueError):
@@ -113,10 +113,7 @@ def rotate_all_secrets() -> int:
 def default_auth_system_data() -> dict[str, Any]:
     """Return the values a new authentication system starts from."""
     data: dict[str, Any] = {name: field.default for name, field in FIELDS.items()}
-    data["params"] = {
-        key: {"path": DEFAULT_PARAM_PATHS.get(key, ""), "can_upgrade": False, "must_supply": False}
-        for key, _label in PROFILE_FIELDS
-    }
+    data["params"] = default_param_values()
     return data
 
 
@@ -132,11 +129,9 @@ def auth_system_data(system: AuthSystem) -> dict[str, Any]:
         data[key] = bool(getattr(system, key))
     for key, _label in PROFILE_FIELDS:
         row = system.param(key)
-        data["params"][key] = {
-            "path": row.path if row else "",
-            "can_upgrade": bool(row and row.can_upgrade),
-            "must_supply": bool(row and row.must_supply),
-        }
+        # A flag saved before its field stopped offering the option reads as off.
+        given = {"can_upgrade": row.can_upgrade, "must_supply": row.must_supply} if row else {}
+        data["params"][key] = {"path": row.path if row else "", **param_options(key, given)}
     return data
 
 
@@ -167,8 +162,8 @@ def _clean(data: Mapping[str, Any]) -> dict[str, Any]:
         given = params.get(key) or {}
         row = clean["params"][key]
         row["path"] = str(given.get("path") or "").strip()
-        row["can_upgrade"] = bool(given.get("can_upgrade")) and key in OPTION_FIELDS
-        row["must_supply"] = bool(given.get("must_supply")) and key in OPTION_FIELDS
+        # An option the field does not offer (a crafted form, an import) is never saved.
+        row.update(param_options(key, given))
     return clean
 
 
