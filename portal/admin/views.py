@@ -34,6 +34,7 @@ from portal.sso.fields import TEMPLATE_FIELDS
 from portal.sso.profile_fields import (
     FIELD_LABEL,
     PARAM_OPTIONS,
+    SUPPLIED_BY_DEFAULT,
     UPGRADE_FIELDS,
 )
 from portal.urls import redirect_url_for
@@ -127,6 +128,7 @@ def _and_list(labels: list[str]) -> str:
 _PARAM_HELP = {
     **PARAM_OPTIONS,
     "upgrade_fields": _and_list([FIELD_LABEL[key] for key in UPGRADE_FIELDS]),
+    "supplied_fields": _and_list([FIELD_LABEL[key] for key in SUPPLIED_BY_DEFAULT]),
 }
 
 

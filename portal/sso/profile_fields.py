@@ -32,6 +32,9 @@ class ProfileField:
     account: bool = False
     #: Where a new system looks for it (the OpenID Connect claim).
     default_path: str = ""
+    #: A new system starts with *Provider must supply this value* ticked: the webcast
+    #: platform's document names userId, firstName, lastName and email as the minimum fields.
+    supplied_by_default: bool = False
 
 
 _TABLE: tuple[ProfileField, ...] = (
@@ -44,6 +47,7 @@ _TABLE: tuple[ProfileField, ...] = (
         options=(CAN_UPGRADE, MUST_SUPPLY),
         account=True,
         default_path="email",
+        supplied_by_default=True,
     ),
     # Names are not unique per account: no local account can be matched, or upgraded, on them.
     ProfileField(
@@ -52,6 +56,7 @@ _TABLE: tuple[ProfileField, ...] = (
         options=(MUST_SUPPLY,),
         account=True,
         default_path="given_name",
+        supplied_by_default=True,
     ),
     ProfileField(
         "last_name",
@@ -59,6 +64,7 @@ _TABLE: tuple[ProfileField, ...] = (
         options=(MUST_SUPPLY,),
         account=True,
         default_path="family_name",
+        supplied_by_default=True,
     ),
     ProfileField("membership_status", "Membership Status"),
     ProfileField("membership_type", "Membership Type"),
@@ -78,6 +84,10 @@ OPTION_FIELDS: tuple[str, ...] = tuple(f.key for f in _TABLE if f.options)
 UPGRADE_FIELDS: tuple[str, ...] = tuple(f.key for f in _TABLE if CAN_UPGRADE in f.options)
 #: Fields that take *Provider must supply this value* (User ID is always required).
 MUST_SUPPLY_FIELDS: tuple[str, ...] = tuple(f.key for f in _TABLE if MUST_SUPPLY in f.options)
+#: Fields a new system marks *Provider must supply this value*.
+SUPPLIED_BY_DEFAULT: tuple[str, ...] = tuple(
+    f.key for f in _TABLE if f.supplied_by_default and MUST_SUPPLY in f.options
+)
 #: Account fields a member is asked for on *Complete your profile* when the provider omits them.
 ACCOUNT_FIELDS: tuple[str, ...] = tuple(f.key for f in _TABLE if f.account)
 #: Where a new system looks for each field.
@@ -96,7 +106,7 @@ def default_param_values() -> dict[str, dict[str, Any]]:
         f.key: {
             "path": f.default_path,
             CAN_UPGRADE: False,
-            MUST_SUPPLY: False,
+            MUST_SUPPLY: f.key in SUPPLIED_BY_DEFAULT,
         }
         for f in _TABLE
     }
