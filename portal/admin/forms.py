@@ -19,7 +19,7 @@ from wtforms.validators import DataRequired, Length
 from portal.presets import marker_messages
 from portal.services.auth_system_validation import param_error_key
 from portal.sso.fields import LABELS, LOGIN_MODES, PRESET_FIELDS, TOKEN_METHODS, TYPES
-from portal.sso.profile_fields import OPTION_FIELDS, PARAM_OPTIONS, PROFILE_FIELDS
+from portal.sso.profile_fields import FIELD_OPTIONS, PARAM_OPTIONS, PROFILE_FIELDS
 
 
 class TeamForm(FlaskForm):
@@ -88,9 +88,7 @@ class AuthSystemForm(FlaskForm):
                 "key": key,
                 "label": label,
                 "path": self[f"param_{key}_path"],
-                "options": [self[f"param_{key}_{suffix}"] for suffix in PARAM_OPTIONS]
-                if key in OPTION_FIELDS
-                else [],
+                "options": [self[f"param_{key}_{suffix}"] for suffix in FIELD_OPTIONS[key]],
             }
             for key, label in PROFILE_FIELDS
         ]
@@ -102,7 +100,7 @@ class AuthSystemForm(FlaskForm):
         data["params"] = {}
         for row in self.param_rows():
             values: dict[str, Any] = {"path": row["path"].data or ""}
-            for option, suffix in zip(row["options"], PARAM_OPTIONS, strict=False):
+            for option, suffix in zip(row["options"], FIELD_OPTIONS[row["key"]], strict=True):
                 values[suffix] = bool(option.data)
             data["params"][row["key"]] = values
         return data
@@ -134,7 +132,7 @@ class AuthSystemForm(FlaskForm):
         flat["onboarding_team_id"] = "" if team is None else str(team)
         for key, values in data.get("params", {}).items():
             flat[f"param_{key}_path"] = values.get("path", "")
-            for suffix in PARAM_OPTIONS:
+            for suffix in FIELD_OPTIONS.get(key, ()):
                 flat[f"param_{key}_{suffix}"] = bool(values.get(suffix))
         return flat
 
@@ -151,6 +149,6 @@ class AuthSystemForm(FlaskForm):
 
 for _key, _label in PROFILE_FIELDS:
     setattr(AuthSystemForm, f"param_{_key}_path", StringField(_label))
-    if _key in OPTION_FIELDS:
-        for _suffix, _option in PARAM_OPTIONS.items():
-            setattr(AuthSystemForm, f"param_{_key}_{_suffix}", BooleanField(_option))
+    # Only the options this field offers: a crafted POST of any other is never read.
+    for _suffix in FIELD_OPTIONS[_key]:
+        setattr(AuthSystemForm, f"param_{_key}_{_suffix}", BooleanField(PARAM_OPTIONS[_suffix]))

@@ -1,9 +1,10 @@
 """Admin: export and import of an authentication system's configuration."""
 
-from flask import current_app, flash, redirect, render_template, url_for
+from flask import current_app, redirect, render_template, url_for
 from flask_login import current_user
 
 from portal.admin import bp
+from portal.admin.saving import flash_saved
 from portal.admin.transfer_forms import ImportForm
 from portal.lookups import found_or_404
 from portal.services import throttle
@@ -49,6 +50,6 @@ def import_auth_system_file():
         except ImportInvalid as exc:
             problems = exc.problems
         else:
-            flash(f"Authentication system {system.name} imported.", "success")
+            flash_saved(system, "imported")
             return redirect(url_for("admin.edit_auth_system", system_id=system.id))
     return render_template("admin/auth_system_import.html", form=form, problems=problems)

@@ -5,7 +5,7 @@ from flask_login import current_user
 
 from portal.admin import bp
 from portal.admin.forms import AuthSystemForm, ConfirmForm, TeamForm
-from portal.admin.saving import saved
+from portal.admin.saving import flash_saved, saved
 from portal.extensions import db
 from portal.lookups import found_or_404
 from portal.models import AuthSystem, Team
@@ -17,6 +17,7 @@ from portal.services.auth_systems import (
     create_auth_system,
     delete_auth_system,
     get_auth_system,
+    hidden_from_members,
     list_auth_systems,
     set_auth_system_enabled,
     slugify,
@@ -30,6 +31,12 @@ from portal.services.presets import (
     start_from_preset,
 )
 from portal.sso.fields import TEMPLATE_FIELDS
+from portal.sso.profile_fields import (
+    FIELD_LABEL,
+    PARAM_OPTIONS,
+    SUPPLIED_BY_DEFAULT,
+    UPGRADE_FIELDS,
+)
 from portal.urls import redirect_url_for
 
 
@@ -82,6 +89,7 @@ def auth_systems():
         systems=list_auth_systems(),
         confirm=ConfirmForm(),
         redirect_url_for=redirect_url_for,
+        hidden_from_members=hidden_from_members,
     )
 
 
@@ -107,7 +115,21 @@ def _render_auth_system_form(
         show_form=start is None or start.fills_form or form.is_submitted(),
         imported=imported,
         confirm=ConfirmForm(),
+        param_help=_PARAM_HELP,
     )
+
+
+def _and_list(labels: list[str]) -> str:
+    """Return labels as prose: "A", "A and B", "A, B and C"."""
+    return " and ".join([", ".join(labels[:-1]), labels[-1]] if len(labels) > 1 else labels)
+
+
+#: What the Profile parameters' help says of the two options, from the field table.
+_PARAM_HELP = {
+    **PARAM_OPTIONS,
+    "upgrade_fields": _and_list([FIELD_LABEL[key] for key in UPGRADE_FIELDS]),
+    "supplied_fields": _and_list([FIELD_LABEL[key] for key in SUPPLIED_BY_DEFAULT]),
+}
 
 
 def _import_issuer(form: AuthSystemForm) -> str:
@@ -135,7 +157,7 @@ def new_auth_system():
         except AuthSystemInvalid as exc:
             form.apply_errors(exc.errors)
         else:
-            flash(f"Authentication system {system.name} added.", "success")
+            flash_saved(system, "added")
             return redirect(url_for("admin.auth_systems"))
     return _render_auth_system_form(form, None, start)
 
@@ -154,7 +176,7 @@ def edit_auth_system(system_id: int):
         except AuthSystemInvalid as exc:
             form.apply_errors(exc.errors)
         else:
-            flash(f"Authentication system {system.name} saved.", "success")
+            flash_saved(system, "saved")
             return redirect(url_for("admin.auth_systems"))
     return _render_auth_system_form(form, system)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from portal.sso.fields import PRESET_FIELDS, TOKEN_METHODS
-from portal.sso.profile_fields import FIELD_LABEL, ProfileParam
+from portal.sso.profile_fields import FIELD_LABEL, ProfileParam, param_options
 
 PRESETS_DIR = Path(__file__).resolve().parent
 
@@ -172,12 +172,10 @@ def _load(path: Path) -> Preset:
         _require(bool(params_raw.get("user_id", {}).get("path")), key, "user_id path")
         _require(form.get("token_method", "POST") in TOKEN_METHODS, key, "token_method")
 
+    # An option the field does not offer (must_supply on the always-required User ID, say)
+    # is read as off, as the form and the service read it.
     params = {
-        name: ProfileParam(
-            path=str(p.get("path", "")),
-            can_upgrade=bool(p.get("can_upgrade", False)),
-            must_supply=bool(p.get("must_supply", False)),
-        )
+        name: ProfileParam(path=str(p.get("path", "")), **param_options(name, p))
         for name, p in params_raw.items()
     }
     return Preset(

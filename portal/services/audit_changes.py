@@ -13,7 +13,7 @@ from typing import Any
 from portal.extensions import db
 from portal.models import Team
 from portal.sso.fields import LABELS, LOGIN_MODES, TYPES
-from portal.sso.profile_fields import OPTION_FIELDS, PARAM_OPTIONS, PROFILE_FIELDS
+from portal.sso.profile_fields import FIELD_OPTIONS, PARAM_OPTIONS, PROFILE_FIELDS
 
 #: What the audit log stores instead of a value that must stay secret.
 HIDDEN = "[hidden]"
@@ -104,9 +104,8 @@ def diff_auth_system_data(
             changes.append(
                 {"field": f"params.{key}.path", "label": f"{label} path", "old": old, "new": new}
             )
-        if key not in OPTION_FIELDS:
-            continue
-        for option, option_label in PARAM_OPTIONS.items():
+        for option in FIELD_OPTIONS[key]:
+            option_label = PARAM_OPTIONS[option]
             old_on, new_on = bool(old_row.get(option)), bool(new_row.get(option))
             if old_on != new_on:
                 changes.append(

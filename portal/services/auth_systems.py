@@ -28,8 +28,15 @@ from portal.services.secrets import (
     encrypt_secret,
     rotate_secret,
 )
-from portal.sso.fields import CHOICE_FIELDS, FIELDS, FLAG_FIELDS, TEXT_FIELDS
-from portal.sso.profile_fields import DEFAULT_PARAM_PATHS, OPTION_FIELDS, PROFILE_FIELDS
+from portal.sso.fields import (
+    CHOICE_FIELDS,
+    FIELDS,
+    FLAG_FIELDS,
+    LABELS,
+    PUBLIC_LOGIN_MODES,
+    TEXT_FIELDS,
+)
+from portal.sso.profile_fields import PROFILE_FIELDS, default_param_values, param_options
 
 
 class AuthSystemInvalid(ValueError):
@@ -106,10 +113,7 @@ def rotate_all_secrets() -> int:
 def default_auth_system_data() -> dict[str, Any]:
     """Return the values a new authentication system starts from."""
     data: dict[str, Any] = {name: field.default for name, field in FIELDS.items()}
-    data["params"] = {
-        key: {"path": DEFAULT_PARAM_PATHS.get(key, ""), "can_upgrade": False, "must_supply": False}
-        for key, _label in PROFILE_FIELDS
-    }
+    data["params"] = default_param_values()
     return data
 
 
@@ -125,11 +129,9 @@ def auth_system_data(system: AuthSystem) -> dict[str, Any]:
         data[key] = bool(getattr(system, key))
     for key, _label in PROFILE_FIELDS:
         row = system.param(key)
-        data["params"][key] = {
-            "path": row.path if row else "",
-            "can_upgrade": bool(row and row.can_upgrade),
-            "must_supply": bool(row and row.must_supply),
-        }
+        # A flag saved before its field stopped offering the option reads as off.
+        given = {"can_upgrade": row.can_upgrade, "must_supply": row.must_supply} if row else {}
+        data["params"][key] = {"path": row.path if row else "", **param_options(key, given)}
     return data
 
 
@@ -160,8 +162,8 @@ def _clean(data: Mapping[str, Any]) -> dict[str, Any]:
         given = params.get(key) or {}
         row = clean["params"][key]
         row["path"] = str(given.get("path") or "").strip()
-        row["can_upgrade"] = bool(given.get("can_upgrade")) and key in OPTION_FIELDS
-        row["must_supply"] = bool(given.get("must_supply")) and key in OPTION_FIELDS
+        # An option the field does not offer (a crafted form, an import) is never saved.
+        row.update(param_options(key, given))
     return clean
 
 
@@ -258,6 +260,21 @@ def _secret_differs(system: AuthSystem, typed: str) -> bool:
         return not hmac.compare_digest(read_client_secret(system).encode(), typed.encode())
     except SecretUnreadable:
         return True
+
+
+def hidden_from_members(system: AuthSystem) -> str | None:
+    """Say why members don't see a system its Alternate Login offers them, or None.
+
+    The login page lists only Enabled systems (DESIGN.md), so a saved system in
+    *Local and Remote Logins* or *Remote Login Only* stays invisible until Enabled is ticked.
+    """
+    if system.enabled or system.login_mode not in PUBLIC_LOGIN_MODES:
+        return None
+    enabled = LABELS["enabled"]
+    return (
+        f"Not shown to members on the sign-in page until {enabled} is ticked "
+        f"({LABELS['login_mode']} is {system.login_mode_label}, but {enabled} is not)."
+    )
 
 
 def create_auth_system(

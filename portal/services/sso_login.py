@@ -35,11 +35,7 @@ from portal.services.settings_snapshot import (
 from portal.sso.discovery import get_discovery_cache, requires_iss_parameter
 from portal.sso.engine import SSOConfig, SSOResult, begin_login, finish_login
 from portal.sso.errors import IssuerMismatch, PendingLinkExpired, SettingsUnreadable
-from portal.sso.fields import (
-    LOGIN_LOCAL_AND_REMOTE,
-    LOGIN_LOCAL_ONLY,
-    LOGIN_REMOTE_ONLY,
-)
+from portal.sso.fields import LOGIN_LOCAL_ONLY, LOGIN_REMOTE_ONLY, PUBLIC_LOGIN_MODES
 from portal.sso.http import get_http_client
 from portal.sso.idtoken import get_jwks_cache
 from portal.sso.placeholders import Context, render
@@ -94,7 +90,7 @@ def get_login_system(slug: str, *, is_manager: bool = False) -> SystemSettings:
 
 def public_login_systems(systems: list[AuthSystem]) -> list[AuthSystem]:
     """Return the systems whose SSO link the public sees on the login page."""
-    return [s for s in systems if s.login_mode in (LOGIN_LOCAL_AND_REMOTE, LOGIN_REMOTE_ONLY)]
+    return [s for s in systems if s.login_mode in PUBLIC_LOGIN_MODES]
 
 
 def remote_only_in_force(systems: list[AuthSystem]) -> bool:

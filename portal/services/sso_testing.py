@@ -42,7 +42,7 @@ from portal.sso.errors import (
     UsernameNotTrusted,
 )
 from portal.sso.paths import PathNode, path_tree
-from portal.sso.profile_fields import FIELD_LABEL, OPTION_FIELDS, PROFILE_FIELDS
+from portal.sso.profile_fields import FIELD_LABEL, PARAM_OPTIONS, PROFILE_FIELDS, param_options
 from portal.sso.trace import Trace
 
 log = logging.getLogger(__name__)
@@ -74,15 +74,15 @@ def _field_rows(system: SystemSettings, result: SSOResult, trace: Trace) -> list
             shown: Any = [trace.redact_text(v) for v in value] or None
         else:
             shown = trace.redact_text(value) if value is not None else None
-        must = bool(row and row.must_supply) and key in OPTION_FIELDS
+        options = param_options(key, {o: getattr(row, o) for o in PARAM_OPTIONS} if row else {})
         rows.append(
             {
                 "key": key,
                 "label": label,
                 "path": row.path if row else "",
                 "value": shown,
-                "must_supply": must or key == "user_id",
-                "can_upgrade": bool(row and row.can_upgrade) and key in OPTION_FIELDS,
+                "must_supply": options["must_supply"] or key == "user_id",
+                "can_upgrade": options["can_upgrade"],
                 "violation": label in result.violations,
             }
         )

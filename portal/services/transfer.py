@@ -62,7 +62,7 @@ from portal.services.transfer_document import (
     read_system,
 )
 from portal.sso.fields import FLAG_FIELDS, LABELS
-from portal.sso.profile_fields import OPTION_FIELDS, PROFILE_FIELDS
+from portal.sso.profile_fields import FIELD_OPTIONS, PROFILE_FIELDS
 
 #: The largest document an import reads.
 MAX_DOCUMENT_BYTES = 1_048_576
@@ -83,9 +83,8 @@ SECRET_HINT = (
 
 def _param_out(key: str, values: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"path": values["path"]}
-    if key in OPTION_FIELDS:
-        row["can_upgrade"] = values["can_upgrade"]
-        row["must_supply"] = values["must_supply"]
+    for option in FIELD_OPTIONS[key]:
+        row[option] = values[option]
     return row
 
 

@@ -17,7 +17,7 @@ from portal.models.group import RULE_GROUPS_CONTAINS, RULE_KINDS
 from portal.services.auth_system_validation import param_error_key
 from portal.services.groups import parse_values
 from portal.sso.fields import EXPORTED_FIELDS, FIELDS, FLAG, FLAG_FIELDS, LABELS, TEAM
-from portal.sso.profile_fields import FIELD_LABEL, OPTION_FIELDS, PROFILE_FIELDS
+from portal.sso.profile_fields import FIELD_LABEL, PARAM_OPTIONS, PROFILE_FIELDS
 
 #: The marker key of an export, and the version of the format this code writes and reads.
 FORMAT_KEY = "portal_export"
@@ -165,7 +165,9 @@ def _read_params(raw: Any, add: Add) -> dict[str, Any] | None:
         row = raw.get(key)
         if row is None:
             continue
-        allowed = ("path", "can_upgrade", "must_supply") if key in OPTION_FIELDS else ("path",)
+        # Every option key is read (files exported before a field stopped offering one carry
+        # it); the service keeps only the options the field offers.
+        allowed = ("path", *PARAM_OPTIONS)
         if not isinstance(row, dict):
             add(f"{label}: must be an object with {', '.join(allowed)}.")
             ok = False

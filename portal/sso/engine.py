@@ -29,7 +29,7 @@ from portal.sso.placeholders import Context, basic_auth, body_context, render, r
 from portal.sso.profile_fields import (
     ACCOUNT_FIELDS,
     FIELD_LABEL,
-    OPTION_FIELDS,
+    MUST_SUPPLY_FIELDS,
     PROFILE_FIELDS,
     ProfileParam,
 )
@@ -340,7 +340,7 @@ def map_fields(profile: Any, params: Mapping[str, ProfileParam]) -> dict[str, An
 def required_violations(fields: Mapping[str, Any], params: Mapping[str, ProfileParam]) -> list[str]:
     """Return the labels of required fields left empty: the User ID, then must-supply fields."""
     violations = [FIELD_LABEL["user_id"]] if fields["user_id"] is None else []
-    for key in OPTION_FIELDS:
+    for key in MUST_SUPPLY_FIELDS:
         param = params.get(key)
         if param is not None and param.must_supply and fields[key] is None:
             if FIELD_LABEL[key] not in violations:

@@ -45,6 +45,8 @@ LOGIN_MODES: dict[str, str] = {
     LOGIN_LOCAL_AND_REMOTE: "Local and Remote Logins",
     LOGIN_REMOTE_ONLY: "Remote Login Only",
 }
+#: Modes whose sign-in link members see on the login page, once the system is Enabled.
+PUBLIC_LOGIN_MODES: frozenset[str] = frozenset({LOGIN_LOCAL_AND_REMOTE, LOGIN_REMOTE_ONLY})
 
 DEFAULT_LOGIN_URL = (
     "https://idp.example.com/oauth2/authorize?response_type=code&client_id=%ClientID%"

@@ -9,11 +9,9 @@ from portal.models import AuthSystem, Identity, User
 from portal.services.auth_systems import get_system_by_slug, read_client_secret
 from portal.sso.fields import DEFAULT_TOKEN_BODY, LABELS, TEMPLATE_FIELDS
 from portal.sso.placeholders import PLACEHOLDERS
-from portal.sso.profile_fields import OPTION_FIELDS, PROFILE_FIELDS
+from portal.sso.profile_fields import FIELD_OPTIONS, PARAM_OPTIONS, PROFILE_FIELDS
 from tests.support.auth_system_form import SECRET, secret_bound_fields
 from tests.support.pages import parse_page
-
-OPTION_LABELS = ("User can upgrade from this field", "Provider must supply this value")
 
 
 def count_systems() -> int:
@@ -79,13 +77,13 @@ def test_every_field_has_a_visible_label_pointing_at_its_control(manager_client,
 
 
 def test_each_profile_row_has_its_own_labelled_options(manager_client):
-    """The first five rows carry both options, each labelled and inside the row's group."""
+    """Each row carries the options it offers, each labelled and inside the row's group."""
     parser = parse_page(manager_client.get("/admin/auth-systems/new").get_data(as_text=True))
     labels = parser.label_texts()
     for key, row_label in PROFILE_FIELDS:
-        for option in OPTION_LABELS:
-            text = f"{option} ({row_label})"
-            if key in OPTION_FIELDS:
+        for option, option_label in PARAM_OPTIONS.items():
+            text = f"{option_label} ({row_label})"
+            if option in FIELD_OPTIONS[key]:
                 control = parser.control_for(text)
                 assert control["type"] == "checkbox"
                 assert control["_groups"][-1] == row_label

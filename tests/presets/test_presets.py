@@ -73,7 +73,7 @@ def test_headers_and_paths_are_well_formed(preset):
     for key, param in preset.params.items():
         if param.path:
             assert validate_path(param.path) is None, (key, param.path)
-    assert preset.params["user_id"].path and preset.params["user_id"].must_supply
+    assert preset.params["user_id"].path
     assert preset.form.get("token_method", "POST") in ("POST", "GET")
 
 
