@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,7 +19,11 @@ from portal.models import AuthSystem, Identity, Team, User
 from portal.models.base import utcnow
 from portal.services import audit
 from portal.services.accounts import identifier_key
-from portal.services.group_mapping import check_sign_in_allowed, sync_member_groups
+from portal.services.group_mapping import (
+    check_sign_in_allowed,
+    membership_values,
+    sync_member_groups,
+)
 from portal.services.settings_snapshot import SystemSettings, settings_of
 from portal.sso.engine import SSOResult
 from portal.sso.errors import (
@@ -357,26 +361,37 @@ def _pending_link(system: SystemSettings, result: SSOResult, plan: AccountPlan) 
     )
 
 
-def _create_user(system: SystemSettings, plan: AccountPlan, locked: list[str]) -> User:
-    """Add the account of a person seen for the first time (the plan found no holder)."""
+def _create_user(
+    system: SystemSettings, plan: AccountPlan, fields: Mapping[str, Any], now: datetime
+) -> User:
+    """Insert the account of a person seen for the first time (the plan found no holder).
+
+    One INSERT .. RETURNING gives the session its object, with the membership columns of the
+    group sync and the sign-in time already in the row: nothing is left to update.
+    """
     values = plan.values
-    user = User(first_name="", last_name="")
     if plan.displaced is not None:
         _displace_username(plan.displaced)
+    row: dict[str, Any] = {"first_name": "", "last_name": ""}
     for key in ACCOUNT_FIELDS:
         if values.get(key):
-            setattr(user, key, values[key])
+            row[key] = values[key]
     if values.get("username"):
-        user.username_key = identifier_key(values["username"] or "")
-        user.username_source = SOURCE_PROVIDER
+        row["username_key"] = identifier_key(values["username"] or "")
+        row["username_source"] = SOURCE_PROVIDER
     # Fields the provider did not supply are asked once, on *Complete your profile*.
-    user.pending_fields = [key for key in ACCOUNT_FIELDS if not values.get(key)] or None
+    row["pending_fields"] = [key for key in ACCOUNT_FIELDS if not values.get(key)] or None
+    row.update(membership_values(fields, now), last_login_at=now)
+    user = db.session.scalars(sa.insert(User).returning(User), [row]).one()
     if system.onboarding_team_id is not None:
         team = db.session.get(Team, system.onboarding_team_id)
         if team is not None:
             user.teams.append(team)
-    db.session.add(user)
     return user
+
+
+#: A new binding, written as a plain row (its user is in the database already).
+_INSERT_IDENTITY = Identity.__table__.insert()
 
 
 def _resolve_once(
@@ -388,6 +403,7 @@ def _resolve_once(
     values = plan.values
     locked = _locked_fields(system, values)
     now = utcnow()
+    fields = group_sync_fields(values, result)
 
     if plan.identity is not None:
         user = plan.identity.user
@@ -395,12 +411,12 @@ def _resolve_once(
         plan.identity.locked_fields = locked
         plan.identity.last_login_at = now
         user.last_login_at = now
-        sync_member_groups(user, system, group_sync_fields(values, result))
+        sync_member_groups(user, system, fields)
         return user, False
 
     created = plan.user is None
     if plan.user is None:
-        user = _create_user(system, plan, locked)
+        user = _create_user(system, plan, fields, now)
     else:
         user = plan.user
         _apply_fields(user, values, locked, fill_only=True)
@@ -413,17 +429,22 @@ def _resolve_once(
                 "confirmed_with_password": confirmed_user_id == user.id,
             },
         )
-    user.last_login_at = now
-    db.session.add(
-        Identity(
-            user=user,
-            auth_system_id=system.id,
-            subject=result.subject,
-            locked_fields=locked,
-            last_login_at=now,
-        )
+        user.last_login_at = now
+    db.session.connection().execute(
+        _INSERT_IDENTITY,
+        {
+            "user_id": user.id,
+            "auth_system_id": system.id,
+            "subject": result.subject,
+            "locked_fields": locked,
+            "created_at": now,
+            "last_login_at": now,
+        },
     )
-    sync_member_groups(user, system, group_sync_fields(values, result))
+    if not created:
+        # The account's list of bindings, if loaded, lacks the row just written: reload it.
+        db.session.expire(user, ["identities"])
+    sync_member_groups(user, system, fields, new_account=created)
     return user, created
 
 
@@ -454,7 +475,7 @@ def resolve_account(
                 log.warning("Sign-in refused: account %s is disabled", user.id)
                 raise AccountDisabled()
             db.session.flush()
-            audit.record_event(audit.SIGN_IN, actor=user, system=system, reference=reference)
+            audit.insert_event(audit.SIGN_IN, actor=user, system=system, reference=reference)
             commit_keeping_loaded()
             return user, created
         except IntegrityError:

@@ -126,6 +126,41 @@ def record_event(
     return event
 
 
+#: The sign-in's own event, written as a plain row (nothing else in the session refers to it).
+_INSERT_EVENT = AuditEvent.__table__.insert()
+
+
+def insert_event(
+    kind: str,
+    *,
+    actor: User | None = None,
+    system: AuthSystem | None = None,
+    reference: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """Write an audit event in the current transaction, without an object in the session.
+
+    For the hot paths (every sign-in writes one): the same row as `record_event`, one INSERT,
+    committed or rolled back with the caller's change. Never for configuration kinds (those
+    start the opportunistic purge through `record_event`).
+    """
+    if kind not in KIND_LABELS or kind in CONFIG_KINDS:
+        raise ValueError(f"Audit event kind {kind!r} is unknown or is a configuration change.")
+    db.session.connection().execute(
+        _INSERT_EVENT,
+        {
+            "created_at": utcnow(),
+            "kind": kind,
+            "actor_id": actor.id if actor is not None else None,
+            "actor_label": _actor_label(actor) if actor is not None else "",
+            "auth_system_id": system.id if system is not None else None,
+            "auth_system_name": (system.name or "")[:120] if system is not None else "",
+            "reference": reference,
+            "details": dict(details or {}),
+        },
+    )
+
+
 def record_failed_sign_in(
     slug: str,
     *,

@@ -13,6 +13,7 @@ How a profile maps onto groups (see ``docs/groups-and-content.md``):
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -263,8 +264,29 @@ def resolve_member_groups(
     return wanted
 
 
+def membership_values(fields: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """Return the account's membership columns a sync writes from this mapped profile.
+
+    Status and type only when the profile carries those keys (a system that doesn't map them
+    never clears what another set), and always the sync time.
+    """
+    values: dict[str, Any] = {"membership_synced_at": now}
+    for key in ("membership_status", "membership_type"):
+        if key in fields:
+            values[key] = _text_or_none(fields.get(key))
+    return values
+
+
+#: A new account's memberships, written in one statement (the account was inserted just now).
+_INSERT_MEMBERSHIPS = GroupMembership.__table__.insert()
+
+
 def sync_member_groups(
-    user: User, system: AuthSystem | SystemSettings, fields: Mapping[str, Any]
+    user: User,
+    system: AuthSystem | SystemSettings,
+    fields: Mapping[str, Any],
+    *,
+    new_account: bool = False,
 ) -> None:
     """Make ``user``'s groups from ``system`` match what the provider says now (no commit).
 
@@ -272,15 +294,25 @@ def sync_member_groups(
     by hand and groups from other systems are kept. Also records the membership status and
     type (when the profile carries those keys) and the sync time. Writes only what changed;
     the caller commits, in the same transaction as the rest of the sign-in.
+
+    ``new_account``: ``user`` was inserted in this transaction with its membership columns
+    (`membership_values`) and holds no membership yet: the groups are inserted in one
+    statement, and ``user.group_memberships`` is left to load from the database if read.
     """
     system = settings_of(system)
-    if "membership_status" in fields:
-        user.membership_status = _text_or_none(fields.get("membership_status"))
-    if "membership_type" in fields:
-        user.membership_type = _text_or_none(fields.get("membership_type"))
-    user.membership_synced_at = utcnow()
     wanted = resolve_member_groups(system, fields)
-    # Loaded with the member's binding at sign-in; a new account's list is empty (no read).
+    if new_account:
+        if wanted:
+            now = user.membership_synced_at or utcnow()
+            rows = [
+                {"user_id": user.id, "group_id": g, "auth_system_id": system.id, "created_at": now}
+                for g in sorted(wanted)
+            ]
+            db.session.connection().execute(_INSERT_MEMBERSHIPS, rows)
+        return
+    for key, value in membership_values(fields, utcnow()).items():
+        setattr(user, key, value)
+    # Loaded with the member's binding at sign-in.
     memberships = user.group_memberships
     current = {m.group_id: m for m in memberships if m.auth_system_id == system.id}
     for group_id, membership in current.items():
