@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.database import commit_keeping_loaded
 from portal.errors import AccountDisabled
@@ -390,6 +391,59 @@ def _create_user(
     return user
 
 
+_users, _identities = User.__table__, Identity.__table__
+#: What every returning sign-in writes, built once: the binding's and the account's sign-in
+#: time, the provider-owned fields and the membership columns of the group sync.
+_TOUCH_IDENTITY = (
+    sa.update(_identities)
+    .where(_identities.c.id == sa.bindparam("row_id"))
+    .values(
+        locked_fields=sa.bindparam("locked_fields", type_=_identities.c.locked_fields.type),
+        last_login_at=sa.bindparam("last_login_at", type_=_identities.c.last_login_at.type),
+    )
+)
+_TOUCH_USER = (
+    sa.update(_users)
+    .where(_users.c.id == sa.bindparam("row_id"))
+    .values(
+        {
+            name: sa.bindparam(name, type_=_users.c[name].type)
+            for name in (
+                "last_login_at",
+                "membership_synced_at",
+                "membership_status",
+                "membership_type",
+            )
+        }
+    )
+)
+
+
+def _touch_binding(
+    identity: Identity, user: User, fields: Mapping[str, Any], locked: list[str], now: datetime
+) -> None:
+    """Write a returning sign-in's times and membership columns as two plain UPDATEs.
+
+    The session is told the objects hold these values (nothing is left for its flush); any
+    other change `_apply_fields` made is flushed as usual.
+    """
+    conn = db.session.connection()
+    conn.execute(
+        _TOUCH_IDENTITY, {"row_id": identity.id, "locked_fields": locked, "last_login_at": now}
+    )
+    columns = {
+        "membership_status": user.membership_status,
+        "membership_type": user.membership_type,
+        **membership_values(fields, now),
+        "last_login_at": now,
+    }
+    conn.execute(_TOUCH_USER, {"row_id": user.id, **columns})
+    for key, value in (("locked_fields", locked), ("last_login_at", now)):
+        set_committed_value(identity, key, value)
+    for key, value in columns.items():
+        set_committed_value(user, key, value)
+
+
 #: A new binding, written as a plain row (its user is in the database already).
 _INSERT_IDENTITY = Identity.__table__.insert()
 
@@ -408,10 +462,8 @@ def _resolve_once(
     if plan.identity is not None:
         user = plan.identity.user
         _apply_fields(user, values, locked, fill_only=True)
-        plan.identity.locked_fields = locked
-        plan.identity.last_login_at = now
-        user.last_login_at = now
-        sync_member_groups(user, system, fields)
+        _touch_binding(plan.identity, user, fields, locked, now)
+        sync_member_groups(user, system, fields, membership_written=True)
         return user, False
 
     created = plan.user is None

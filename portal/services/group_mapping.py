@@ -287,6 +287,7 @@ def sync_member_groups(
     fields: Mapping[str, Any],
     *,
     new_account: bool = False,
+    membership_written: bool = False,
 ) -> None:
     """Make ``user``'s groups from ``system`` match what the provider says now (no commit).
 
@@ -298,6 +299,7 @@ def sync_member_groups(
     ``new_account``: ``user`` was inserted in this transaction with its membership columns
     (`membership_values`) and holds no membership yet: the groups are inserted in one
     statement, and ``user.group_memberships`` is left to load from the database if read.
+    ``membership_written``: the caller wrote the membership columns already.
     """
     system = settings_of(system)
     wanted = resolve_member_groups(system, fields)
@@ -310,8 +312,9 @@ def sync_member_groups(
             ]
             db.session.connection().execute(_INSERT_MEMBERSHIPS, rows)
         return
-    for key, value in membership_values(fields, utcnow()).items():
-        setattr(user, key, value)
+    if not membership_written:
+        for key, value in membership_values(fields, utcnow()).items():
+            setattr(user, key, value)
     # Loaded with the member's binding at sign-in.
     memberships = user.group_memberships
     current = {m.group_id: m for m in memberships if m.auth_system_id == system.id}
