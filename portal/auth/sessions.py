@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 
+import sqlalchemy as sa
 from flask import Flask, current_app, flash, g, request, session
 from flask_login import current_user, logout_user
 
@@ -38,6 +39,11 @@ def now() -> float:
     return time.time()
 
 
+#: Every signed-in request loads its user: one statement built once (``Session.get`` builds
+#: its query per call).
+_USER_BY_ID = sa.select(User).where(User.id == sa.bindparam("user_id"))
+
+
 def load_user(token: str) -> User | None:
     """Return the user a session names, or ``None`` when its generation is stale.
 
@@ -47,7 +53,7 @@ def load_user(token: str) -> User | None:
     user_id, sep, generation = (token or "").partition(":")
     if not sep or not user_id.isdigit() or not generation.isdigit():
         return None
-    user = db.session.get(User, int(user_id))
+    user = db.session.execute(_USER_BY_ID, {"user_id": int(user_id)}).scalar_one_or_none()
     if user is None or (user.session_generation or 0) != int(generation) or not user.is_active:
         return None
     return user
