@@ -12,7 +12,7 @@ from typing import Any
 
 from portal.extensions import db
 from portal.models import Team
-from portal.sso.fields import LABELS, LOGIN_MODES, TYPES
+from portal.sso.fields import BODY, FIELDS, HEADERS, LABELS, LOGIN_MODES, TYPES
 from portal.sso.profile_fields import FIELD_OPTIONS, PARAM_OPTIONS, PROFILE_FIELDS
 
 #: What the audit log stores instead of a value that must stay secret.
@@ -20,7 +20,7 @@ HIDDEN = "[hidden]"
 
 #: A header, body or JSON key whose literal value is likely a credential.
 _SENSITIVE_NAME = re.compile(r"secret|passw|token|key|auth|cookie|assertion|signature", re.I)
-_PLACEHOLDER_ONLY = re.compile(r"^\s*(?:[A-Za-z]+\s+)?(?:%[A-Za-z]+%\s*)+$")
+_PLACEHOLDER_ONLY = re.compile(r"^\s*(?:[A-Za-z]+\s+)?(?:%[A-Za-z0-9]+(?::[^%\s]+)?%\s*)+$")
 
 
 def _team_name(team_id: Any) -> str:
@@ -71,9 +71,10 @@ def _shown(key: str, value: Any) -> str:
         return TYPES.get(value, str(value or ""))
     if isinstance(value, bool):
         return "Yes" if value else "No"
-    if key in ("token_headers", "profile_headers"):
+    kind = FIELDS[key].kind if key in FIELDS else None
+    if kind == HEADERS:
         return _mask_headers(str(value or ""))
-    if key == "token_body":
+    if kind == BODY:
         return _mask_body(str(value or ""))
     return "" if value is None else str(value)
 
