@@ -53,8 +53,10 @@ def hidden_token_keys(access_token_path: str) -> frozenset[str]:
 
 
 def looks_secret_path(path: str) -> bool:
-    """Tell whether a JMESPath picks a value at a key named like a token or secret."""
-    return _looks_secret(_last_key(path))
+    """Tell whether a JMESPath picks a value at a key named like a token, secret or session
+    (a session id read from one answer opens the next: a credential too)."""
+    key = _last_key(path)
+    return _looks_secret(key) or "session" in (key or "").lower()
 
 
 def _looks_secret(key: Any) -> bool:
