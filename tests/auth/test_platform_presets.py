@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from html import unescape
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -186,3 +188,31 @@ def test_an_imis_user_the_api_does_not_find_fails_with_a_reference_and_writes_no
     assert REFERENCE.search(page)
     assert CLIENT_SECRET not in page
     assert users_and_identities() == (0, 0)
+
+
+def test_test_this_configuration_shows_every_chained_request_redacted(platform, manager_client):
+    """The test screen lists the token request and each profile request; no token, code or
+    session id shows."""
+    resp = manager_client.post(f"/admin/auth-systems/{platform.system.id}/test")
+    back = platform.idp.authorize_redirect(resp.headers["Location"], "jdoe")
+    parts = urlsplit(back)
+    result = manager_client.get(f"{parts.path}?{parts.query}").headers["Location"]
+    page = unescape(manager_client.get(result).get_data(as_text=True))
+
+    assert "The sign-in works" in page
+    idp = platform.idp
+    member = idp.members["jdoe"].id
+    if platform.kind == "imis":
+        expected = [f"{idp.url}/api/user?UserName=jdoe", f"{idp.url}/api/party/{member}"]
+        expected.append(f"{idp.url}/api/GroupMember?PartyId={member}")
+    else:
+        expected = [
+            idp.authenticate_url,
+            f"{idp.url}/Ams/{SITE_CLIENT_ID}/Member/{member}/MemberProfile",
+        ]
+    for url in [idp.token_url, *expected]:
+        assert url in page, url
+    issued = [*idp._codes, *idp._tokens, *getattr(idp, "_sessions", {})]
+    assert issued and not [value for value in issued if value in page]
+    assert CLIENT_SECRET not in page
+    assert users_and_identities() == (1, 0)  # the manager only: nobody signed in
