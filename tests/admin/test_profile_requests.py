@@ -171,6 +171,10 @@ def test_the_audit_names_the_request_that_changed_without_secret_values(manager_
     assert set(changes) == {"Profile API 2 URL", "Profile API 2 Headers"}
     assert changes["Profile API 2 URL"]["new"] == f"{API}/v2/member/%Response1:MemberID%"
     assert "literal-k3y-value" not in str(event.details)
+    (created,) = events("system.created")
+    created_labels = {c["label"] for c in created.details["changes"]}
+    assert {"Profile API 2 Method", "Profile API 3 URL"} <= created_labels
+    assert "Profile API 4 Method" not in created_labels  # an unused request is no setting
     assert "X-SS-ID" not in changes["Profile API 2 Headers"]["new"]
 
 
