@@ -10,6 +10,9 @@ from flask_migrate import downgrade, upgrade
 
 from portal import create_app
 from portal.extensions import db
+from portal.models import AuthSystem
+from portal.services.settings_snapshot import compile_system
+from portal.sso.engine import ProfileRequest
 from tests.support.database import is_postgres, scratch_database
 from tests.support.keys import TEST_KEY
 
@@ -39,4 +42,54 @@ def test_migrations_apply_from_empty_and_match_models(empty_database_url, tmp_pa
         with db.engine.connect() as conn:
             tables = set(sa.inspect(conn).get_table_names()) - {"alembic_version"}
         assert tables == set()
+        db.engine.dispose()
+
+
+_OLD_SYSTEM = sa.text(
+    "INSERT INTO auth_systems (type, name, name_key, slug, client_id, client_secret_encrypted,"
+    " login_url, token_url, token_method, token_headers, token_body, access_token_path,"
+    " profile_url, profile_headers, issuer, jwks_url, scope, logout_url, profile_edit_url,"
+    " login_label, login_mode, enabled, trusts_email, trusts_username, created_at, updated_at)"
+    " VALUES ('oauth2', :name, :key, :key, 'c', '', 'https://i/a?s=%State%', 'https://i/t',"
+    " 'POST', '', '', 'access_token', :url, :headers, '', '', '', '', '', '', 'local_only',"
+    " :enabled, :false, :false, '2026-01-01', '2026-01-01')"
+)
+
+
+def test_the_profile_api_of_an_existing_system_becomes_request_1_and_back(
+    empty_database_url, tmp_path, monkeypatch
+):
+    """Upgrade moves profile_url/headers to request 1 (the engine sees the same request);
+    downgrade moves request 1 back; a system without a Profile API gets no request."""
+    monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path))
+    app = create_app(
+        {"SQLALCHEMY_DATABASE_URI": empty_database_url, "PORTAL_ENCRYPTION_KEYS": [TEST_KEY]}
+    )
+    url, headers = "https://i/userinfo?x=%ClientID%", "Authorization: Bearer %Token%"
+    with app.app_context():
+        upgrade(revision="0006")
+        common = {"enabled": True, "false": False, "headers": ""}
+        db.session.execute(
+            _OLD_SYSTEM, {**common, "name": "Old", "key": "old", "url": url, "headers": headers}
+        )
+        db.session.execute(_OLD_SYSTEM, {**common, "name": "Bare", "key": "bare", "url": ""})
+        db.session.commit()
+
+        upgrade()
+        old = db.session.scalar(sa.select(AuthSystem).where(AuthSystem.slug == "old"))
+        bare = db.session.scalar(sa.select(AuthSystem).where(AuthSystem.slug == "bare"))
+        assert compile_system(old).sso_config.profile_requests == (
+            ProfileRequest(url=url, method="GET", headers=headers, body=""),
+        )
+        assert bare.profile_requests == []
+        assert (old.profile_url, old.profile_headers) == (url, headers)
+        db.session.remove()
+
+        downgrade(revision="0006")
+        rows = db.session.execute(
+            sa.text("SELECT slug, profile_url, profile_headers FROM auth_systems ORDER BY slug")
+        ).all()
+        assert [tuple(r) for r in rows] == [("bare", "", ""), ("old", url, headers)]
+        assert "profile_requests" not in sa.inspect(db.engine).get_table_names()
+        db.session.remove()
         db.engine.dispose()

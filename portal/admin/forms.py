@@ -18,7 +18,19 @@ from wtforms.validators import DataRequired, Length
 
 from portal.presets import marker_messages
 from portal.services.auth_system_validation import param_error_key
-from portal.sso.fields import LABELS, LOGIN_MODES, PRESET_FIELDS, TOKEN_METHODS, TYPES
+from portal.sso.fields import (
+    CHOICE,
+    FIELDS,
+    HEADERS,
+    LABELS,
+    LOGIN_MODES,
+    PRESET_FIELDS,
+    PROFILE_METHODS,
+    PROFILE_REQUEST_FIELDS,
+    TOKEN_METHODS,
+    TYPES,
+    URL,
+)
 from portal.sso.profile_fields import FIELD_OPTIONS, PARAM_OPTIONS, PROFILE_FIELDS
 
 
@@ -53,8 +65,6 @@ class AuthSystemForm(FlaskForm):
     token_headers = TextAreaField(LABELS["token_headers"], render_kw={"rows": 3})
     token_body = TextAreaField(LABELS["token_body"], render_kw={"rows": 3})
     access_token_path = StringField(LABELS["access_token_path"])
-    profile_url = StringField(LABELS["profile_url"])
-    profile_headers = TextAreaField(LABELS["profile_headers"], render_kw={"rows": 3})
     issuer = StringField(LABELS["issuer"])
     jwks_url = StringField(LABELS["jwks_url"])
     scope = StringField(LABELS["scope"])
@@ -93,6 +103,13 @@ class AuthSystemForm(FlaskForm):
             for key, label in PROFILE_FIELDS
         ]
 
+    def profile_request_rows(self) -> list[dict[str, Any]]:
+        """Return each profile request slot: its position and its four fields by part."""
+        return [
+            {"position": position, **{part: self[name] for part, name in parts.items()}}
+            for position, parts in PROFILE_REQUEST_FIELDS.items()
+        ]
+
     def to_data(self) -> dict[str, Any]:
         """Return the typed values as the service's data mapping."""
         data: dict[str, Any] = {name: self[name].data for name in LABELS}
@@ -116,7 +133,7 @@ class AuthSystemForm(FlaskForm):
         The form's macros show a field's description beside it, so a preset's parts to
         complete stand out before the manager even presses Save.
         """
-        fields = [self[name] for name in PRESET_FIELDS if name != "token_method"]
+        fields = [self[name] for name in PRESET_FIELDS if FIELDS[name].kind != CHOICE]
         fields += [row["path"] for row in self.param_rows()] + [self.issuer_url]
         for target in fields:
             messages = marker_messages(target.data)
@@ -152,3 +169,19 @@ for _key, _label in PROFILE_FIELDS:
     # Only the options this field offers: a crafted POST of any other is never read.
     for _suffix in FIELD_OPTIONS[_key]:
         setattr(AuthSystemForm, f"param_{_key}_{_suffix}", BooleanField(PARAM_OPTIONS[_suffix]))
+
+
+def _profile_request_field(name: str) -> Any:
+    """Return the form field of one part of a profile request, by its kind."""
+    field = FIELDS[name]
+    if field.kind == CHOICE:
+        return SelectField(field.label, choices=[SelectChoice(m) for m in PROFILE_METHODS])
+    if field.kind == URL:
+        return StringField(field.label)
+    rows = 3 if field.kind == HEADERS else 4
+    return TextAreaField(field.label, render_kw={"rows": rows})
+
+
+for _parts in PROFILE_REQUEST_FIELDS.values():
+    for _name in _parts.values():
+        setattr(AuthSystemForm, _name, _profile_request_field(_name))

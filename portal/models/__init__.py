@@ -1,7 +1,7 @@
 """The database models, one module per aggregate."""
 
 from portal.models.audit import AuditEvent
-from portal.models.auth_system import AuthSystem, ProfileParamRow
+from portal.models.auth_system import AuthSystem, ProfileParamRow, ProfileRequestRow
 from portal.models.content import ContentItem, content_groups
 from portal.models.group import GroupMappingSettings, GroupMembership, GroupRule, MemberGroup
 from portal.models.identity import Identity, LoginAttempt
@@ -22,6 +22,7 @@ __all__ = [
     "Identity",
     "LoginAttempt",
     "ProfileParamRow",
+    "ProfileRequestRow",
     "SettingsVersion",
     "Team",
     "User",

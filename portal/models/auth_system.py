@@ -10,7 +10,14 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from portal.extensions import db
 from portal.models.base import utcnow
 from portal.models.user import Team
-from portal.sso.fields import FIELDS, LOGIN_LOCAL_ONLY, LOGIN_MODES, TYPE_OAUTH2, TYPES
+from portal.sso.fields import (
+    FIELDS,
+    LOGIN_LOCAL_ONLY,
+    LOGIN_MODES,
+    PROFILE_REQUEST_FIELDS,
+    TYPE_OAUTH2,
+    TYPES,
+)
 
 #: Column length of each setting (None: unbounded), from the one field table.
 _LENGTH = {name: field.length for name, field in FIELDS.items()}
@@ -44,8 +51,6 @@ class AuthSystem(db.Model):
     access_token_path: Mapped[str] = mapped_column(
         sa.String(_LENGTH["access_token_path"]), default="access_token"
     )
-    profile_url: Mapped[str] = mapped_column(sa.Text, default="")
-    profile_headers: Mapped[str] = mapped_column(sa.Text, default="")
     #: OpenID Connect issuer; with ``jwks_url`` it turns on id_token validation.
     issuer: Mapped[str] = mapped_column(sa.Text, default="")
     jwks_url: Mapped[str] = mapped_column(sa.Text, default="")
@@ -76,6 +81,12 @@ class AuthSystem(db.Model):
     params: Mapped[list[ProfileParamRow]] = relationship(
         back_populates="auth_system", cascade="all, delete-orphan", order_by="ProfileParamRow.id"
     )
+    #: The profile requests, in order (rows only for the positions in use).
+    profile_requests: Mapped[list[ProfileRequestRow]] = relationship(
+        back_populates="auth_system",
+        cascade="all, delete-orphan",
+        order_by="ProfileRequestRow.position",
+    )
 
     @property
     def type_label(self) -> str:
@@ -91,8 +102,47 @@ class AuthSystem(db.Model):
         """Return the profile parameter row for ``field``, if any."""
         return next((p for p in self.params if p.field == field), None)
 
+    def profile_request(self, position: int) -> ProfileRequestRow | None:
+        """Return the profile request at ``position`` (1 to 4), if any."""
+        return next((r for r in self.profile_requests if r.position == position), None)
+
+    def drop_unused_profile_requests(self) -> None:
+        """Remove the requests left without a URL, headers or body (an emptied slot)."""
+        for row in list(self.profile_requests):
+            if not (row.url or row.headers or row.body):
+                self.profile_requests.remove(row)
+
     def __repr__(self) -> str:
         return f"<AuthSystem {self.slug!r}>"
+
+
+def _profile_request_part(position: int, part: str) -> property:
+    """Return the attribute that reads and writes one part of a profile request by its field name.
+
+    The field table names each part (``profile_url``, ``profile2_headers``...), so the form,
+    validation, audit and export handle them as any other setting; the rows hold them.
+    """
+    default = FIELDS[PROFILE_REQUEST_FIELDS[position][part]].default
+
+    def read(system: AuthSystem) -> str:
+        row = system.profile_request(position)
+        return getattr(row, part) if row is not None else default
+
+    def write(system: AuthSystem, value: str) -> None:
+        row = system.profile_request(position)
+        if row is None:
+            if (value or default) == default:
+                return
+            row = ProfileRequestRow(position=position)
+            system.profile_requests.append(row)
+        setattr(row, part, value or default)
+
+    return property(read, write, doc=f"{part} of profile request {position}")
+
+
+for _position, _parts in PROFILE_REQUEST_FIELDS.items():
+    for _part, _name in _parts.items():
+        setattr(AuthSystem, _name, _profile_request_part(_position, _part))
 
 
 class ProfileParamRow(db.Model):
@@ -117,3 +167,29 @@ class ProfileParamRow(db.Model):
     must_supply: Mapped[bool] = mapped_column(sa.Boolean, default=False)
 
     auth_system: Mapped[AuthSystem] = relationship(back_populates="params")
+
+
+class ProfileRequestRow(db.Model):
+    """One profile request of a system's chain: sent after the token request, in position order."""
+
+    __tablename__ = "profile_requests"
+    __table_args__ = (
+        sa.UniqueConstraint("auth_system_id", "position", name="uq_profile_requests_position"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    auth_system_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("auth_systems.id", ondelete="CASCADE"), index=True
+    )
+    #: 1 to 4: the order of the chain; request N may read the answers of 1 to N-1.
+    position: Mapped[int] = mapped_column(sa.Integer)
+    #: ``GET`` or ``POST``.
+    method: Mapped[str] = mapped_column(sa.String(_LENGTH["profile_method"]), default="GET")
+    #: URL template.
+    url: Mapped[str] = mapped_column(sa.Text, default="")
+    #: ``Name: value`` lines, a template.
+    headers: Mapped[str] = mapped_column(sa.Text, default="")
+    #: Body template, sent with POST.
+    body: Mapped[str] = mapped_column(sa.Text, default="")
+
+    auth_system: Mapped[AuthSystem] = relationship(back_populates="profile_requests")

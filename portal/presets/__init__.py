@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from portal.sso.fields import PRESET_FIELDS, TOKEN_METHODS
+from portal.sso.fields import CHOICE, FIELDS, PRESET_FIELDS, TOKEN_METHODS
 from portal.sso.profile_fields import FIELD_LABEL, ProfileParam, param_options
 
 PRESETS_DIR = Path(__file__).resolve().parent
@@ -98,7 +98,11 @@ class Preset:
 
     def form_values(self) -> dict[str, str]:
         """Return a value for every form field (empty when the preset leaves it blank)."""
-        return {name: self.form.get(name, "") for name in PRESET_FIELDS}
+        # A choice the preset leaves out takes its default (an unused request's method: GET).
+        return {
+            name: self.form.get(name, FIELDS[name].default if FIELDS[name].kind == CHOICE else "")
+            for name in PRESET_FIELDS
+        }
 
     def param_values(self) -> dict[str, dict[str, Any]]:
         """Return every profile parameter as ``{"path", "can_upgrade", "must_supply"}``."""

@@ -12,7 +12,15 @@ from typing import Any
 
 from portal.extensions import db
 from portal.models import Team
-from portal.sso.fields import LABELS, LOGIN_MODES, TYPES
+from portal.sso.fields import (
+    BODY,
+    FIELDS,
+    HEADERS,
+    LABELS,
+    LOGIN_MODES,
+    PROFILE_REQUEST_FIELDS,
+    TYPES,
+)
 from portal.sso.profile_fields import FIELD_OPTIONS, PARAM_OPTIONS, PROFILE_FIELDS
 
 #: What the audit log stores instead of a value that must stay secret.
@@ -20,7 +28,7 @@ HIDDEN = "[hidden]"
 
 #: A header, body or JSON key whose literal value is likely a credential.
 _SENSITIVE_NAME = re.compile(r"secret|passw|token|key|auth|cookie|assertion|signature", re.I)
-_PLACEHOLDER_ONLY = re.compile(r"^\s*(?:[A-Za-z]+\s+)?(?:%[A-Za-z]+%\s*)+$")
+_PLACEHOLDER_ONLY = re.compile(r"^\s*(?:[A-Za-z]+\s+)?(?:%[A-Za-z0-9]+(?::[^%\s]+)?%\s*)+$")
 
 
 def _team_name(team_id: Any) -> str:
@@ -71,11 +79,24 @@ def _shown(key: str, value: Any) -> str:
         return TYPES.get(value, str(value or ""))
     if isinstance(value, bool):
         return "Yes" if value else "No"
-    if key in ("token_headers", "profile_headers"):
+    kind = FIELDS[key].kind if key in FIELDS else None
+    if kind == HEADERS:
         return _mask_headers(str(value or ""))
-    if key == "token_body":
+    if kind == BODY:
         return _mask_body(str(value or ""))
     return "" if value is None else str(value)
+
+
+def _unused_request_method(key: str, *datas: Mapping[str, Any]) -> bool:
+    """Tell whether ``key`` is the method of a profile request unused on both sides.
+
+    An empty request is not sent, so its method (GET by default) is no setting to report.
+    """
+    position = FIELDS[key].profile_request if key in FIELDS else 0
+    if not position or key != PROFILE_REQUEST_FIELDS[position]["method"]:
+        return False
+    parts = PROFILE_REQUEST_FIELDS[position]
+    return not any(d.get(parts[p]) for d in datas for p in ("url", "headers", "body"))
 
 
 def diff_auth_system_data(
@@ -91,6 +112,8 @@ def diff_auth_system_data(
         if key == "client_secret":
             if secret_changed:
                 changes.append({"field": key, "label": label, "changed": True})
+            continue
+        if _unused_request_method(key, before, after):
             continue
         old, new = _shown(key, before.get(key)), _shown(key, after.get(key))
         if old != new:

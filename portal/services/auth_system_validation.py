@@ -25,6 +25,7 @@ from portal.sso.fields import (
     LOGIN_LOCAL_ONLY,
     POLICY_URL_FIELDS,
     PRESET_FIELDS,
+    PROFILE_REQUEST_FIELDS,
     REQUIRED_FIELDS,
     SECRET_BOUND_FIELDS,
     TEMPLATE_FIELDS,
@@ -34,10 +35,8 @@ from portal.sso.fields import (
 from portal.sso.paths import path_limit_problem, validate_path
 from portal.sso.placeholders import (
     CLIENT_SECRET_PLACEHOLDERS,
-    PLACEHOLDERS,
-    Context,
     find_placeholders,
-    render,
+    render_sample,
     validate_header_lines,
     validate_template,
 )
@@ -74,6 +73,7 @@ def settings_problems(clean: Mapping[str, Any], *, creating: bool) -> dict[str, 
         for message in marker_messages(clean[key]):
             add(key, message)
     _check_templates(clean, errors, add)
+    _check_profile_requests(clean, add)
     if clean["jwks_url"] and not clean["issuer"]:
         add("issuer", "Issuer is required with a JWKS URL (both turn on ID token validation).")
     _check_paths(clean, errors, add)
@@ -124,6 +124,31 @@ def _check_templates(clean: Mapping[str, Any], errors: dict[str, list[str]], add
     pkce = pkce_problem(clean) if "token_body" not in errors else None
     if pkce:
         add("token_body", pkce)
+
+
+def _check_profile_requests(clean: Mapping[str, Any], add: Add) -> None:
+    """Check the chain: requests in order without gaps, each with a URL, a body only with POST.
+
+    An unused request (no URL, headers or body) is simply not sent.
+    """
+    previous_url = True
+    for position, parts in PROFILE_REQUEST_FIELDS.items():
+        url, headers, body = (clean[parts[p]] for p in ("url", "headers", "body"))
+        if url and not previous_url:
+            add(
+                parts["url"],
+                f"Fill the profile requests in order: the {LABELS[parts['url']]} is set but "
+                f"the {LABELS[PROFILE_REQUEST_FIELDS[position - 1]['url']]} is empty.",
+            )
+        if position > 1 and (headers or body) and not url:
+            add(parts["url"], f"{LABELS[parts['url']]} is required for its headers and body.")
+        if body and clean[parts["method"]] != "POST":
+            add(
+                parts["body"],
+                f"The {LABELS[parts['body']]} is only sent with POST: set the "
+                f"{LABELS[parts['method']]} to POST, or empty the body.",
+            )
+        previous_url = bool(url)
 
 
 def _check_paths(clean: Mapping[str, Any], errors: dict[str, list[str]], add: Add) -> None:
@@ -229,7 +254,7 @@ def pkce_problem(clean: Mapping[str, Any]) -> str | None:
 
 def _substituted(template: str) -> str:
     """Return ``template`` with every placeholder replaced by a harmless dummy value."""
-    return render(template, Context.URL, {name: "x" for name in PLACEHOLDERS})
+    return render_sample(template)
 
 
 def _origin(template: str) -> str:
@@ -263,18 +288,20 @@ def secret_binding_changes(before: Mapping[str, Any], after: Mapping[str, Any]) 
     old, new = _origin(before.get("token_url") or ""), _origin(after.get("token_url") or "")
     if old != new:
         changes.append(f"the {LABELS['token_url']} now goes to {new or 'nowhere'} instead of {old}")
-    profile_keys = ("profile_url", "profile_headers")
-    if _sends_secret(after, *profile_keys):
-        if not _sends_secret(before, *profile_keys):
-            changes.append(f"the {LABELS['profile_url']} or Headers now send the secret")
-        else:
-            old = _origin(before.get("profile_url") or "")
-            new = _origin(after.get("profile_url") or "")
-            if old != new:
-                changes.append(
-                    f"the {LABELS['profile_url']}, which sends the secret, now goes to {new} "
-                    f"instead of {old}"
-                )
+    for parts in PROFILE_REQUEST_FIELDS.values():
+        url_key = parts["url"]
+        profile_keys = (url_key, parts["headers"], parts["body"])
+        if _sends_secret(after, *profile_keys):
+            if not _sends_secret(before, *profile_keys):
+                changes.append(f"the {LABELS[url_key]} or Headers now send the secret")
+            else:
+                old = _origin(before.get(url_key) or "")
+                new = _origin(after.get(url_key) or "")
+                if old != new:
+                    changes.append(
+                        f"the {LABELS[url_key]}, which sends the secret, now goes to {new} "
+                        f"instead of {old}"
+                    )
     for key in SECRET_BOUND_FIELDS:
         if (before.get(key) or "").strip() != (after.get(key) or "").strip():
             changes.append(f"the {LABELS[key]} changed")

@@ -33,6 +33,7 @@ from portal.sso.fields import (
     FIELDS,
     FLAG_FIELDS,
     LABELS,
+    PROFILE_REQUEST_FIELDS,
     PUBLIC_LOGIN_MODES,
     TEXT_FIELDS,
 )
@@ -84,7 +85,7 @@ def get_system_by_slug(slug: str) -> AuthSystem | None:
     query = (
         sa.select(AuthSystem)
         .where(AuthSystem.slug == slug)
-        .options(selectinload(AuthSystem.params))
+        .options(selectinload(AuthSystem.params), selectinload(AuthSystem.profile_requests))
     )
     return db.session.scalar(query)
 
@@ -147,6 +148,9 @@ def _clean(data: Mapping[str, Any]) -> dict[str, Any]:
     # Pasted secrets often bring a stray space or newline; providers never issue those.
     clean["client_secret"] = str(clean["client_secret"] or "").strip()
     clean["token_method"] = clean["token_method"].upper()
+    for parts in PROFILE_REQUEST_FIELDS.values():
+        # An unused slot's method may come empty (a preset, an old export): GET.
+        clean[parts["method"]] = clean[parts["method"]].upper() or "GET"
     for key in FLAG_FIELDS:
         clean[key] = bool(clean[key])
     team = clean["onboarding_team_id"]
@@ -227,6 +231,7 @@ def _apply(system: AuthSystem, clean: dict[str, Any]) -> None:
         setattr(system, key, clean[key])
     if clean["client_secret"]:
         store_client_secret(system, clean["client_secret"])
+    system.drop_unused_profile_requests()
     for key, _label in PROFILE_FIELDS:
         values = clean["params"][key]
         row = system.param(key)

@@ -33,10 +33,11 @@ from portal.models import (
     GroupRule,
     MemberGroup,
     ProfileParamRow,
+    ProfileRequestRow,
     SettingsVersion,
 )
 from portal.models.settings_version import SETTINGS_VERSION_ID
-from portal.sso.engine import SSOConfig
+from portal.sso.engine import ProfileRequest, SSOConfig
 from portal.sso.fields import ENGINE_FIELDS
 from portal.sso.profile_fields import ProfileParam
 from portal.urls import redirect_url_for
@@ -45,6 +46,7 @@ from portal.urls import redirect_url_for
 SETTINGS_MODELS: tuple[type, ...] = (
     AuthSystem,
     ProfileParamRow,
+    ProfileRequestRow,
     GroupRule,
     GroupMappingSettings,
     MemberGroup,
@@ -170,6 +172,7 @@ def compile_system(system: AuthSystem, policy: GroupPolicy | None = None) -> Sys
             p.field: ProfileParam(path=p.path, can_upgrade=p.can_upgrade, must_supply=p.must_supply)
             for p in params
         },
+        profile_requests=compile_profile_requests(system),
         **engine_values,
     )
     return SystemSettings(
@@ -190,6 +193,18 @@ def compile_system(system: AuthSystem, policy: GroupPolicy | None = None) -> Sys
         params=params,
         group_policy=policy if policy is not None else load_group_policy(system.id),
         sso_config=sso_config,
+    )
+
+
+def compile_profile_requests(system: AuthSystem) -> tuple[ProfileRequest, ...]:
+    """Return a system's profile requests for the engine, in order; those without a URL are not
+    sent (the form refuses one with headers or a body, but an empty slot is no request)."""
+    return tuple(
+        ProfileRequest(
+            url=row.url, method=row.method or "GET", headers=row.headers or "", body=row.body or ""
+        )
+        for row in sorted(system.profile_requests, key=lambda r: r.position)
+        if row.url
     )
 
 
@@ -249,7 +264,9 @@ _FRESH = {"populate_existing": True}
 
 
 def _build(version: int | None) -> Snapshot:
-    query = sa.select(AuthSystem).options(selectinload(AuthSystem.params))
+    query = sa.select(AuthSystem).options(
+        selectinload(AuthSystem.params), selectinload(AuthSystem.profile_requests)
+    )
     systems = list(db.session.scalars(query, execution_options=_FRESH))
     settings = {
         s.auth_system_id: s

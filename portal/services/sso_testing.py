@@ -160,7 +160,7 @@ def _report(
         "id_claims": trace.id_claims,
         "profile": trace.profile,
         "profile_from": "Profile API"
-        if system.sso_config.profile_url
+        if system.sso_config.profile_requests
         else "token response and ID token",
         "fields": [],
         "account": None,

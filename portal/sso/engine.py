@@ -22,10 +22,19 @@ from portal.sso.errors import (
     TemplateError,
     TokenMissing,
 )
+from portal.sso.fields import TOKEN_RESPONSE_SOURCE, response_source
 from portal.sso.http import HttpClient
 from portal.sso.idtoken import JWKSCache, unverified_claims, validate_id_token
 from portal.sso.paths import PathTooCostly, search_path
-from portal.sso.placeholders import Context, basic_auth, body_context, render, render_headers
+from portal.sso.placeholders import (
+    Context,
+    basic_auth,
+    body_context,
+    document_value,
+    find_document_values,
+    render,
+    render_headers,
+)
 from portal.sso.profile_fields import (
     ACCOUNT_FIELDS,
     FIELD_LABEL,
@@ -34,9 +43,19 @@ from portal.sso.profile_fields import (
     ProfileParam,
 )
 from portal.sso.responses import FORM_TYPE, parse_json_or_form
-from portal.sso.trace import TOKEN_KEYS, SignInSecrets, Trace, hidden_token_keys
+from portal.sso.trace import TOKEN_KEYS, SignInSecrets, Trace, hidden_token_keys, looks_secret_path
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProfileRequest:
+    """One profile request of the chain after the token request: its four templates."""
+
+    url: str
+    method: str = "GET"
+    headers: str = ""
+    body: str = ""
 
 
 @dataclass(frozen=True)
@@ -53,8 +72,8 @@ class SSOConfig:
     token_headers: str = ""
     token_body: str = ""
     access_token_path: str = "access_token"
-    profile_url: str = ""
-    profile_headers: str = ""
+    #: The profile requests, in order (none: the profile is the token response).
+    profile_requests: tuple[ProfileRequest, ...] = ()
     issuer: str = ""
     jwks_url: str = ""
     scope: str = ""
@@ -147,7 +166,7 @@ def finish_login(
             config, token_doc, nonce=nonce, http=http, jwks_cache=jwks_cache, trace=trace
         )
         profile = fetch_profile(
-            config, token_doc, access_token, id_token, id_claims, http=http, trace=trace
+            config, token_doc, access_token, id_token, id_claims, http=http, trace=trace, seen=seen
         )
         fields = map_fields(profile, config.params)
         result = SSOResult(
@@ -283,13 +302,19 @@ def fetch_profile(
     *,
     http: HttpClient,
     trace: Trace | None,
+    seen: SignInSecrets | None = None,
 ) -> dict[str, Any]:
-    """Return the profile: the Profile API's answer, else the token response and ID token claims.
+    """Return the profile: the profile requests' merged answers, else the token response and
+    ID token claims.
 
     The profile's ``sub``, when it has one, must be the ID token's.
     """
-    if config.profile_url:
-        profile = _request_profile(config, token_doc, access_token, id_token, http, trace)
+    if config.profile_requests:
+        values = _profile_request_values(config, token_doc, access_token, id_token)
+        answers = request_profiles(
+            config.profile_requests, values, token_doc, http, trace, seen or SignInSecrets(trace)
+        )
+        profile = merge_responses(answers)
     else:
         profile = {**token_doc, **(id_claims or {})}
     if trace is not None:
@@ -300,26 +325,81 @@ def fetch_profile(
     return profile
 
 
-def _request_profile(
-    config: SSOConfig,
-    token_doc: dict[str, Any],
-    access_token: str,
-    id_token: str | None,
-    http: HttpClient,
-    trace: Trace | None,
-) -> dict[str, Any]:
-    """Call the Profile API with the tokens and return its document."""
+def _profile_request_values(
+    config: SSOConfig, token_doc: dict[str, Any], access_token: str, id_token: str | None
+) -> dict[str, str]:
+    """Return the placeholder values every profile request offers."""
     refresh_token = token_doc.get("refresh_token")
-    values = {
+    return {
         "ClientID": config.client_id,
         "Token": access_token,
         "IDToken": id_token or "",
         "RefreshToken": refresh_token if isinstance(refresh_token, str) else "",
     }
-    url = render(config.profile_url, Context.URL, values)
-    headers = render_headers(config.profile_headers, values)
+
+
+def request_profiles(
+    requests: tuple[ProfileRequest, ...],
+    values: Mapping[str, str],
+    token_doc: dict[str, Any],
+    http: HttpClient,
+    trace: Trace | None,
+    seen: SignInSecrets,
+) -> list[dict[str, Any]]:
+    """Send the profile requests in order; each may read the token response and earlier answers.
+
+    Return each request's answer (a JSON object), in order.
+    """
+    documents: dict[str, Any] = {TOKEN_RESPONSE_SOURCE: token_doc}
+    answers: list[dict[str, Any]] = []
+    for position, request in enumerate(requests, start=1):
+        answer = _request_profile(request, values, documents, http, trace, seen)
+        documents[response_source(position)] = answer
+        answers.append(answer)
+    return answers
+
+
+def merge_responses(answers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return the document the profile parameters read from the profile requests' answers.
+
+    One answer is the profile as it is. Several are merged shallowly in order (a later
+    answer's key wins), and each is also kept whole under ``Response1``, ``Response2``...,
+    so a path can name the answer it reads (``Response3.Items."$values"[].GroupName``).
+    The token response is never part of it.
+    """
+    if len(answers) == 1:
+        return answers[0]
+    merged: dict[str, Any] = {}
+    for answer in answers:
+        merged.update(answer)
+    for position, answer in enumerate(answers, start=1):
+        merged[response_source(position)] = answer
+    return merged
+
+
+def _request_profile(
+    request: ProfileRequest,
+    values: Mapping[str, str],
+    documents: Mapping[str, Any],
+    http: HttpClient,
+    trace: Trace | None,
+    seen: SignInSecrets,
+) -> dict[str, Any]:
+    """Render one profile request, send it and return its answer (a JSON object)."""
+    templates = (request.url, request.headers, request.body)
+    for source, path in {pair for t in templates for pair in find_document_values(t)}:
+        # A value read at a key named like a token or secret is one: never shown in the trace.
+        if looks_secret_path(path):
+            seen.keep(document_value(source, path, documents))
+    url = render(request.url, Context.URL, values, documents)
+    headers = render_headers(request.headers, values, documents)
+    method = "POST" if (request.method or "GET").upper() == "POST" else "GET"
+    body: bytes | None = None
+    if method == "POST":
+        body = render(request.body, body_context(headers), values, documents).encode("utf-8")
+        _with_default(headers, "Content-Type", FORM_TYPE)
     _with_default(headers, "Accept", "application/json")
-    resp = http.request("GET", url, headers=headers, trace=trace)
+    resp = http.request(method, url, headers=headers, body=body, trace=trace)
     return parse_json_or_form(resp, allow_form=False)
 
 

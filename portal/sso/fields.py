@@ -32,6 +32,12 @@ TYPE_OAUTH2 = "oauth2"
 TYPES: dict[str, str] = {TYPE_OAUTH2: "OAuth 2.0"}
 
 TOKEN_METHODS: tuple[str, ...] = ("POST", "GET")
+#: Methods of a profile request (GET first: a profile is usually read).
+PROFILE_METHODS: tuple[str, ...] = ("GET", "POST")
+#: The most profile requests a system chains after the token request.
+MAX_PROFILE_REQUESTS = 4
+#: The four parts of a profile request, each a field of this table for every position.
+PROFILE_REQUEST_PARTS: tuple[str, ...] = ("method", "url", "headers", "body")
 
 # Alternate Login: who sees a system's sign-in link, and whether passwords still work.
 #: Only community managers may try the system's flow; members use their passwords.
@@ -73,6 +79,29 @@ _TOKEN_REQUEST = frozenset(
     }
 )
 _PROFILE_REQUEST = frozenset({"ClientID", "Token", "IDToken", "RefreshToken"})
+#: Documents a template may read values from with ``%Source:<JMESPath>%``.
+TOKEN_RESPONSE_SOURCE = "TokenResponse"
+
+
+def response_source(position: int) -> str:
+    """Return the placeholder source naming the answer of profile request ``position``."""
+    return f"Response{position}"
+
+
+def profile_request_key(position: int, part: str) -> str:
+    """Return the field name of one part of profile request ``position`` (1 to 4).
+
+    Request 1 keeps the names the single Profile API had (``profile_url``,
+    ``profile_headers``), so presets, discovery and exports written before chaining still
+    fill it.
+    """
+    return f"profile_{part}" if position == 1 else f"profile{position}_{part}"
+
+
+def profile_request_label(position: int, part: str) -> str:
+    """Return the visible label of one part of profile request ``position``."""
+    words = {"method": "Method", "url": "URL", "headers": "Headers", "body": "Post Body"}[part]
+    return f"Profile API {words}" if position == 1 else f"Profile API {position} {words}"
 
 
 @dataclass(frozen=True)
@@ -106,6 +135,50 @@ class Field:
     exported: bool = True
     #: The sign-in engine reads it: ``SSOConfig`` has an attribute of the same name.
     engine: bool = False
+    #: The position (1 to 4) of the profile request this field is a part of; 0 for none.
+    #: The engine reads these as ``SSOConfig.profile_requests``.
+    profile_request: int = 0
+    #: Documents its template may read with ``%Source:<JMESPath>%`` (``TokenResponse``,
+    #: ``Response1``...): only the token response and the answers of earlier requests.
+    data_sources: frozenset[str] = frozenset()
+
+
+def _profile_request_fields(position: int) -> tuple[Field, ...]:
+    """Return the four fields of profile request ``position``."""
+    sources = frozenset({TOKEN_RESPONSE_SOURCE, *(response_source(n) for n in range(1, position))})
+    common = {"preset": True, "profile_request": position}
+    template = {"placeholders": _PROFILE_REQUEST, "data_sources": sources, **common}
+    return (
+        Field(
+            profile_request_key(position, "method"),
+            profile_request_label(position, "method"),
+            CHOICE,
+            length=10,
+            default="GET",
+            choices={method: method for method in PROFILE_METHODS},
+            invalid_choice=f"{profile_request_label(position, 'method')} must be GET or POST.",
+            **common,
+        ),
+        Field(
+            profile_request_key(position, "url"),
+            profile_request_label(position, "url"),
+            URL,
+            policy_checked=True,
+            **template,
+        ),
+        Field(
+            profile_request_key(position, "headers"),
+            profile_request_label(position, "headers"),
+            HEADERS,
+            **template,
+        ),
+        Field(
+            profile_request_key(position, "body"),
+            profile_request_label(position, "body"),
+            BODY,
+            **template,
+        ),
+    )
 
 
 #: Every setting, in the admin form's order.
@@ -193,23 +266,7 @@ FIELDS: dict[str, Field] = {
             preset=True,
             engine=True,
         ),
-        Field(
-            "profile_url",
-            "Profile API URL",
-            URL,
-            placeholders=_PROFILE_REQUEST,
-            policy_checked=True,
-            preset=True,
-            engine=True,
-        ),
-        Field(
-            "profile_headers",
-            "Profile API Headers",
-            HEADERS,
-            placeholders=_PROFILE_REQUEST,
-            preset=True,
-            engine=True,
-        ),
+        *(f for n in range(1, MAX_PROFILE_REQUESTS + 1) for f in _profile_request_fields(n)),
         Field("issuer", "Issuer", URL, policy_checked=True, preset=True, engine=True),
         Field("jwks_url", "JWKS URL", URL, policy_checked=True, preset=True, engine=True),
         Field(
@@ -277,5 +334,14 @@ PRESET_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.p
 SECRET_BOUND_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.binds_secret)
 #: Fields the sign-in engine reads (``SSOConfig`` attributes), in the form's order.
 ENGINE_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.engine)
+#: Template fields and the documents each one may read with ``%Source:<JMESPath>%``.
+DATA_SOURCE_FIELDS: dict[str, frozenset[str]] = {
+    name: f.data_sources for name, f in FIELDS.items() if f.data_sources
+}
+#: The field names of each profile request, by position: ``{1: {"url": "profile_url", ...}}``.
+PROFILE_REQUEST_FIELDS: dict[int, dict[str, str]] = {
+    n: {part: profile_request_key(n, part) for part in PROFILE_REQUEST_PARTS}
+    for n in range(1, MAX_PROFILE_REQUESTS + 1)
+}
 #: Fields an export writes, in the form's order.
 EXPORTED_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.exported)

@@ -13,13 +13,15 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 import jmespath
+from jmespath import functions
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
-from jmespath.visitor import TreeInterpreter
+from jmespath.visitor import Options, TreeInterpreter
 
 #: The longest path accepted. The paths providers need are short (the longest preset path,
 #: ``Member.Emails[?Primary].Address | [0]``, has 36 characters) and the Access Token Path
@@ -39,11 +41,74 @@ class PathTooCostly(JMESPathError):
     """Evaluating a path went past the visit budget or the result cap."""
 
 
+# -- dates: ``future(date)`` ------------------------------------------------------------------
+
+#: ISO 8601 as providers send it: a date, or a date and time with optional seconds,
+#: fraction (up to 7 digits, as .NET writes) and offset (``Z``, ``+01:00``, ``+0100``).
+_ISO_DATE = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})"
+    r"(?:[T ](?P<time>\d{2}:\d{2}(?::\d{2}(?:\.(?P<fraction>\d{1,7}))?)?)"
+    r"(?P<offset>Z|[+-]\d{2}:?\d{2})?)?"
+)
+#: The JSON date of .NET serializers (ServiceStack, WCF): ``/Date(1735603200000-0500)/``.
+_DOTNET_DATE = re.compile(r"/Date\((?P<ms>-?\d{1,15})(?P<offset>[+-]\d{4})?\)/")
+
+
+def parse_date(text: Any) -> datetime | None:
+    """Return the moment a provider's date text names (UTC), or None when it names none.
+
+    Strict: an ISO 8601 date or date-time, or a .NET JSON date; anything else (another
+    format, an impossible date, a number, a list) is None, never an exception. A date without
+    a time is the end of that day (a membership that expires on the 31st still holds on the
+    31st); a time without an offset is UTC.
+    """
+    if not isinstance(text, str) or len(text) > 40:
+        return None
+    text = text.strip()
+    try:
+        dotnet = _DOTNET_DATE.fullmatch(text)
+        if dotnet:
+            return datetime.fromtimestamp(int(dotnet["ms"]) / 1000, UTC)
+        iso = _ISO_DATE.fullmatch(text)
+        if iso is None:
+            return None
+        if iso["time"] is None:
+            day = date.fromisoformat(iso["date"])
+            return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+        fraction = (iso["fraction"] or "")[:6]
+        clock = iso["time"].split(".")[0] + (f".{fraction.ljust(6, '0')}" if fraction else "")
+        offset = iso["offset"] or "+00:00"
+        offset = "+00:00" if offset == "Z" else offset
+        if len(offset) == 5:  # +0100
+            offset = f"{offset[:3]}:{offset[3:]}"
+        moment = datetime.fromisoformat(f"{iso['date']}T{clock}{offset}")
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+class PortalFunctions(functions.Functions):
+    """JMESPath's functions, plus ``future(date)`` for providers that send only an expiry."""
+
+    @functions.signature({"types": []})
+    def _func_future(self, value: Any) -> bool | None:
+        """Return true while a date is in the future, false once past, null when not a date.
+
+        ``future(MembershipExpiresDate) && 'Active' || 'Lapsed'`` gives a Membership Status
+        (a missing or unreadable date gives ``Lapsed``).
+        """
+        moment = parse_date(value)
+        return None if moment is None else moment > datetime.now(UTC)
+
+
+_OPTIONS = Options(custom_functions=PortalFunctions())
+
+
 class _BoundedInterpreter(TreeInterpreter):
     """A tree interpreter that stops after ``MAX_VISITS`` node visits."""
 
     def __init__(self, budget: int) -> None:
-        super().__init__()
+        super().__init__(_OPTIONS)
         self._budget = budget
 
     def visit(self, node: dict[str, Any], *args: Any, **kwargs: Any) -> Any:

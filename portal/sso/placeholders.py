@@ -7,10 +7,14 @@ import enum
 import json
 import re
 from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import quote, quote_plus
 
+from jmespath.exceptions import JMESPathError
+
 from portal.sso.errors import TemplateError
-from portal.sso.fields import LABELS, TEMPLATE_FIELDS
+from portal.sso.fields import DATA_SOURCE_FIELDS, LABELS, TEMPLATE_FIELDS
+from portal.sso.paths import path_limit_problem, search_path, validate_path
 
 PLACEHOLDERS: frozenset[str] = frozenset(
     {
@@ -46,10 +50,13 @@ class Context(enum.Enum):
     HEADER = "header"
 
 
-# CamelCase name: starts upper case and holds at least one lower-case letter, so that
-# percent-escapes such as %C3%A9 never look like placeholders.
+# A value read from a document: ``%TokenResponse:<JMESPath>%`` or ``%Response2:<JMESPath>%``
+# (the path runs to the next ``%``), tried first. Else a CamelCase name: starts upper case and
+# holds at least one lower-case letter, so that percent-escapes such as %C3%A9 never look like
+# placeholders.
 _PLACEHOLDER_RE = re.compile(
-    r"%(?=[A-Z][A-Za-z0-9]*[a-z])([A-Z][A-Za-z0-9]*)(?::([A-Za-z0-9_]+))?%"
+    r"%(?:(?P<source>TokenResponse|Response[0-9]+):(?P<path>[^%\r\n]+)"
+    r"|(?=[A-Z][A-Za-z0-9]*[a-z])(?P<name>[A-Z][A-Za-z0-9]*)(?::(?P<modifier>[A-Za-z0-9_]+))?)%"
 )
 
 # RFC 7230 token characters.
@@ -58,8 +65,45 @@ _FORBIDDEN_IN_HEADER = ("\r", "\n", "\0")
 
 
 def find_placeholders(template: str) -> list[str]:
-    """Return the placeholder names used in a template, in order of appearance."""
-    return [m.group(1) for m in _PLACEHOLDER_RE.finditer(template or "")]
+    """Return the placeholder names used in a template, in order of appearance.
+
+    A document value (``%Response1:Id%``) is named by its source (``Response1``).
+    """
+    return [m.group("source") or m.group("name") for m in _PLACEHOLDER_RE.finditer(template or "")]
+
+
+def find_document_values(template: str) -> list[tuple[str, str]]:
+    """Return the ``(source, path)`` of each ``%Source:<JMESPath>%`` in a template."""
+    return [
+        (m.group("source"), m.group("path"))
+        for m in _PLACEHOLDER_RE.finditer(template or "")
+        if m.group("source")
+    ]
+
+
+def _document_value_problem(source: str, path: str, field: str, label: str) -> str | None:
+    """Return why ``%source:path%`` cannot be used in ``field``, or None."""
+    offered = DATA_SOURCE_FIELDS.get(field, frozenset())
+    text = f"%{source}:{path}%"
+    if source not in offered:
+        if not offered:
+            return f"{text} is not available in the {label}: only profile requests read responses."
+        position = len(offered)  # TokenResponse and Response1..N-1
+        earlier = {
+            1: "the token response (%TokenResponse:...%)",
+            2: "the token response and the response of request 1",
+        }.get(position, f"the token response and the responses of requests 1 to {position - 1}")
+        return (
+            f"{text} in the {label} reads a response that does not exist yet: profile "
+            f"request {position} can only use {earlier}."
+        )
+    problem = validate_path(path)
+    if problem:
+        return f"{text} in the {label}: not a valid path: {problem}"
+    limit = path_limit_problem(path)
+    if limit:
+        return f"The path of {text} in the {label} {limit}"
+    return None
 
 
 def validate_template(template: str, field: str) -> list[str]:
@@ -70,7 +114,14 @@ def validate_template(template: str, field: str) -> list[str]:
     label = LABELS.get(field, field)
     problems: list[str] = []
     for match in _PLACEHOLDER_RE.finditer(template):
-        name, modifier = match.group(1), match.group(2)
+        if match.group("source"):
+            message = _document_value_problem(
+                match.group("source"), match.group("path"), field, label
+            )
+            if message and message not in problems:
+                problems.append(message)
+            continue
+        name, modifier = match.group("name"), match.group("modifier")
         if name not in PLACEHOLDERS:
             message = f"Unknown placeholder %{name}% in the {label}."
         elif name not in offered:
@@ -112,14 +163,58 @@ def encode_value(value: str, context: Context, modifier: str | None = None) -> s
     return _ENCODERS[context](value)
 
 
-def render(template: str, context: Context, values: Mapping[str, str]) -> str:
-    """Substitute placeholders, encoding each value for the context."""
+def document_value(source: str, path: str, documents: Mapping[str, Any] | None) -> str:
+    """Return the scalar at ``path`` in the document ``source`` names, as text.
+
+    A source that is not (yet) there, a path that finds nothing or finds a list or an
+    object is a ``TemplateError``: the request cannot be built as the manager meant it. The
+    message names the placeholder, never the value.
+    """
+    text = f"%{source}:{path}%"
+    if documents is None or source not in documents:
+        raise TemplateError(f"{text} reads a response this request does not have")
+    try:
+        value = search_path(path, documents[source])
+    except JMESPathError:
+        raise TemplateError(f"{text}: the path could not run on the response") from None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str) and value:
+        return value
+    kind = "nothing" if value in (None, "") else "a list or an object, not one value"
+    raise TemplateError(f"{text} found {kind} in the response")
+
+
+def render(
+    template: str,
+    context: Context,
+    values: Mapping[str, str],
+    documents: Mapping[str, Any] | None = None,
+) -> str:
+    """Substitute placeholders, encoding each value for the context.
+
+    ``documents`` holds what ``%Source:<JMESPath>%`` reads (``TokenResponse``, ``Response1``
+    ...). Substitution is one pass: a value that itself looks like a placeholder is text.
+    """
 
     def substitute(match: re.Match[str]) -> str:
-        value = values.get(match.group(1))
-        return encode_value("" if value is None else str(value), context, match.group(2))
+        if match.group("source"):
+            value = document_value(match.group("source"), match.group("path"), documents)
+            return encode_value(value, context)
+        value = values.get(match.group("name"))
+        return encode_value("" if value is None else str(value), context, match.group("modifier"))
 
     return _PLACEHOLDER_RE.sub(substitute, template or "")
+
+
+def render_sample(template: str) -> str:
+    """Return ``template`` with every placeholder, document values too, replaced by ``x``.
+
+    For checking the shape of a template (an absolute URL, its host) before any sign-in.
+    """
+    return _PLACEHOLDER_RE.sub("x", template or "")
 
 
 def basic_auth(client_id: str, client_secret: str) -> str:
@@ -162,10 +257,13 @@ def parse_header_lines(text: str) -> list[tuple[str, str]]:
     return headers
 
 
-def render_headers(text: str, values: Mapping[str, str]) -> list[tuple[str, str]]:
+def render_headers(
+    text: str, values: Mapping[str, str], documents: Mapping[str, Any] | None = None
+) -> list[tuple[str, str]]:
     """Parse a header list and render each value in the HEADER context."""
     return [
-        (name, render(value, Context.HEADER, values)) for name, value in parse_header_lines(text)
+        (name, render(value, Context.HEADER, values, documents))
+        for name, value in parse_header_lines(text)
     ]
 
 

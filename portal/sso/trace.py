@@ -52,6 +52,13 @@ def hidden_token_keys(access_token_path: str) -> frozenset[str]:
     return TOKEN_KEYS | ({last} if last else set())
 
 
+def looks_secret_path(path: str) -> bool:
+    """Tell whether a JMESPath picks a value at a key named like a token, secret or session
+    (a session id read from one answer opens the next: a credential too)."""
+    key = _last_key(path)
+    return _looks_secret(key) or "session" in (key or "").lower()
+
+
 def _looks_secret(key: Any) -> bool:
     """Tell whether a document key probably holds a token or secret (`token`, `x_secret`...)."""
     if not isinstance(key, str):

@@ -47,10 +47,10 @@ def test_migrating_an_old_sqlite_database_starts_ids_above_every_audited_one(tmp
             sa.text(
                 "INSERT INTO auth_systems (type, name, name_key, slug, client_id,"
                 " client_secret_encrypted, login_url, token_url, token_method, token_headers,"
-                " token_body, access_token_path, profile_url, profile_headers, issuer, jwks_url,"
+                " token_body, access_token_path, issuer, jwks_url,"
                 " scope, logout_url, profile_edit_url, login_label, login_mode, enabled,"
                 " created_at, updated_at) VALUES ('oauth2', 'New', 'new', 'new', 'c', '',"
-                " 'https://i/a', 'https://i/t', 'POST', '', '', 'access_token', '', '', '', '',"
+                " 'https://i/a', 'https://i/t', 'POST', '', '', 'access_token', '', '',"
                 " '', '', '', '', 'local_only', 0, '2026-01-01', '2026-01-01')"
             )
         )

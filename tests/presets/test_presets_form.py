@@ -30,6 +30,7 @@ SAMPLES: dict[str, str] = {
     "{your-novi-site}": "www.example.org",
     "{org-id}": "example",
     "{your-ym-site}": "members.example.org",
+    "{ym-client-id}": "28051",
     "{your-imis-site}": "imis.example.org/iMIS",
     "{sso-login-page}": "SSO/Start",
     "{your-membes-site}": "members.example.org.au",

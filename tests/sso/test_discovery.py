@@ -19,7 +19,7 @@ from portal.sso.discovery import (
     issuer_matches,
     requires_iss_parameter,
 )
-from portal.sso.engine import SSOConfig, begin_login, finish_login
+from portal.sso.engine import ProfileRequest, SSOConfig, begin_login, finish_login
 from portal.sso.errors import (
     IssuerMismatch,
     ProviderBadResponse,
@@ -309,6 +309,8 @@ def test_a_discovered_configuration_signs_a_member_in_at_the_demo_provider(http)
     ) as idp:
         found = discover_issuer(idp.url, http)
         assert found.issuer == idp.issuer and found.pkce
+        values = found.form_values()
+        userinfo = ProfileRequest(values.pop("profile_url"), headers=values.pop("profile_headers"))
         config = SSOConfig(
             slug="demo",
             client_id="portal",
@@ -319,7 +321,8 @@ def test_a_discovered_configuration_signs_a_member_in_at_the_demo_provider(http)
                 "email": ProfileParam("email"),
                 "groups": ProfileParam("groups"),
             },
-            **{k: v for k, v in found.form_values().items() if k != "logout_url"},
+            profile_requests=(userinfo,),
+            **{k: v for k, v in values.items() if k != "logout_url"},
         )
         attempt = begin_login(config)
         with httpx.Client(follow_redirects=False) as browser:

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, quote, quote_plus, unquote_plus, urlsplit
 import pytest
 from werkzeug.wrappers import Response
 
-from portal.sso.engine import SSOConfig, begin_login, finish_login, map_fields
+from portal.sso.engine import ProfileRequest, SSOConfig, begin_login, finish_login, map_fields
 from portal.sso.errors import (
     IDTokenInvalid,
     IssuerMismatch,
@@ -121,6 +121,10 @@ class Provider:
             "params": PARAMS,
         }
         values.update(overrides)
+        # The single Profile API of these tests is the chain's one request.
+        url, headers = values.pop("profile_url"), values.pop("profile_headers")
+        if "profile_requests" not in values:
+            values["profile_requests"] = (ProfileRequest(url, headers=headers),) if url else ()
         return SSOConfig(**values)
 
 
