@@ -9,6 +9,8 @@ nothing about users is written.
 
 from __future__ import annotations
 
+import base64
+import html
 import re
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -226,3 +228,54 @@ def test_a_return_without_ct_ends_on_the_failure_page(client, logs, personify):
         "customer_token_unreadable",
         path,
     )
+
+
+# -- Test this configuration -------------------------------------------------------------------
+
+
+def test_test_this_configuration_traces_each_soap_call_redacted_and_signs_nobody_in(
+    manager_client, personify
+):
+    """The manager's test run lists every call (SSO, IMS, Data Services) with the vendor
+    password, the customer tokens and the Data Services credentials redacted, the mapped
+    fields, and what would happen; nobody is signed in and no account is written."""
+    resp = manager_client.post(f"/admin/auth-systems/{personify.system.id}/test")
+    assert resp.status_code == 302, resp.status_code
+    path = come_back(personify, resp.headers["Location"])
+    resp = manager_client.get(path)
+    assert resp.status_code == 302, resp.get_data(as_text=True)[:300]
+    page = html.unescape(manager_client.get(resp.headers["Location"]).get_data(as_text=True))
+
+    assert "The sign-in works" in page
+    assert page.count(personify.sso_service_url) >= 3
+    assert personify.ims_service_url in page
+    assert f"{personify.data_services_url}/CustomerInfos(" in page
+    assert "Personify SSO web services" in page
+    assert "jane.doe@example.org" in page and "WEBINARS" in page
+    assert "Would create a new account." in page
+    assert "[redacted]" in page
+    basic = base64.b64encode(
+        f"{personify.data_services_username}:{DEFAULT_DATA_SERVICES_PASSWORD}".encode()
+    ).decode()
+    for secret in [*issued(personify, path), basic]:
+        assert secret not in page, f"secret {secret[:6]}... on the test page"
+    assert users_and_identities() == (1, 0)  # the manager only
+    account = manager_client.get("/account").get_data(as_text=True)
+    assert "manager@example.com" in account
+
+
+def test_test_this_configuration_reports_vendor_credentials_personify_refuses(
+    manager_client, personify
+):
+    """The web services refuse the vendor's credentials: the report names the call and the
+    service's error, and shows no secret; nobody is signed in."""
+    resp = manager_client.post(f"/admin/auth-systems/{personify.system.id}/test")
+    path = come_back(personify, resp.headers["Location"])
+    personify.vendor_username = "someone-else"  # Personify no longer knows Portal's username
+    resp = manager_client.get(path)
+    page = html.unescape(manager_client.get(resp.headers["Location"]).get_data(as_text=True))
+    assert "The sign-in works" not in page
+    assert "SSOCustomerTokenIsValid answered errors: Invalid vendor credentials." in page
+    for secret in issued(personify, path):
+        assert secret not in page
+    assert users_and_identities() == (1, 0)
