@@ -6,11 +6,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
 
 from portal.extensions import db
 from portal.models import AuthSystem
 from portal.services.auth_systems import get_system_by_slug, read_secret
 from portal.services.secrets import decrypt_secret
+from tests.support.keys import TEST_KEY
 from tests.support.pages import errors_beside
 from tests.support.rows import events, raw_audit_rows
 
@@ -215,3 +217,16 @@ def test_an_oauth2_system_ignores_the_personify_fields(manager_client, form_data
     """An OAuth 2.0 system is not asked for the Personify fields, whatever they hold."""
     response = manager_client.post(NEW, data={**form_data, "vendor_password": "zz"})
     assert response.status_code == 302, page_of(response)[:500]
+
+
+def test_rotate_secrets_re_encrypts_the_personify_secrets_too(app, runner, saved):
+    """`flask rotate-secrets` moves the three Personify secrets to the newest key."""
+    new_key = Fernet.generate_key().decode()
+    app.config["PORTAL_ENCRYPTION_KEYS"] = [new_key, TEST_KEY]
+    result = runner.invoke(args=["rotate-secrets"])
+    assert result.exit_code == 0, result.output
+    assert "Re-encrypted 3 secret(s)" in result.output
+    db.session.expire_all()
+    system = get_system_by_slug("personify")
+    for name, value in SECRETS.items():
+        assert decrypt_secret(getattr(system, f"{name}_encrypted"), keys=[new_key]) == value
