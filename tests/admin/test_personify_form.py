@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -12,6 +13,9 @@ from portal.extensions import db
 from portal.models import AuthSystem
 from portal.services.auth_systems import get_system_by_slug, read_secret
 from portal.services.secrets import decrypt_secret
+from portal.services.sso_login import build_personify_config
+from portal.sso.fields import PERSONIFY_FIELDS
+from portal.sso.personify import PersonifyConfig
 from tests.support.keys import TEST_KEY
 from tests.support.pages import errors_beside
 from tests.support.rows import events, raw_audit_rows
@@ -230,3 +234,17 @@ def test_rotate_secrets_re_encrypts_the_personify_secrets_too(app, runner, saved
     system = get_system_by_slug("personify")
     for name, value in SECRETS.items():
         assert decrypt_secret(getattr(system, f"{name}_encrypted"), keys=[new_key]) == value
+
+
+def test_every_personify_setting_is_one_entry_of_the_field_table():
+    """The Personify fields of the table and PersonifyConfig name the same settings."""
+    settings = {f.name for f in dataclasses.fields(PersonifyConfig)} - {"slug"}
+    assert set(PERSONIFY_FIELDS) == settings
+
+
+def test_a_saved_personify_system_reaches_the_engine_as_the_manager_typed_it(saved):
+    """Each Personify setting, secrets decrypted, is what the form was given."""
+    config = build_personify_config(saved)
+    form = personify_form()
+    for name in PERSONIFY_FIELDS:
+        assert getattr(config, name) == form[name], name
