@@ -271,9 +271,9 @@ def _apply(system: AuthSystem, clean: dict[str, Any]) -> None:
     system.onboarding_team_id = clean["onboarding_team_id"]
     for key in FLAG_FIELDS:
         setattr(system, key, clean[key])
-    for key in SECRET_FIELDS:
-        if clean[key]:
-            setattr(system, encrypted_column(key), encrypt_secret(clean[key]))
+    # Only the chosen Type's secrets: another Type's, never checked, are not stored.
+    for key in _typed_secrets(clean):
+        setattr(system, encrypted_column(key), encrypt_secret(clean[key]))
     for key, _label in PROFILE_FIELDS:
         values = clean["params"][key]
         row = system.param(key)
@@ -297,6 +297,11 @@ def _commit_or_conflict(flush_only: bool = False) -> None:
         raise AuthSystemInvalid(
             {"name": ["An authentication system with this Name or Redirect URL already exists."]}
         ) from exc
+
+
+def _typed_secrets(clean: Mapping[str, Any]) -> frozenset[str]:
+    """Return the secrets of the chosen Type that were typed (and are saved)."""
+    return frozenset(key for key in SECRET_FIELDS if clean[key]) & used_fields(clean)
 
 
 def _secret_differs(system: AuthSystem, typed: str, name: str = "client_secret") -> bool:
@@ -338,8 +343,7 @@ def create_auth_system(
     its own writes).
     """
     clean = _validated(data, None)
-    typed = frozenset(key for key in SECRET_FIELDS if clean[key])
-    event = _SaveEvent(audit.SYSTEM_CREATED, {}, typed, actor, audit_details)
+    event = _SaveEvent(audit.SYSTEM_CREATED, {}, _typed_secrets(clean), actor, audit_details)
     return _save(AuthSystem(), clean, event, commit)
 
 
@@ -358,7 +362,7 @@ def update_auth_system(
     """
     clean = _validated(data, system)
     before = auth_system_data(system)
-    changed = frozenset(k for k in SECRET_FIELDS if _secret_differs(system, clean[k], k))
+    changed = frozenset(k for k in _typed_secrets(clean) if _secret_differs(system, clean[k], k))
     event = _SaveEvent(audit.SYSTEM_UPDATED, before, changed, actor, audit_details)
     return _save(system, clean, event, commit)
 

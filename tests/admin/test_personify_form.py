@@ -248,3 +248,14 @@ def test_a_saved_personify_system_reaches_the_engine_as_the_manager_typed_it(sav
     form = personify_form()
     for name in PERSONIFY_FIELDS:
         assert getattr(config, name) == form[name], name
+
+
+def test_an_oauth2_system_never_stores_a_personify_secret(manager_client, form_data):
+    """A Vendor Password posted with Type OAuth 2.0 (a hidden field) is neither checked nor kept."""
+    response = manager_client.post(NEW, data={**form_data, "vendor_password": VENDOR_PASSWORD})
+    assert response.status_code == 302
+    system = get_system_by_slug("acme-sso")
+    assert system.vendor_password_encrypted == ""
+    assert "vendor_password" not in {
+        c["field"] for c in events("system.created")[-1].details["changes"]
+    }
