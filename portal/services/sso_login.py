@@ -110,6 +110,20 @@ def personify_return_url(system: SystemSettings, state: str) -> str:
     return f"{system.sso_config.redirect_url}?{urlencode({'state': state})}"
 
 
+def read_appended_ct(params: Mapping[str, str]) -> dict[str, str]:
+    """Return the callback's parameters, with a ``ct`` appended after a second ``?`` read.
+
+    The return URL already carries ``?state=``; a Personify site that appends ``?ct=...``
+    instead of ``&ct=...`` makes the state's value ``<state>?ct=<ct>``. A state Portal made
+    never holds ``?`` (it is URL-safe base64), so splitting it is unambiguous.
+    """
+    found = dict(params)
+    state, marker, ct = (found.get("state") or "").partition("?ct=")
+    if marker and "ct" not in found:
+        found["state"], found["ct"] = state, ct
+    return found
+
+
 def get_login_system(slug: str, *, is_manager: bool = False) -> SystemSettings:
     """Return the enabled system for ``slug`` that this person may sign in with.
 

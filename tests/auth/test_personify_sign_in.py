@@ -279,3 +279,14 @@ def test_test_this_configuration_reports_vendor_credentials_personify_refuses(
     for secret in issued(personify, path):
         assert secret not in page
     assert users_and_identities() == (1, 0)
+
+
+def test_a_ct_appended_after_a_second_question_mark_still_signs_in(client, personify):
+    """Personify appending ``?ct=`` to a return URL that already has ``?state=`` still works."""
+    path = come_back(personify, start(client, personify))
+    parts = urlsplit(path)
+    query = parse_qs(parts.query)
+    appended = f"{parts.path}?state={query['state'][0]}?ct={query['ct'][0]}"
+    resp = client.get(appended)
+    assert resp.status_code == 302, resp.get_data(as_text=True)[:300]
+    assert users_and_identities() == (1, 1)
