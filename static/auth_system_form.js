@@ -17,3 +17,16 @@
     update();
   });
 })();
+
+// Show only the chosen Type's fields (the server ignores the others' values anyway).
+(function () {
+  var type = document.querySelector("select[name=type]");
+  if (!type) return;
+  var update = function () {
+    document.querySelectorAll("[data-for-type]").forEach(function (part) {
+      part.hidden = part.getAttribute("data-for-type") !== type.value;
+    });
+  };
+  type.addEventListener("change", update);
+  update();
+})();

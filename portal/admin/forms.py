@@ -27,6 +27,7 @@ from portal.sso.fields import (
     PRESET_FIELDS,
     PROFILE_METHODS,
     PROFILE_REQUEST_FIELDS,
+    SECRET_FIELDS,
     TOKEN_METHODS,
     TYPES,
     URL,
@@ -45,6 +46,10 @@ class ConfirmForm(FlaskForm):
     """A bare form that carries the CSRF token of a confirmation."""
 
     submit = SubmitField("Confirm")
+
+
+#: A write-only field: PasswordField never renders a value back, and neither does render_kw.
+_WRITE_ONLY = {"value": "", "autocomplete": "new-password"}
 
 
 class AuthSystemForm(FlaskForm):
@@ -68,6 +73,16 @@ class AuthSystemForm(FlaskForm):
     issuer = StringField(LABELS["issuer"])
     jwks_url = StringField(LABELS["jwks_url"])
     scope = StringField(LABELS["scope"])
+    sso_login_url = StringField(LABELS["sso_login_url"])
+    vendor_id = StringField(LABELS["vendor_id"])
+    vendor_username = StringField(LABELS["vendor_username"])
+    vendor_password = PasswordField(LABELS["vendor_password"], render_kw=_WRITE_ONLY)
+    vendor_block = PasswordField(LABELS["vendor_block"], render_kw=_WRITE_ONLY)
+    sso_web_service_url = StringField(LABELS["sso_web_service_url"])
+    ims_web_service_url = StringField(LABELS["ims_web_service_url"])
+    data_services_url = StringField(LABELS["data_services_url"])
+    data_services_username = StringField(LABELS["data_services_username"])
+    data_services_password = PasswordField(LABELS["data_services_password"], render_kw=_WRITE_ONLY)
     logout_url = StringField(LABELS["logout_url"])
     profile_edit_url = StringField(LABELS["profile_edit_url"])
     login_label = StringField(LABELS["login_label"])
@@ -113,7 +128,8 @@ class AuthSystemForm(FlaskForm):
     def to_data(self) -> dict[str, Any]:
         """Return the typed values as the service's data mapping."""
         data: dict[str, Any] = {name: self[name].data for name in LABELS}
-        data["client_secret"] = self.client_secret.data or ""
+        for name in SECRET_FIELDS:
+            data[name] = self[name].data or ""
         data["params"] = {}
         for row in self.param_rows():
             values: dict[str, Any] = {"path": row["path"].data or ""}
@@ -143,7 +159,8 @@ class AuthSystemForm(FlaskForm):
     def form_data(cls, data: dict[str, Any]) -> dict[str, Any]:
         """Flatten the service's data mapping into this form's field names."""
         flat = {key: value for key, value in data.items() if key != "params"}
-        flat["client_secret"] = ""
+        for name in SECRET_FIELDS:
+            flat[name] = ""
         flat["issuer_url"] = data.get("issuer") or ""
         team = flat.get("onboarding_team_id")
         flat["onboarding_team_id"] = "" if team is None else str(team)

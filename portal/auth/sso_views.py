@@ -29,6 +29,7 @@ from portal.services.sso_login import (
     confirm_pending_link,
     get_login_system,
     pending_link_account,
+    read_appended_ct,
     seal_id_token,
     seal_pending_link,
     start_sso_login,
@@ -68,7 +69,7 @@ def sso_login(slug: str):
 @throttle.sso_callback_per_ip
 def sso_callback(slug: str):
     """Finish an SSO sign-in at the Redirect URL (or a manager's test run's)."""
-    params = request.args.to_dict(flat=True)
+    params = read_appended_ct(request.args.to_dict(flat=True))
     try:
         system = get_login_system(slug, is_manager=_is_manager())
     except SystemUnavailable:

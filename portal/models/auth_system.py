@@ -32,7 +32,7 @@ class AuthSystem(db.Model):
     __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    #: Only ``oauth2`` for now.
+    #: One of ``TYPES``: ``oauth2`` or ``personify``.
     type: Mapped[str] = mapped_column(sa.String(_LENGTH["type"]), default=TYPE_OAUTH2)
     name: Mapped[str] = mapped_column(sa.String(_LENGTH["name"]))
     #: Lower-cased name; unique so names differ by more than case.
@@ -56,6 +56,33 @@ class AuthSystem(db.Model):
     jwks_url: Mapped[str] = mapped_column(sa.Text, default="")
     #: Value of ``%Scope%``.
     scope: Mapped[str] = mapped_column(sa.String(_LENGTH["scope"]), default="openid email profile")
+    #: Personify SSO: the login page the browser is sent to with ``vi`` and ``vt``.
+    sso_login_url: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    #: Personify SSO: the vendor identifier (``vi``).
+    vendor_id: Mapped[str] = mapped_column(
+        sa.String(_LENGTH["vendor_id"]), default="", server_default=""
+    )
+    #: Personify SSO: the vendor's username in every SOAP call.
+    vendor_username: Mapped[str] = mapped_column(
+        sa.String(_LENGTH["vendor_username"]), default="", server_default=""
+    )
+    #: Fernet token of the Vendor Password (hex AES key; also sent to the web services).
+    vendor_password_encrypted: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    #: Fernet token of the Vendor Block (hex AES initialization block).
+    vendor_block_encrypted: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    #: Personify SSO: the SSO web service (``service.asmx``).
+    sso_web_service_url: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    #: Personify SSO: the IMS web service (``IMService.asmx``), which gives the roles.
+    ims_web_service_url: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    #: Personify Data Services (optional): first and last names.
+    data_services_url: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    data_services_username: Mapped[str] = mapped_column(
+        sa.String(_LENGTH["data_services_username"]), default=""
+    )
+    #: Fernet token of the Data Services Password.
+    data_services_password_encrypted: Mapped[str] = mapped_column(
+        sa.Text, default="", server_default=""
+    )
     logout_url: Mapped[str] = mapped_column(sa.Text, default="")
     profile_edit_url: Mapped[str] = mapped_column(sa.Text, default="")
     login_label: Mapped[str] = mapped_column(sa.String(_LENGTH["login_label"]), default="")

@@ -5,8 +5,9 @@ documentation does: the URL templates, headers, body, Access Token Path and prof
 with the parts a community manager must complete marked ``{like-this}``. The form refuses a
 value that still holds such a marker (see ``unfinished_markers``).
 
-A preset whose provider does not speak OAuth 2.0 has ``"supported": false``, an explanation in
-its notes, and no form values.
+A preset names its connector ``type`` (``oauth2`` when absent, or ``personify`` for Personify
+SSO). A preset whose provider has no sign-in Portal speaks has ``"supported": false``, an
+explanation in its notes, and no form values.
 """
 
 from __future__ import annotations
@@ -19,7 +20,16 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from portal.sso.fields import CHOICE, FIELDS, PRESET_FIELDS, TOKEN_METHODS
+from portal.sso.fields import (
+    CHOICE,
+    FIELDS,
+    PRESET_FIELDS,
+    TOKEN_METHODS,
+    TYPE_OAUTH2,
+    TYPE_PERSONIFY,
+    TYPES,
+    fields_of_type,
+)
 from portal.sso.profile_fields import FIELD_LABEL, ProfileParam, param_options
 
 PRESETS_DIR = Path(__file__).resolve().parent
@@ -86,6 +96,8 @@ class Preset:
     form: Mapping[str, str] = field(default_factory=dict)
     #: Profile parameters by key (``FIELD_LABEL``); empty when unsupported.
     params: Mapping[str, ProfileParam] = field(default_factory=dict)
+    #: The connector type (``TYPES``) the form is set to.
+    type: str = TYPE_OAUTH2
 
     def markers(self) -> list[str]:
         """Return every marker the manager must replace, in form order."""
@@ -169,8 +181,16 @@ def _load(path: Path) -> Preset:
     unknown = set(params_raw) - set(FIELD_LABEL)
     _require(not unknown, key, f"unknown params {sorted(unknown)}")
     _require(all(isinstance(v, str) for v in form.values()), key, "form values must be strings")
+    type_ = raw.get("type", TYPE_OAUTH2)
+    _require(type_ in TYPES, key, f"type must be one of {sorted(TYPES)}")
+    foreign = set(form) - set(fields_of_type(type_))
+    _require(not foreign, key, f"fields {sorted(foreign)} are not used by type {type_!r}")
     if not supported:
         _require(not form and not params_raw, key, "an unsupported preset has no form values")
+    elif type_ == TYPE_PERSONIFY:
+        urls = ("sso_login_url", "sso_web_service_url", "ims_web_service_url")
+        _require(all(form.get(name) for name in urls), key, "URLs")
+        _require(bool(params_raw.get("user_id", {}).get("path")), key, "user_id path")
     else:
         _require(bool(form.get("login_url")) and bool(form.get("token_url")), key, "URLs")
         _require(bool(params_raw.get("user_id", {}).get("path")), key, "user_id path")
@@ -192,6 +212,7 @@ def _load(path: Path) -> Preset:
         verification=verification,
         form=dict(form),
         params=params,
+        type=type_,
     )
 
 

@@ -1,13 +1,13 @@
 """Field-by-field changes of an authentication system, as the audit log shows them.
 
-Nothing here is ever a secret: the Client Secret shows as "changed", and literal credentials
+Nothing here is ever a secret: the write-only secrets show as "changed", and literal credentials
 in headers and body templates are masked (placeholders stay readable).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from portal.extensions import db
@@ -19,6 +19,7 @@ from portal.sso.fields import (
     LABELS,
     LOGIN_MODES,
     PROFILE_REQUEST_FIELDS,
+    SECRET_FIELDS,
     TYPES,
 )
 from portal.sso.profile_fields import FIELD_OPTIONS, PARAM_OPTIONS, PROFILE_FIELDS
@@ -100,17 +101,23 @@ def _unused_request_method(key: str, *datas: Mapping[str, Any]) -> bool:
 
 
 def diff_auth_system_data(
-    before: Mapping[str, Any], after: Mapping[str, Any], *, secret_changed: bool = False
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    *,
+    secret_changed: bool = False,
+    secrets_changed: Collection[str] = (),
 ) -> list[dict[str, Any]]:
     """Return the fields that differ between two ``auth_system_data`` dicts, in form order.
 
     Each change is ``{"field", "label", "old", "new"}`` with readable values; the Client
-    Secret, when ``secret_changed``, is ``{"field", "label", "changed": True}`` and nothing else.
+    Secret (when ``secret_changed``) and every other write-only secret in ``secrets_changed``
+    is ``{"field", "label", "changed": True}`` and nothing else.
     """
+    changed = {*secrets_changed, *(["client_secret"] if secret_changed else [])}
     changes: list[dict[str, Any]] = []
     for key, label in LABELS.items():
-        if key == "client_secret":
-            if secret_changed:
+        if key in SECRET_FIELDS:
+            if key in changed:
                 changes.append({"field": key, "label": label, "changed": True})
             continue
         if _unused_request_method(key, before, after):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,13 +26,20 @@ from portal.sso.fields import (
     POLICY_URL_FIELDS,
     PRESET_FIELDS,
     PROFILE_REQUEST_FIELDS,
-    REQUIRED_FIELDS,
+    SECRET,
     SECRET_BOUND_FIELDS,
+    SECRET_FIELDS,
     TEMPLATE_FIELDS,
     TEXT_FIELDS,
+    TYPE_OAUTH2,
+    TYPE_PERSONIFY,
+    TYPES,
+    URL,
     URL_FIELDS,
+    fields_of_type,
 )
 from portal.sso.paths import path_limit_problem, validate_path
+from portal.sso.personify import vendor_key_problem
 from portal.sso.placeholders import (
     CLIENT_SECRET_PLACEHOLDERS,
     find_placeholders,
@@ -56,43 +63,67 @@ def param_error_key(field: str) -> str:
     return f"params.{field}"
 
 
-def settings_problems(clean: Mapping[str, Any], *, creating: bool) -> dict[str, list[str]]:
+def used_fields(clean: Mapping[str, Any]) -> frozenset[str]:
+    """Return the fields the chosen Type uses (an unknown Type is judged as OAuth 2.0)."""
+    type_ = clean.get("type")
+    return frozenset(fields_of_type(type_ if type_ in TYPES else TYPE_OAUTH2))
+
+
+def settings_problems(
+    clean: Mapping[str, Any], *, stored_secrets: Collection[str] = ()
+) -> dict[str, list[str]]:
     """Return the problems of cleaned settings per field (``params.<key>`` for paths).
 
-    ``creating``: a new system needs a Client Secret (an edit may keep the stored one).
+    Only the fields the chosen Type uses are required and checked (the others only for their
+    length). ``stored_secrets``: the secrets the system being edited already holds, which a
+    blank field keeps; a new system holds none.
     """
     errors: dict[str, list[str]] = {}
+    used = used_fields(clean)
 
     def add(key: str, message: str) -> None:
         errors.setdefault(key, []).append(message)
 
-    _check_values(clean, creating, add)
+    _check_values(clean, used, stored_secrets, add)
     # A {marker} a preset left (only in the fields presets fill: a Name, label or secret may
     # hold braces) is named; the field's address and path checks wait until it is replaced.
     for key in PRESET_FIELDS:
-        for message in marker_messages(clean[key]):
-            add(key, message)
-    _check_templates(clean, errors, add)
-    _check_profile_requests(clean, add)
-    if clean["jwks_url"] and not clean["issuer"]:
+        if key in used:
+            for message in marker_messages(clean[key]):
+                add(key, message)
+    _check_templates(clean, used, errors, add)
+    if clean["type"] == TYPE_OAUTH2:
+        _check_profile_requests(clean, add)
+    if "jwks_url" in used and clean["jwks_url"] and not clean["issuer"]:
         add("issuer", "Issuer is required with a JWKS URL (both turn on ID token validation).")
-    _check_paths(clean, errors, add)
+    _check_paths(clean, used, errors, add)
+    if clean["type"] == TYPE_PERSONIFY:
+        for key, message in vendor_key_problem(
+            clean["vendor_password"], clean["vendor_block"]
+        ).items():
+            add(key, message)
     return errors
 
 
-def _check_values(clean: Mapping[str, Any], creating: bool, add: Add) -> None:
+def _required(clean: Mapping[str, Any], key: str) -> bool:
+    field = FIELDS[key]
+    return field.required or bool(field.required_with and clean[field.required_with])
+
+
+def _check_values(
+    clean: Mapping[str, Any], used: frozenset[str], stored_secrets: Collection[str], add: Add
+) -> None:
     """Check required values, lengths and choices."""
-    required = list(REQUIRED_FIELDS)
+    required = [key for key in FIELDS if key in used and _required(clean, key)]
     if clean["login_mode"] != LOGIN_LOCAL_ONLY:
         required.append("login_label")
     for key in required:
-        if not clean[key]:
+        # A secret left blank keeps the stored one.
+        if not clean[key] and not (FIELDS[key].kind == SECRET and key in stored_secrets):
             add(key, f"{LABELS[key]} is required.")
-    if creating and not clean["client_secret"]:
-        add("client_secret", "Client Secret is required.")
     if not clean["params"]["user_id"]["path"]:
         add(param_error_key("user_id"), "User ID path is required.")
-    for key in (*TEXT_FIELDS, "client_secret"):
+    for key in (*TEXT_FIELDS, *SECRET_FIELDS):
         limit = FIELDS[key].length
         if limit is not None and len(clean[key]) > limit:
             add(key, f"{LABELS[key]} must be at most {limit} characters.")
@@ -102,26 +133,30 @@ def _check_values(clean: Mapping[str, Any], creating: bool, add: Add) -> None:
             add(key, field.invalid_choice)
 
 
-def _check_templates(clean: Mapping[str, Any], errors: dict[str, list[str]], add: Add) -> None:
+def _check_templates(
+    clean: Mapping[str, Any], used: frozenset[str], errors: dict[str, list[str]], add: Add
+) -> None:
     """Check placeholders first; a template is then checked as a URL with dummy values."""
     for key in TEMPLATE_FIELDS:
-        if clean[key]:
+        if clean[key] and key in used:
             for message in validate_template(clean[key], key):
                 add(key, message)
-    if clean["login_url"] and "State" not in find_placeholders(clean["login_url"]):
+    login_url = clean["login_url"] if "login_url" in used else ""
+    if login_url and "State" not in find_placeholders(login_url):
         add("login_url", "The Identity Provider Login URL must contain %State%.")
     for key in HEADER_FIELDS:
-        for message in validate_header_lines(clean[key]):
-            add(key, message)
+        if key in used:
+            for message in validate_header_lines(clean[key]):
+                add(key, message)
     for key in URL_FIELDS:
-        if clean[key] and key not in errors:
+        if clean[key] and key in used and key not in errors:
             url = _substituted(clean[key])
             problem = url_problem(url, LABELS[key])
             if not problem and key in POLICY_URL_FIELDS:
                 problem = address_policy_problem(url, LABELS[key])
             if problem:
                 add(key, problem)
-    pkce = pkce_problem(clean) if "token_body" not in errors else None
+    pkce = pkce_problem(clean) if "token_body" in used and "token_body" not in errors else None
     if pkce:
         add("token_body", pkce)
 
@@ -151,9 +186,12 @@ def _check_profile_requests(clean: Mapping[str, Any], add: Add) -> None:
         previous_url = bool(url)
 
 
-def _check_paths(clean: Mapping[str, Any], errors: dict[str, list[str]], add: Add) -> None:
+def _check_paths(
+    clean: Mapping[str, Any], used: frozenset[str], errors: dict[str, list[str]], add: Add
+) -> None:
     """Check the Access Token Path and each profile parameter's path."""
-    if clean["access_token_path"] and "access_token_path" not in errors:
+    path = clean["access_token_path"] if "access_token_path" in used else ""
+    if path and "access_token_path" not in errors:
         problem = validate_path(clean["access_token_path"])
         if problem:
             add("access_token_path", f"Not a valid path: {problem}")
@@ -313,4 +351,31 @@ def secret_binding_message(changes: list[str]) -> str:
     return (
         f"Type the Client Secret again: {'; '.join(changes)}. The stored secret is only sent "
         "to the host, Client ID and token request it was saved for."
+    )
+
+
+def bound_secret_changes(
+    before: Mapping[str, Any], after: Mapping[str, Any], secret: str
+) -> list[str]:
+    """Return what changed of the settings a stored secret other than the Client Secret is
+    sent to (``Field.bound_to``): an address's origin, or a value it goes with."""
+    changes: list[str] = []
+    for key, field in FIELDS.items():
+        if field.bound_to != secret:
+            continue
+        if field.kind == URL:
+            old, new = _origin(before.get(key) or ""), _origin(after.get(key) or "")
+            if old != new:
+                changes.append(f"the {LABELS[key]} now goes to {new or 'nowhere'} instead of {old}")
+        elif (before.get(key) or "").strip() != (after.get(key) or "").strip():
+            changes.append(f"the {LABELS[key]} changed")
+    return changes
+
+
+def bound_secret_message(secret: str, changes: list[str]) -> str:
+    """Return a secret's error for ``changes`` (from ``bound_secret_changes``)."""
+    label = LABELS[secret]
+    return (
+        f"Type the {label} again: {'; '.join(changes)}. The stored {label} is only sent to "
+        "the addresses it was saved for."
     )

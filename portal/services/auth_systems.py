@@ -18,9 +18,12 @@ from portal.models import AuthSystem, Identity, LoginAttempt, ProfileParamRow, T
 from portal.services import audit
 from portal.services.audit_changes import diff_auth_system_data
 from portal.services.auth_system_validation import (
+    bound_secret_changes,
+    bound_secret_message,
     secret_binding_changes,
     secret_binding_message,
     settings_problems,
+    used_fields,
 )
 from portal.services.secrets import (
     SecretUnreadable,
@@ -35,7 +38,9 @@ from portal.sso.fields import (
     LABELS,
     PROFILE_REQUEST_FIELDS,
     PUBLIC_LOGIN_MODES,
+    SECRET_FIELDS,
     TEXT_FIELDS,
+    encrypted_column,
 )
 from portal.sso.profile_fields import PROFILE_FIELDS, default_param_values, param_options
 
@@ -100,13 +105,27 @@ def store_client_secret(system: AuthSystem, secret: str) -> None:
     system.client_secret_encrypted = encrypt_secret(secret)
 
 
+def stored_secrets(system: AuthSystem | None) -> frozenset[str]:
+    """Return the secret fields ``system`` holds a value for (none for a new system)."""
+    if system is None:
+        return frozenset()
+    return frozenset(name for name in SECRET_FIELDS if getattr(system, encrypted_column(name)))
+
+
+def read_secret(system: AuthSystem, name: str) -> str:
+    """Return the decrypted value of the secret field ``name`` of ``system``."""
+    return decrypt_secret(getattr(system, encrypted_column(name)))
+
+
 def rotate_all_secrets() -> int:
-    """Re-encrypt every stored client secret under the newest key; return how many."""
+    """Re-encrypt every stored secret under the newest key; return how many."""
     count = 0
     for system in db.session.scalars(sa.select(AuthSystem)):
-        if system.client_secret_encrypted:
-            system.client_secret_encrypted = rotate_secret(system.client_secret_encrypted)
-            count += 1
+        for name in SECRET_FIELDS:
+            column = encrypted_column(name)
+            if getattr(system, column):
+                setattr(system, column, rotate_secret(getattr(system, column)))
+                count += 1
     db.session.commit()
     return count
 
@@ -146,11 +165,17 @@ def _clean(data: Mapping[str, Any]) -> dict[str, Any]:
     for key in (*TEXT_FIELDS, *CHOICE_FIELDS):
         clean[key] = str(clean[key] or "").strip()
     # Pasted secrets often bring a stray space or newline; providers never issue those.
-    clean["client_secret"] = str(clean["client_secret"] or "").strip()
+    for key in SECRET_FIELDS:
+        clean[key] = str(clean[key] or "").strip()
     clean["token_method"] = clean["token_method"].upper()
     for parts in PROFILE_REQUEST_FIELDS.values():
         # An unused slot's method may come empty (a preset, an old export): GET.
         clean[parts["method"]] = clean[parts["method"]].upper() or "GET"
+    # A choice the Type does not use is ignored: an unknown value falls back to the default.
+    for key in CHOICE_FIELDS:
+        field = FIELDS[key]
+        if key not in used_fields(clean) and clean[key] not in (field.choices or {}):
+            clean[key] = field.default
     for key in FLAG_FIELDS:
         clean[key] = bool(clean[key])
     team = clean["onboarding_team_id"]
@@ -180,7 +205,7 @@ def validate_auth_system_data(
     uniqueness checks, and with it a blank Client Secret keeps the stored one.
     """
     clean = _clean(data)
-    errors = settings_problems(clean, creating=system is None)
+    errors = settings_problems(clean, stored_secrets=_kept_secrets(system, clean))
 
     def add(key: str, message: str) -> None:
         errors.setdefault(key, []).append(message)
@@ -193,12 +218,33 @@ def validate_auth_system_data(
         problem = _name_problem(clean["name"], system)
         if problem:
             add("name", problem)
-    # A blank Client Secret keeps the stored one only where the secret was meant to go.
-    if system is not None and system.client_secret_encrypted and not clean["client_secret"]:
-        changes = secret_binding_changes(auth_system_data(system), clean)
-        if changes:
-            add("client_secret", secret_binding_message(changes))
+    # A blank secret keeps the stored one only where the secret was meant to go.
+    held = stored_secrets(system) & used_fields(clean)
+    if system is not None and held:
+        before = auth_system_data(system)
+        if "client_secret" in held and not clean["client_secret"]:
+            changes = secret_binding_changes(before, clean)
+            if changes:
+                add("client_secret", secret_binding_message(changes))
+        for secret in held - {"client_secret"}:
+            if not clean[secret] and (changes := bound_secret_changes(before, clean, secret)):
+                add(secret, bound_secret_message(secret, changes))
     return errors
+
+
+def _kept_secrets(system: AuthSystem | None, clean: Mapping[str, Any]) -> frozenset[str]:
+    """Return the secrets a blank field may leave as they are when saving ``clean``.
+
+    The stored ones; and an edit that keeps the Type never asks again for a required secret
+    the system was saved without (a change of Type, or a secret required only with another
+    setting, asks for it).
+    """
+    if system is None:
+        return frozenset()
+    kept = stored_secrets(system)
+    if system.type == clean["type"]:
+        kept |= {name for name in SECRET_FIELDS if not FIELDS[name].required_with}
+    return kept
 
 
 def _name_problem(name: str, system: AuthSystem | None) -> str | None:
@@ -229,8 +275,9 @@ def _apply(system: AuthSystem, clean: dict[str, Any]) -> None:
     system.onboarding_team_id = clean["onboarding_team_id"]
     for key in FLAG_FIELDS:
         setattr(system, key, clean[key])
-    if clean["client_secret"]:
-        store_client_secret(system, clean["client_secret"])
+    # Only the chosen Type's secrets: another Type's, never checked, are not stored.
+    for key in _typed_secrets(clean):
+        setattr(system, encrypted_column(key), encrypt_secret(clean[key]))
     system.drop_unused_profile_requests()
     for key, _label in PROFILE_FIELDS:
         values = clean["params"][key]
@@ -257,12 +304,17 @@ def _commit_or_conflict(flush_only: bool = False) -> None:
         ) from exc
 
 
-def _secret_differs(system: AuthSystem, typed: str) -> bool:
-    """Tell whether a typed Client Secret replaces the stored one by a different value."""
+def _typed_secrets(clean: Mapping[str, Any]) -> frozenset[str]:
+    """Return the secrets of the chosen Type that were typed (and are saved)."""
+    return frozenset(key for key in SECRET_FIELDS if clean[key]) & used_fields(clean)
+
+
+def _secret_differs(system: AuthSystem, typed: str, name: str = "client_secret") -> bool:
+    """Tell whether a typed secret replaces the stored one by a different value."""
     if not typed:
         return False
     try:
-        return not hmac.compare_digest(read_client_secret(system).encode(), typed.encode())
+        return not hmac.compare_digest(read_secret(system, name).encode(), typed.encode())
     except SecretUnreadable:
         return True
 
@@ -296,7 +348,7 @@ def create_auth_system(
     its own writes).
     """
     clean = _validated(data, None)
-    event = _SaveEvent(audit.SYSTEM_CREATED, {}, True, actor, audit_details)
+    event = _SaveEvent(audit.SYSTEM_CREATED, {}, _typed_secrets(clean), actor, audit_details)
     return _save(AuthSystem(), clean, event, commit)
 
 
@@ -315,8 +367,8 @@ def update_auth_system(
     """
     clean = _validated(data, system)
     before = auth_system_data(system)
-    secret_changed = _secret_differs(system, clean["client_secret"])
-    event = _SaveEvent(audit.SYSTEM_UPDATED, before, secret_changed, actor, audit_details)
+    changed = frozenset(k for k in _typed_secrets(clean) if _secret_differs(system, clean[k], k))
+    event = _SaveEvent(audit.SYSTEM_UPDATED, before, changed, actor, audit_details)
     return _save(system, clean, event, commit)
 
 
@@ -327,7 +379,8 @@ class _SaveEvent:
     kind: str
     #: The settings before the save (empty for a new system).
     before: Mapping[str, Any]
-    secret_changed: bool
+    #: The secret fields given a new value.
+    secrets_changed: frozenset[str]
     actor: User | None
     details: Mapping[str, Any] | None
 
@@ -347,7 +400,7 @@ def _save(system: AuthSystem, clean: dict[str, Any], event: _SaveEvent, commit: 
     # Flush first: a unique-name race must surface here, not in the audit purge's statement.
     _commit_or_conflict(flush_only=True)
     after = auth_system_data(system)
-    changes = diff_auth_system_data(event.before, after, secret_changed=event.secret_changed)
+    changes = diff_auth_system_data(event.before, after, secrets_changed=event.secrets_changed)
     if changes:
         details = {"changes": changes, **(event.details or {})}
         audit.record_event(event.kind, actor=event.actor, system=system, details=details)

@@ -48,7 +48,7 @@ class PresetStart:
 
     @property
     def fills_form(self) -> bool:
-        """Whether the form can be used: no preset, or one whose provider speaks OAuth 2.0."""
+        """Whether the form can be used: no preset, or one whose sign-in Portal speaks."""
         return self.preset is None or self.preset.supported
 
 
@@ -74,8 +74,10 @@ def start_from_preset(key: str | None) -> PresetStart:
             None, data, "There is no such preset; the form starts from the defaults."
         )
     if preset.supported:
+        data["type"] = preset.type
         data.update(preset.form_values())
         data["access_token_path"] = data["access_token_path"] or "access_token"
+        data["token_method"] = data["token_method"] or "POST"
         data["params"] = preset.param_values()
     return PresetStart(preset, data)
 

@@ -19,6 +19,7 @@ import dataclasses
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,7 +39,15 @@ from portal.models import (
 )
 from portal.models.settings_version import SETTINGS_VERSION_ID
 from portal.sso.engine import ProfileRequest, SSOConfig
-from portal.sso.fields import ENGINE_FIELDS
+from portal.sso.fields import (
+    ENGINE_FIELDS,
+    FIELDS,
+    PERSONIFY_FIELDS,
+    SECRET,
+    TYPE_PERSONIFY,
+    encrypted_column,
+)
+from portal.sso.personify import PersonifyConfig
 from portal.sso.profile_fields import ProfileParam
 from portal.urls import redirect_url_for
 
@@ -115,6 +124,13 @@ class SystemSettings:
     group_policy: GroupPolicy
     #: The engine's configuration, client secret left empty (it stays encrypted above).
     sso_config: SSOConfig
+    #: A Personify SSO system's engine configuration, secrets left empty (encrypted below);
+    #: None for other types.
+    personify_config: PersonifyConfig | None = None
+    #: The Personify secrets (``vendor_password``...), still encrypted.
+    personify_secrets_encrypted: Mapping[str, str] = dataclasses.field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     def param(self, field: str) -> ParamSettings | None:
         """Return the profile parameter for ``field``, if any."""
@@ -175,6 +191,7 @@ def compile_system(system: AuthSystem, policy: GroupPolicy | None = None) -> Sys
         profile_requests=compile_profile_requests(system),
         **engine_values,
     )
+    personify_config, personify_secrets = _personify_settings(system)
     return SystemSettings(
         id=system.id,
         slug=system.slug,
@@ -182,7 +199,9 @@ def compile_system(system: AuthSystem, policy: GroupPolicy | None = None) -> Sys
         type=system.type,
         enabled=bool(system.enabled),
         login_mode=system.login_mode,
-        issuer=system.issuer or "",
+        # A Personify system has no issuer (an OAuth value kept from a change of Type is
+        # ignored, and never checked against a callback).
+        issuer="" if personify_config else system.issuer or "",
         client_id=system.client_id or "",
         client_secret_encrypted=system.client_secret_encrypted or "",
         logout_url=system.logout_url or "",
@@ -193,6 +212,8 @@ def compile_system(system: AuthSystem, policy: GroupPolicy | None = None) -> Sys
         params=params,
         group_policy=policy if policy is not None else load_group_policy(system.id),
         sso_config=sso_config,
+        personify_config=personify_config,
+        personify_secrets_encrypted=personify_secrets,
     )
 
 
@@ -206,6 +227,24 @@ def compile_profile_requests(system: AuthSystem) -> tuple[ProfileRequest, ...]:
         for row in sorted(system.profile_requests, key=lambda r: r.position)
         if row.url
     )
+
+
+def _personify_settings(
+    system: AuthSystem,
+) -> tuple[PersonifyConfig | None, Mapping[str, str]]:
+    """Return a Personify system's configuration (secrets empty) and its encrypted secrets."""
+    if system.type != TYPE_PERSONIFY:
+        return None, MappingProxyType({})
+    secrets = {
+        name: getattr(system, encrypted_column(name)) or ""
+        for name in PERSONIFY_FIELDS
+        if FIELDS[name].kind == SECRET
+    }
+    values = {
+        name: "" if name in secrets else (getattr(system, name) or "") for name in PERSONIFY_FIELDS
+    }
+    config = PersonifyConfig(slug=system.slug, **values)
+    return config, MappingProxyType(secrets)
 
 
 def settings_of(system: AuthSystem | SystemSettings) -> SystemSettings:

@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from portal.config import http_settings
 from portal.extensions import db
@@ -35,9 +36,20 @@ from portal.services.settings_snapshot import (
 from portal.sso.discovery import get_discovery_cache, requires_iss_parameter
 from portal.sso.engine import SSOConfig, SSOResult, begin_login, finish_login
 from portal.sso.errors import IssuerMismatch, PendingLinkExpired, SettingsUnreadable
-from portal.sso.fields import LOGIN_LOCAL_ONLY, LOGIN_REMOTE_ONLY, PUBLIC_LOGIN_MODES
+from portal.sso.fields import (
+    LABELS,
+    LOGIN_LOCAL_ONLY,
+    LOGIN_REMOTE_ONLY,
+    PUBLIC_LOGIN_MODES,
+)
 from portal.sso.http import get_http_client
 from portal.sso.idtoken import get_jwks_cache
+from portal.sso.personify import (
+    PersonifyConfig,
+    begin_personify_login,
+    finish_personify_login,
+    personify_result,
+)
 from portal.sso.placeholders import Context, render
 from portal.sso.trace import Trace
 
@@ -72,6 +84,44 @@ def build_sso_config(system: AuthSystem | SystemSettings) -> SSOConfig:
             "client secret not decryptable with PORTAL_ENCRYPTION_KEYS"
         ) from None
     return dataclasses.replace(compiled.sso_config, client_secret=client_secret)
+
+
+def build_personify_config(system: AuthSystem | SystemSettings) -> PersonifyConfig:
+    """Return a Personify SSO system's engine configuration (secrets decrypted)."""
+    compiled = settings_of(system)
+    if compiled.personify_config is None:
+        raise SettingsUnreadable(f"system {compiled.slug} is not a Personify SSO system")
+    secrets_: dict[str, str] = {}
+    for name, token in compiled.personify_secrets_encrypted.items():
+        try:
+            secrets_[name] = decrypt_secret(token)
+        except SecretUnreadable:
+            raise SettingsUnreadable(
+                f"{LABELS[name]} not decryptable with PORTAL_ENCRYPTION_KEYS"
+            ) from None
+    return dataclasses.replace(compiled.personify_config, **secrets_)
+
+
+def personify_return_url(system: SystemSettings, state: str) -> str:
+    """Return where Personify sends the browser back: the Redirect URL with the attempt's state.
+
+    Personify returns to the URL of the vendor token and adds ``ct`` to its query.
+    """
+    return f"{system.sso_config.redirect_url}?{urlencode({'state': state})}"
+
+
+def read_appended_ct(params: Mapping[str, str]) -> dict[str, str]:
+    """Return the callback's parameters, with a ``ct`` appended after a second ``?`` read.
+
+    The return URL already carries ``?state=``; a Personify site that appends ``?ct=...``
+    instead of ``&ct=...`` makes the state's value ``<state>?ct=<ct>``. A state Portal made
+    never holds ``?`` (it is URL-safe base64), so splitting it is unambiguous.
+    """
+    found = dict(params)
+    state, marker, ct = (found.get("state") or "").partition("?ct=")
+    if marker and "ct" not in found:
+        found["state"], found["ct"] = state, ct
+    return found
 
 
 def get_login_system(slug: str, *, is_manager: bool = False) -> SystemSettings:
@@ -113,6 +163,9 @@ def start_sso_login(
     ``is_test`` marks an attempt started from the admin's test screen: its callback
     traces the sign-in instead of signing anyone in.
     """
+    compiled = settings_of(system)
+    if compiled.personify_config is not None:
+        return _start_personify_login(compiled, browser_key, next_path, is_test)
     attempt = begin_login(build_sso_config(system))
     record_login_attempt(
         system,
@@ -126,6 +179,29 @@ def start_sso_login(
     return attempt.url
 
 
+def _start_personify_login(
+    system: SystemSettings, browser_key: str, next_path: str, is_test: bool
+) -> str:
+    """Record a Personify attempt (state only: no nonce, no PKCE) and return the SSO Login URL.
+
+    The state rides in the return URL, so the callback claims the attempt exactly as an
+    OAuth 2.0 one: single use, this browser, this system.
+    """
+    config = build_personify_config(system)
+    state = secrets.token_urlsafe(32)
+    url = begin_personify_login(config, personify_return_url(system, state))
+    record_login_attempt(
+        system,
+        state=state,
+        nonce="",
+        code_verifier="",
+        browser_key=browser_key,
+        next_path=next_path,
+        is_test=is_test,
+    )
+    return url
+
+
 def finish_attempt(
     system: AuthSystem | SystemSettings,
     attempt: ClaimedAttempt,
@@ -135,6 +211,17 @@ def finish_attempt(
     enforce_required: bool = True,
 ) -> SSOResult:
     """Check the callback's issuer and run the engine for a consumed attempt."""
+    compiled = settings_of(system)
+    if compiled.personify_config is not None:
+        profile = finish_personify_login(
+            build_personify_config(compiled),
+            params.get("ct") or "",
+            get_http_client(http_settings()),
+            trace,
+        )
+        return personify_result(
+            profile, compiled.sso_config.params, enforce_required=enforce_required
+        )
     # RFC 9207: the issuer named in the response must be the one this attempt was sent to,
     # and a provider whose discovery says it always names itself must have done so.
     if attempt.issuer and params.get("iss") and params["iss"] != attempt.issuer:

@@ -159,9 +159,7 @@ def _report(
         "token_response": trace.token_response,
         "id_claims": trace.id_claims,
         "profile": trace.profile,
-        "profile_from": "Profile API"
-        if system.sso_config.profile_requests
-        else "token response and ID token",
+        "profile_from": _profile_source(system),
         "fields": [],
         "account": None,
         "groups": [],
@@ -179,6 +177,13 @@ def _report(
         if result.violations or report["account"]["action"] in ("refused", "conflict"):
             report["outcome"] = "failed"
     return report
+
+
+def _profile_source(system: SystemSettings) -> str:
+    """Say where the profile parameters read from, for the report."""
+    if system.personify_config is not None:
+        return "Personify SSO web services"
+    return "Profile API" if system.sso_config.profile_requests else "token response and ID token"
 
 
 def test_outcome(report: Mapping[str, Any]) -> str:

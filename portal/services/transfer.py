@@ -37,7 +37,8 @@ from portal.services.auth_systems import (
     auth_system_data,
     create_auth_system,
     get_system_by_name,
-    read_client_secret,
+    read_secret,
+    stored_secrets,
     update_auth_system,
     validate_auth_system_data,
 )
@@ -61,7 +62,13 @@ from portal.services.transfer_document import (
     read_mapping,
     read_system,
 )
-from portal.sso.fields import FLAG_FIELDS, LABELS
+from portal.sso.fields import (
+    FLAG_FIELDS,
+    LABELS,
+    SECRET_FIELDS,
+    TYPE_OAUTH2,
+    encrypted_column,
+)
 from portal.sso.profile_fields import FIELD_OPTIONS, PROFILE_FIELDS
 
 #: The largest document an import reads.
@@ -91,8 +98,9 @@ def _param_out(key: str, values: dict[str, Any]) -> dict[str, Any]:
 def export_auth_system(system: AuthSystem, *, include_secret: bool = False) -> dict[str, Any]:
     """Return the export document of ``system``.
 
-    The client secret is left out unless ``include_secret``, which adds it encrypted with
-    this site's newest key (raise SecretUnreadable when the stored one can't be read).
+    The secrets are left out unless ``include_secret``, which adds each stored one encrypted
+    with this site's newest key as ``<name>_encrypted`` (raise SecretUnreadable when a stored
+    one can't be read).
     """
     data = auth_system_data(system)
     out: dict[str, Any] = {key: data[key] for key in SYSTEM_TEXT_KEYS}
@@ -100,8 +108,9 @@ def export_auth_system(system: AuthSystem, *, include_secret: bool = False) -> d
     for key in FLAG_FIELDS:
         out[key] = data[key]
     out["params"] = {key: _param_out(key, data["params"][key]) for key, _ in PROFILE_FIELDS}
-    if include_secret and system.client_secret_encrypted:
-        out["client_secret_encrypted"] = encrypt_secret(read_client_secret(system))
+    if include_secret:
+        for name in sorted(stored_secrets(system), key=SECRET_FIELDS.index):
+            out[encrypted_column(name)] = encrypt_secret(read_secret(system, name))
 
     settings = get_mapping_settings(system)
     default_group = settings.default_group if settings.default_group_id else None
@@ -204,13 +213,13 @@ def _validation_problems(errors: dict[str, list[str]], skip: set[str]) -> list[s
 def needs_client_secret(doc: Any, *, replace: bool = False) -> bool:
     """Tell whether importing ``doc`` needs a Client Secret the file does not carry.
 
-    True for a new system without ``client_secret_encrypted``; a replaced system keeps its
-    stored secret when none is given.
+    True for a new OAuth 2.0 system without ``client_secret_encrypted``; a replaced system
+    keeps its stored secret when none is given, and other types have no Client Secret.
     """
     if not isinstance(doc, dict) or not isinstance(doc.get("auth_system"), dict):
         return False
     raw = doc["auth_system"]
-    if raw.get("client_secret_encrypted"):
+    if raw.get("client_secret_encrypted") or raw.get("type", TYPE_OAUTH2) != TYPE_OAUTH2:
         return False
     name = raw.get("name")
     existing = get_system_by_name(name.strip()) if isinstance(name, str) and name.strip() else None
@@ -233,17 +242,26 @@ def import_auth_system(
     data, bad_keys, encrypted = read_system(doc.get("auth_system"), add)
 
     secret = (client_secret or "").strip()
-    if not secret and encrypted:
+    typed = {"client_secret": secret} if secret else {}
+    for name in SECRET_FIELDS:
+        data[name] = typed.get(name, "")
+        if data[name] or name not in encrypted:
+            continue
         try:
-            secret = decrypt_secret(encrypted)
+            data[name] = decrypt_secret(encrypted[name])
         except (SecretUnreadable, ValueError):
-            add(
-                "Client Secret: the encrypted client secret in the file cannot be decrypted "
-                "with this site's PORTAL_ENCRYPTION_KEYS (it was exported by a site with other "
-                "keys); give the Client Secret instead."
+            instead = (
+                "give the Client Secret instead"
+                if name == "client_secret"
+                else ("import without it and type it in the form")
             )
-            bad_keys.add("client_secret")
-    data["client_secret"] = secret
+            add(
+                f"{LABELS[name]}: the encrypted {LABELS[name]} in the file cannot be decrypted "
+                "with this site's PORTAL_ENCRYPTION_KEYS (it was exported by a site with other "
+                f"keys); {instead}."
+            )
+            bad_keys.add(name)
+    secret = data["client_secret"]
 
     name = str(data.get("name") or "").strip()
     existing = get_system_by_name(name) if name else None

@@ -16,7 +16,16 @@ from portal.models import MemberGroup, Team
 from portal.models.group import RULE_GROUPS_CONTAINS, RULE_KINDS
 from portal.services.auth_system_validation import param_error_key
 from portal.services.groups import parse_values
-from portal.sso.fields import EXPORTED_FIELDS, FIELDS, FLAG, FLAG_FIELDS, LABELS, TEAM
+from portal.sso.fields import (
+    EXPORTED_FIELDS,
+    FIELDS,
+    FLAG,
+    FLAG_FIELDS,
+    LABELS,
+    SECRET_FIELDS,
+    TEAM,
+    encrypted_column,
+)
 from portal.sso.profile_fields import FIELD_LABEL, PARAM_OPTIONS, PROFILE_FIELDS
 
 #: The marker key of an export, and the version of the format this code writes and reads.
@@ -33,7 +42,7 @@ SYSTEM_KEYS: tuple[str, ...] = (
     "onboarding_team",
     *FLAG_FIELDS,
     "params",
-    "client_secret_encrypted",
+    *(encrypted_column(name) for name in SECRET_FIELDS),
 )
 MAPPING_KEYS: tuple[str, ...] = (
     "default_group",
@@ -97,22 +106,26 @@ def _find_group(name: str) -> MemberGroup | None:
     return db.session.scalar(sa.select(MemberGroup).where(MemberGroup.name_key == name.casefold()))
 
 
-def read_system(raw: Any, add: Add) -> tuple[dict[str, Any], set[str], str]:
+def read_system(raw: Any, add: Add) -> tuple[dict[str, Any], set[str], dict[str, str]]:
     """Check the ``auth_system`` object; return the service data, the ill-typed keys, and
-    the encrypted secret it carries (or "")."""
+    the encrypted secrets it carries, by secret field (those it carries)."""
     data: dict[str, Any] = {}
     bad: set[str] = set()
     if not isinstance(raw, dict):
         add('The file has no "auth_system" object.')
-        return data, {"name"}, ""
-    if "client_secret" in raw:
+        return data, {"name"}, {}
+    for name in SECRET_FIELDS:
+        if name not in raw:
+            continue
         # Never echoed: the value may be a live secret.
-        add(
-            "Client Secret: a plaintext client_secret is not accepted in a file; type it on "
-            "the import form, or give it to the command line with --client-secret-file."
+        where = (
+            "type it on the import form, or give it to the command line with --client-secret-file"
+            if name == "client_secret"
+            else "export it with --include-secret, or type it in the form after importing"
         )
+        add(f"{LABELS[name]}: a plaintext {name} is not accepted in a file; {where}.")
     check_keys(
-        {k: v for k, v in raw.items() if k != "client_secret"}, SYSTEM_KEYS, "auth_system", add
+        {k: v for k, v in raw.items() if k not in SECRET_FIELDS}, SYSTEM_KEYS, "auth_system", add
     )
     for key in SYSTEM_TEXT_KEYS:
         if key not in raw:
@@ -147,11 +160,15 @@ def read_system(raw: Any, add: Add) -> tuple[dict[str, Any], set[str], str]:
             bad.add(param_error_key("user_id"))
         else:
             data["params"] = params
-    secret = raw.get("client_secret_encrypted", "")
-    if not isinstance(secret, str):
-        add("Client Secret: client_secret_encrypted must be text (a JSON string).")
-        secret = ""
-    return data, bad, secret
+    encrypted: dict[str, str] = {}
+    for name in SECRET_FIELDS:
+        key = encrypted_column(name)
+        secret = raw.get(key, "")
+        if not isinstance(secret, str):
+            add(f"{LABELS[name]}: {key} must be text (a JSON string).")
+        elif secret:
+            encrypted[name] = secret
+    return data, bad, encrypted
 
 
 def _read_params(raw: Any, add: Add) -> dict[str, Any] | None:

@@ -29,7 +29,12 @@ FLAG = "flag"
 TEXT_KINDS: frozenset[str] = frozenset({TEXT, URL, HEADERS, BODY})
 
 TYPE_OAUTH2 = "oauth2"
-TYPES: dict[str, str] = {TYPE_OAUTH2: "OAuth 2.0"}
+TYPE_PERSONIFY = "personify"
+TYPES: dict[str, str] = {TYPE_OAUTH2: "OAuth 2.0", TYPE_PERSONIFY: "Personify SSO"}
+#: A field every connector type uses.
+ALL_TYPES: frozenset[str] = frozenset(TYPES)
+_OAUTH2 = frozenset({TYPE_OAUTH2})
+_PERSONIFY = frozenset({TYPE_PERSONIFY})
 
 TOKEN_METHODS: tuple[str, ...] = ("POST", "GET")
 #: Methods of a profile request (GET first: a profile is usually read).
@@ -117,7 +122,7 @@ class Field:
     length: int | None = None
     #: Value a new system starts from.
     default: Any = ""
-    #: Empty is refused.
+    #: Empty is refused (a write-only secret: unless one is stored, which a blank keeps).
     required: bool = False
     #: Placeholders it may use; None when it is not a template.
     placeholders: frozenset[str] | None = None
@@ -141,12 +146,21 @@ class Field:
     #: Documents its template may read with ``%Source:<JMESPath>%`` (``TokenResponse``,
     #: ``Response1``...): only the token response and the answers of earlier requests.
     data_sources: frozenset[str] = frozenset()
+    #: The connector types (``TYPES``) whose systems use it; the others ignore it (it is
+    #: neither required nor checked beyond its length, and their engine never reads it).
+    types: frozenset[str] = ALL_TYPES
+    #: Only required when this other field is filled in.
+    required_with: str = ""
+    #: A change must come with this secret typed again: the secret is sent to this address
+    #: (its origin is compared) or with this value. The Client Secret's own rules are
+    #: ``binds_secret`` and ``secret_binding_changes``.
+    bound_to: str = ""
 
 
 def _profile_request_fields(position: int) -> tuple[Field, ...]:
     """Return the four fields of profile request ``position``."""
     sources = frozenset({TOKEN_RESPONSE_SOURCE, *(response_source(n) for n in range(1, position))})
-    common = {"preset": True, "profile_request": position}
+    common = {"preset": True, "profile_request": position, "types": _OAUTH2}
     template = {"placeholders": _PROFILE_REQUEST, "data_sources": sources, **common}
     return (
         Field(
@@ -203,8 +217,18 @@ FIELDS: dict[str, Field] = {
             required=True,
             binds_secret=True,
             engine=True,
+            types=_OAUTH2,
         ),
-        Field("client_secret", "Client Secret", SECRET, length=4096, exported=False, engine=True),
+        Field(
+            "client_secret",
+            "Client Secret",
+            SECRET,
+            length=4096,
+            required=True,
+            exported=False,
+            engine=True,
+            types=_OAUTH2,
+        ),
         Field(
             "login_url",
             "Identity Provider Login URL",
@@ -215,6 +239,7 @@ FIELDS: dict[str, Field] = {
             policy_checked=True,
             preset=True,
             engine=True,
+            types=_OAUTH2,
         ),
         Field(
             "token_url",
@@ -225,6 +250,7 @@ FIELDS: dict[str, Field] = {
             policy_checked=True,
             preset=True,
             engine=True,
+            types=_OAUTH2,
         ),
         Field(
             "token_method",
@@ -236,6 +262,7 @@ FIELDS: dict[str, Field] = {
             invalid_choice="Token API Method must be POST or GET.",
             preset=True,
             engine=True,
+            types=_OAUTH2,
         ),
         Field(
             "token_headers",
@@ -245,6 +272,7 @@ FIELDS: dict[str, Field] = {
             preset=True,
             binds_secret=True,
             engine=True,
+            types=_OAUTH2,
         ),
         Field(
             "token_body",
@@ -255,6 +283,7 @@ FIELDS: dict[str, Field] = {
             preset=True,
             binds_secret=True,
             engine=True,
+            types=_OAUTH2,
         ),
         Field(
             "access_token_path",
@@ -265,10 +294,21 @@ FIELDS: dict[str, Field] = {
             required=True,
             preset=True,
             engine=True,
+            types=_OAUTH2,
         ),
         *(f for n in range(1, MAX_PROFILE_REQUESTS + 1) for f in _profile_request_fields(n)),
-        Field("issuer", "Issuer", URL, policy_checked=True, preset=True, engine=True),
-        Field("jwks_url", "JWKS URL", URL, policy_checked=True, preset=True, engine=True),
+        Field(
+            "issuer", "Issuer", URL, policy_checked=True, preset=True, engine=True, types=_OAUTH2
+        ),
+        Field(
+            "jwks_url",
+            "JWKS URL",
+            URL,
+            policy_checked=True,
+            preset=True,
+            engine=True,
+            types=_OAUTH2,
+        ),
         Field(
             "scope",
             "Scope",
@@ -277,6 +317,94 @@ FIELDS: dict[str, Field] = {
             default="openid email profile",
             preset=True,
             engine=True,
+            types=_OAUTH2,
+        ),
+        # Personify SSO (``portal/sso/personify.py``): ``PersonifyConfig`` has an attribute
+        # of each name. The Vendor Password goes in every SOAP call, so the addresses and the
+        # username it is sent with are bound to it, as the token request is to the Client Secret.
+        Field(
+            "sso_login_url",
+            "SSO Login URL",
+            URL,
+            required=True,
+            policy_checked=True,
+            preset=True,
+            types=_PERSONIFY,
+        ),
+        Field("vendor_id", "Vendor ID", TEXT, length=50, required=True, types=_PERSONIFY),
+        Field(
+            "vendor_username",
+            "Vendor Username",
+            TEXT,
+            length=255,
+            required=True,
+            bound_to="vendor_password",
+            types=_PERSONIFY,
+        ),
+        Field(
+            "vendor_password",
+            "Vendor Password",
+            SECRET,
+            length=64,
+            required=True,
+            exported=False,
+            types=_PERSONIFY,
+        ),
+        Field(
+            "vendor_block",
+            "Vendor Block",
+            SECRET,
+            length=32,
+            required=True,
+            exported=False,
+            types=_PERSONIFY,
+        ),
+        Field(
+            "sso_web_service_url",
+            "SSO Web Service URL",
+            URL,
+            required=True,
+            policy_checked=True,
+            preset=True,
+            bound_to="vendor_password",
+            types=_PERSONIFY,
+        ),
+        Field(
+            "ims_web_service_url",
+            "IMS Web Service URL",
+            URL,
+            required=True,
+            policy_checked=True,
+            preset=True,
+            bound_to="vendor_password",
+            types=_PERSONIFY,
+        ),
+        Field(
+            "data_services_url",
+            "Data Services URL",
+            URL,
+            policy_checked=True,
+            preset=True,
+            bound_to="data_services_password",
+            types=_PERSONIFY,
+        ),
+        Field(
+            "data_services_username",
+            "Data Services Username",
+            TEXT,
+            length=255,
+            required_with="data_services_url",
+            bound_to="data_services_password",
+            types=_PERSONIFY,
+        ),
+        Field(
+            "data_services_password",
+            "Data Services Password",
+            SECRET,
+            length=1024,
+            required_with="data_services_url",
+            exported=False,
+            types=_PERSONIFY,
         ),
         # The Alternate Logout and Profile Edit URLs are only links a member's browser
         # follows: Portal never fetches them, so they may name an intranet page.
@@ -320,6 +448,8 @@ TEXT_FIELDS: dict[str, int | None] = {
 FLAG_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.kind == FLAG)
 CHOICE_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.kind == CHOICE)
 REQUIRED_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.required)
+#: Write-only settings, stored encrypted (column ``<name>_encrypted``), never shown or exported.
+SECRET_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.kind == SECRET)
 #: Fields holding an address (templates or plain), checked as absolute http(s) URLs.
 URL_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.kind == URL)
 POLICY_URL_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.policy_checked)
@@ -345,3 +475,18 @@ PROFILE_REQUEST_FIELDS: dict[int, dict[str, str]] = {
 }
 #: Fields an export writes, in the form's order.
 EXPORTED_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.exported)
+
+#: Fields a Personify SSO system's engine reads (``PersonifyConfig`` attributes).
+PERSONIFY_FIELDS: tuple[str, ...] = tuple(
+    name for name, f in FIELDS.items() if f.types == _PERSONIFY
+)
+
+
+def encrypted_column(name: str) -> str:
+    """Return the model column that holds a secret field encrypted."""
+    return f"{name}_encrypted"
+
+
+def fields_of_type(type_: str) -> tuple[str, ...]:
+    """Return the fields a system of connector type ``type_`` uses, in the form's order."""
+    return tuple(name for name, f in FIELDS.items() if type_ in f.types)

@@ -58,7 +58,7 @@ import json
 import logging
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -69,6 +69,7 @@ from xml.sax.saxutils import escape as xml_escape
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from portal.sso.engine import SSOResult, map_fields, required_violations
 from portal.sso.errors import (
     CustomerTokenInvalid,
     CustomerTokenUnreadable,
@@ -76,10 +77,12 @@ from portal.sso.errors import (
     PersonifyServiceError,
     ProviderBadResponse,
     ProviderHTTPError,
+    RequiredFieldMissing,
     SSOError,
     SubjectMismatch,
 )
 from portal.sso.http import HttpClient, HttpResponse
+from portal.sso.profile_fields import ACCOUNT_FIELDS, FIELD_LABEL, ProfileParam
 from portal.sso.trace import SignInSecrets, Trace
 
 log = logging.getLogger(__name__)
@@ -144,6 +147,31 @@ def _hex_bytes(value: str, what: str, sizes: Sequence[int]) -> bytes:
         expected = " or ".join(str(s) for s in sizes)
         raise PersonifyKeyInvalid(f"the {what} is {len(raw)} bytes long, expected {expected}")
     return raw
+
+
+def vendor_key_problem(vendor_password_hex: str, vendor_block_hex: str) -> dict[str, str]:
+    """Return why the Vendor Password or Vendor Block can't be used, by setting (empty: fine).
+
+    The keys are ``vendor_password`` and ``vendor_block``; a value left empty is not judged
+    (the form keeps a stored one). The messages never quote the value.
+    """
+    problems: dict[str, str] = {}
+    checks = (
+        ("vendor_password", vendor_password_hex, "Vendor Password", KEY_SIZES),
+        ("vendor_block", vendor_block_hex, "Vendor Block", (BLOCK_SIZE,)),
+    )
+    for key, value, what, sizes in checks:
+        if not value:
+            continue
+        try:
+            _hex_bytes(value, what, sizes)
+        except PersonifyKeyInvalid as exc:
+            digits = " or ".join(str(2 * size) for size in sizes)
+            problems[key] = (
+                f"{what} must be the hexadecimal string Personify gave you ({digits} hex "
+                f"digits): {exc.log_detail}."
+            )
+    return problems
 
 
 def _cipher(vendor_password_hex: str, vendor_block_hex: str) -> Cipher:
@@ -621,3 +649,27 @@ def finish_personify_login(
             trace.error_code, trace.error_detail = exc.code, exc.log_detail
         log.warning("SSO %s: Personify sign-in failed: %s", config.slug, exc)
         raise
+
+
+def personify_result(
+    profile: dict[str, Any], params: Mapping[str, ProfileParam], *, enforce_required: bool = True
+) -> SSOResult:
+    """Map a Personify profile through the profile parameters into what account resolution reads.
+
+    As ``engine.finish_login`` does for OAuth 2.0: a missing User ID or must-supply field
+    raises `RequiredFieldMissing`, or with ``enforce_required`` off (the test screen) is listed
+    in ``violations``. Personify vouches for no email address (no ``email_verified``): an
+    upgrade by email needs the manager's "This provider verifies email addresses".
+    """
+    fields = map_fields(profile, params)
+    result = SSOResult(
+        subject=fields["user_id"] or "",
+        fields=fields,
+        missing_required=[FIELD_LABEL[key] for key in ACCOUNT_FIELDS if fields[key] is None],
+        token_response={},
+        profile=profile,
+        violations=required_violations(fields, params),
+    )
+    if enforce_required and result.violations:
+        raise RequiredFieldMissing(result.violations[0])
+    return result

@@ -17,7 +17,7 @@ from portal.presets import (
     marker_messages,
     unfinished_markers,
 )
-from portal.sso.fields import PRESET_FIELDS, TEMPLATE_FIELDS
+from portal.sso.fields import PRESET_FIELDS, TEMPLATE_FIELDS, TYPE_OAUTH2, TYPE_PERSONIFY
 from portal.sso.paths import validate_path
 from portal.sso.placeholders import (
     find_placeholders,
@@ -28,6 +28,8 @@ from portal.sso.profile_fields import FIELD_LABEL
 
 SUPPORTED = [p for p in list_presets() if p.supported]
 IDS = [p.key for p in SUPPORTED]
+#: The OAuth 2.0 presets (Personify360 is a Personify SSO one).
+OAUTH2 = [p for p in SUPPORTED if p.type == TYPE_OAUTH2]
 
 
 def test_every_listed_provider_has_exactly_one_data_file():
@@ -45,17 +47,31 @@ def test_get_preset_returns_the_preset_or_none():
     assert get_preset("no-such-provider") is None
 
 
-def test_only_personify360_is_unsupported_and_it_says_why_without_form_values():
-    """Personify360 does not speak OAuth 2.0: no form values, a plain explanation."""
-    unsupported = [p for p in list_presets() if not p.supported]
-    assert [p.key for p in unsupported] == ["personify360"]
-    personify = unsupported[0]
-    assert personify.form == {} and personify.params == {}
-    assert "does not use OAuth 2.0" in personify.notes[0]
-    assert personify.documentation_url.startswith("https://")
+def test_personify360_is_a_personify_sso_preset_with_the_engine_s_profile_keys():
+    """Personify360 sets the Type to Personify SSO, fills its addresses and reads the keys of
+    the profile the Personify engine returns (customer number as User ID, roles as Groups)."""
+    personify = get_preset("personify360")
+    assert personify.supported and personify.type == TYPE_PERSONIFY
+    assert [p.key for p in list_presets() if not p.supported] == []
+    assert set(personify.form) == {
+        "sso_login_url",
+        "sso_web_service_url",
+        "ims_web_service_url",
+        "data_services_url",
+    }
+    paths = {key: param.path for key, param in personify.params.items()}
+    assert paths["user_id"] == "CustomerIdentifier" and paths["groups"] == "Roles"
+    assert {paths["username"], paths["email"], paths["first_name"], paths["last_name"]} == {
+        "UserName",
+        "Email",
+        "FirstName",
+        "LastName",
+    }
+    notes = " ".join(personify.notes)
+    assert "loopback fake" in notes and "not against a live Personify service" in notes
 
 
-@pytest.mark.parametrize("preset", SUPPORTED, ids=IDS)
+@pytest.mark.parametrize("preset", OAUTH2, ids=[p.key for p in OAUTH2])
 def test_templates_use_only_placeholders_their_field_offers(preset):
     """Every template of a preset passes the engine's placeholder check."""
     for field, value in preset.form.items():

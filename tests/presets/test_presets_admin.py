@@ -80,16 +80,17 @@ def test_google_needs_nothing_but_client_id_and_secret(manager_client):
     assert "marker-hint" not in page
 
 
-def test_personify360_says_it_cannot_be_configured_and_shows_no_form(manager_client):
-    """Personify360 does not speak OAuth 2.0: the page says so plainly and offers no form."""
+def test_personify360_starts_a_personify_sso_form(manager_client):
+    """Personify360 starts the form with Type Personify SSO and its addresses to complete."""
     page = manager_client.get(f"{NEW}?preset=personify360").get_data(as_text=True)
     preset = get_preset("personify360")
-    assert "Personify360 cannot be configured here" in page
-    assert "Personify360 does not speak OAuth 2.0, so it cannot be set up with this form." in page
-    assert preset.notes[0] in html.unescape(page)
-    assert 'class="card auth-system-form"' not in page
-    assert "login_url" not in form_values(page)
-    assert "Start from" in page
+    shown = form_values(page)
+    assert shown["type"] == "personify"
+    assert shown["sso_login_url"] == preset.form["sso_login_url"]
+    assert shown["param_user_id_path"] == "CustomerIdentifier"
+    assert shown["param_groups_path"] == "Roles"
+    assert "cannot be configured here" not in page
+    assert 'class="card auth-system-form"' in page
 
 
 def test_an_unknown_preset_says_so_and_shows_the_defaults(manager_client):

@@ -11,6 +11,7 @@ from portal.services.auth_systems import (
     create_auth_system,
     validate_auth_system_data,
 )
+from portal.sso.fields import TYPE_PERSONIFY
 
 SUPPORTED = [p for p in list_presets() if p.supported]
 IDS = [p.key for p in SUPPORTED]
@@ -35,11 +36,26 @@ SAMPLES: dict[str, str] = {
     "{sso-login-page}": "SSO/Start",
     "{your-membes-site}": "members.example.org.au",
     "{member-details-path}": "v2/member/current",
+    "{your-personify-sso-host}": "sso.example.org",
+    "{your-personify-ims-host}": "ims.example.org",
+    "{your-personify-data-host}": "api.example.org",
+}
+
+#: What a manager types beside a Personify SSO preset (Personify hands these out).
+PERSONIFY_VENDOR = {
+    "vendor_id": "7",
+    "vendor_username": "portal-vendor",
+    "vendor_password": "3f" * 32,
+    "vendor_block": "A39321266122A223EB1B3A23669721B2",
+    "data_services_username": "portal-data",
+    "data_services_password": "data-secret",
 }
 
 
 def _form(preset, **extra) -> dict:
-    data = preset.form_data()
+    data = {**preset.form_data(), "type": preset.type}
+    if preset.type == TYPE_PERSONIFY:
+        data.update(PERSONIFY_VENDOR)
     data.update(name=f"{preset.name} test", client_id="client-1", client_secret="s3cret", **extra)
     return data
 
@@ -64,7 +80,11 @@ def test_a_completed_preset_saves_and_reads_back(app, preset):
     system = create_auth_system(_form(filled))
     data = auth_system_data(system)
     for field, value in filled.form_values().items():
-        assert data[field] == (value or ("access_token" if field == "access_token_path" else ""))
+        # An empty choice falls back to its default; the Access Token Path only for OAuth 2.0.
+        defaults = {"token_method": "POST"}
+        if preset.type != TYPE_PERSONIFY:
+            defaults["access_token_path"] = "access_token"
+        assert data[field] == (value or defaults.get(field, ""))
     assert data["params"] == filled.param_values()
 
 

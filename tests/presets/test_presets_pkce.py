@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 
 from portal.presets import list_presets
+from portal.sso.fields import TYPE_OAUTH2
 from portal.sso.placeholders import find_placeholders
 
-SUPPORTED = [p for p in list_presets() if p.supported]
+# Personify SSO has no authorization code, hence no PKCE.
+SUPPORTED = [p for p in list_presets() if p.supported and p.type == TYPE_OAUTH2]
 IDS = [p.key for p in SUPPORTED]
 #: Providers whose documentation gives PKCE and a nonce (docs/presets.md, "PKCE and nonce").
 PKCE_AND_NONCE = {"generic-oidc", "okta", "auth0", "entra-id", "google", "salesforce"}
