@@ -130,6 +130,9 @@ DEFAULT_SSO_START_LIMITS = "500/10 minutes"
 #: Failed SSO callbacks per address (a successful sign-in never counts): a person fails a few
 #: times at most; a flood of bogus callbacks stops here.
 DEFAULT_SSO_CALLBACK_LIMITS = "30/minute;300/hour"
+#: POSTs to a Sign-in Initiation URL per address (a refresh token from the platform, or a
+#: third-party-initiated login): a member is sent there once per sign-in.
+DEFAULT_SSO_INITIATE_LIMITS = "20/minute;200/hour"
 #: *Test this configuration* starts and imports per manager: each calls out or parses a file.
 DEFAULT_MANAGER_LIMITS = "10/minute;100/hour"
 
@@ -237,6 +240,9 @@ def _rate_limit_settings(env: dict[str, str]) -> dict[str, Any]:
         ),
         "PORTAL_RATELIMIT_SSO_CALLBACK": _rate_limits(
             env, "PORTAL_RATELIMIT_SSO_CALLBACK", DEFAULT_SSO_CALLBACK_LIMITS
+        ),
+        "PORTAL_RATELIMIT_SSO_INITIATE": _rate_limits(
+            env, "PORTAL_RATELIMIT_SSO_INITIATE", DEFAULT_SSO_INITIATE_LIMITS
         ),
         "PORTAL_RATELIMIT_MANAGER": _rate_limits(
             env, "PORTAL_RATELIMIT_MANAGER", DEFAULT_MANAGER_LIMITS

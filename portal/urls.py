@@ -22,6 +22,18 @@ def safe_next(target: str | None, default: str = "/") -> str:
     return target
 
 
+def site_path(target: str | None) -> str:
+    """Return ``target`` as a path when it is an absolute URL on this site, else as given.
+
+    The result still goes through `safe_next`, which accepts only same-site paths.
+    """
+    target = (target or "").strip()
+    base = current_app.config["PORTAL_BASE_URL"].rstrip("/")
+    if target.startswith(base + "/"):
+        return target[len(base) :]
+    return target
+
+
 def absolute_url(path: str) -> str:
     """Return ``path`` on the site's public base URL (``PORTAL_BASE_URL``)."""
     return current_app.config["PORTAL_BASE_URL"] + path
@@ -30,3 +42,8 @@ def absolute_url(path: str) -> str:
 def redirect_url_for(slug: str) -> str:
     """Return the Redirect URL of the authentication system with this slug."""
     return absolute_url(f"/sso/{slug}/callback")
+
+
+def initiate_url_for(slug: str) -> str:
+    """Return the Sign-in Initiation URL of the system with this slug (a provider starts there)."""
+    return absolute_url(f"/sso/{slug}/initiate")

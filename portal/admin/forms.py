@@ -69,6 +69,8 @@ class AuthSystemForm(FlaskForm):
     )
     token_headers = TextAreaField(LABELS["token_headers"], render_kw={"rows": 3})
     token_body = TextAreaField(LABELS["token_body"], render_kw={"rows": 3})
+    platform_start = BooleanField(LABELS["platform_start"])
+    refresh_token_body = TextAreaField(LABELS["refresh_token_body"], render_kw={"rows": 3})
     access_token_path = StringField(LABELS["access_token_path"])
     issuer = StringField(LABELS["issuer"])
     jwks_url = StringField(LABELS["jwks_url"])

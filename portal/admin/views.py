@@ -37,7 +37,7 @@ from portal.sso.profile_fields import (
     SUPPLIED_BY_DEFAULT,
     UPGRADE_FIELDS,
 )
-from portal.urls import redirect_url_for
+from portal.urls import initiate_url_for, redirect_url_for
 
 
 @bp.route("/")
@@ -108,6 +108,8 @@ def _render_auth_system_form(
         system=system,
         redirect_url=redirect_url_for(slug) if slug else "",
         redirect_url_pattern=redirect_url_for("__SLUG__"),
+        initiate_url=initiate_url_for(slug) if slug else "",
+        initiate_url_pattern=initiate_url_for("__SLUG__"),
         placeholders={key: sorted(names) for key, names in TEMPLATE_FIELDS.items()},
         presets=preset_choices(),
         start=start,

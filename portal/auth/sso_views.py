@@ -12,6 +12,7 @@ from portal.auth import bp
 from portal.auth.sessions import AFTER_PROFILE, ID_TOKEN, PENDING_LINK, SYSTEM_ID
 from portal.auth.views import sign_in_paused, start_session
 from portal.errors import render_error
+from portal.extensions import csrf
 from portal.services import audit, throttle
 from portal.services.account_resolution import LinkConfirmationRequired
 from portal.services.login_attempts import (
@@ -21,15 +22,17 @@ from portal.services.login_attempts import (
     session_browser_key,
 )
 from portal.services.profiles import pending_fields_for
-from portal.services.settings_snapshot import system_by_slug
+from portal.services.settings_snapshot import SystemSettings, system_by_slug
 from portal.services.sso_login import (
     SignIn,
     SystemUnavailable,
+    complete_platform_login,
     complete_sso_login,
     confirm_pending_link,
     get_login_system,
     pending_link_account,
     read_appended_ct,
+    read_initiation_request,
     seal_id_token,
     seal_pending_link,
     start_sso_login,
@@ -37,8 +40,9 @@ from portal.services.sso_login import (
 )
 from portal.services.sso_testing import complete_test_login, record_failed_test_run
 from portal.sso.errors import SSOError
+from portal.sso.fields import TYPE_OAUTH2
 from portal.sso.profile_fields import FIELD_LABEL
-from portal.urls import safe_next
+from portal.urls import safe_next, site_path
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,57 @@ def sso_login(slug: str):
     except SSOError as exc:
         return _sso_failure(exc, slug)
     return redirect(url)
+
+
+@bp.route("/sso/<slug>/initiate", methods=["GET", "POST"])
+@csrf.exempt
+@throttle.sso_initiate_per_ip
+def sso_initiate(slug: str):
+    """The Sign-in Initiation URL: a sign-in the provider starts.
+
+    A POST with ``refresh_token`` is the iMIS shape (redeemed at once, when the system opts
+    in); anything else is an OpenID Connect third-party-initiated login (``iss``, optional
+    ``login_hint`` and ``target_link_uri``), which starts a normal sign-in as
+    `sso_login` does. Exempt from CSRF: the platform posts it from its own site.
+    """
+    try:
+        system = get_login_system(slug, is_manager=_is_manager())
+    except SystemUnavailable:
+        return _system_not_found()
+    if system.type != TYPE_OAUTH2:
+        return _system_not_found()
+    if request.method == "POST" and "refresh_token" in request.form:
+        return _platform_token_sign_in(system, request.form.get("refresh_token", ""))
+    try:
+        initiation = read_initiation_request(system, request.values.to_dict(flat=True))
+    except SSOError as exc:
+        return _sso_failure(exc, slug)
+    wait = throttle.start_sso_sign_in()
+    if wait is not None:
+        return render_error(429, retry_after=wait)
+    key = ensure_browser_key()
+    try:
+        url = start_sso_login(
+            system,
+            browser_key=key,
+            next_path=safe_next(site_path(initiation.target_link_uri), ""),
+            login_hint=initiation.login_hint,
+        )
+    except SSOError as exc:
+        return _sso_failure(exc, slug)
+    return redirect(url)
+
+
+def _platform_token_sign_in(system: SystemSettings, refresh_token: str):
+    """Sign the member in with the refresh token the platform POSTed (the system opted in)."""
+    try:
+        signed_in = complete_platform_login(system, refresh_token)
+    except LinkConfirmationRequired as pending:
+        session[PENDING_LINK] = seal_pending_link(pending.link)
+        return redirect(url_for("auth.confirm_link"))
+    except SSOError as exc:
+        return _sso_failure(exc, system.slug)
+    return _finish_sso_sign_in(signed_in, platform_started=True)
 
 
 @bp.route("/sso/<slug>/callback")
@@ -92,11 +147,23 @@ def sso_callback(slug: str):
     return _finish_sso_sign_in(signed_in)
 
 
-def _finish_sso_sign_in(signed_in: SignIn):
-    """Start the session of a finished SSO sign-in and send the member on."""
+def _finish_sso_sign_in(signed_in: SignIn, *, platform_started: bool = False):
+    """Start the session of a finished SSO sign-in and send the member on.
+
+    A sign-in the platform started may come from a page the member never chose (login
+    CSRF): the landing page says whose session this is, and that it replaced another.
+    """
     system = signed_in.system
+    previous = current_user.get_id() if current_user.is_authenticated else None
     # The account and the sign-in's audit event are committed: now the session.
     start_session(signed_in.user, stamp=False)
+    if platform_started:
+        replaced = previous is not None and previous != str(signed_in.user.id)
+        flash(
+            f"You are now signed in as {signed_in.user.display_name}."
+            + (" The earlier session in this browser has ended." if replaced else ""),
+            "info",
+        )
     log.info(
         "SSO sign-in ref=%s system=%s outcome=success user=%s%s",
         signed_in.reference,

@@ -21,6 +21,15 @@ lists wrapped in a ``PagedResult`` (``Items``, ``Offset``, ``Limit``, ``Count``,
    ``Group.Name`` are the member's groups.
 
 A token reads only its own member's user, party and groups.
+
+iMIS's own Single Sign-On starts at iMIS: a Single Sign-On content item POSTs the member's
+``refresh_token`` to the client application's URL, and the partner redeems it at ``POST
+/token`` (form: ``grant_type=refresh_token``, ``client_id``, ``client_secret``,
+``refresh_token``; developer.imis.com "Obtaining an access token for Single Sign On"). The
+answer has the same shape as above. `issue_refresh_token` plays the content item's part. As
+iMIS's help describes it ("they do not need the end user's credentials for this as long as the
+refresh token is valid"), a refresh token is **not** single-use: it redeems again until it
+expires (``refresh_ttl``, default one hour).
 """
 
 from __future__ import annotations
@@ -97,6 +106,8 @@ class IMISProvider(BaseProvider):
         """Take the options of :class:`BaseProvider`."""
         self._codes: dict[str, _Grant] = {}
         self._tokens: dict[str, _Grant] = {}
+        self._refresh: dict[str, _Grant] = {}
+        self.refresh_ttl = 3600
         super().__init__(**options)
 
     def create_app(self) -> Flask:
@@ -110,6 +121,17 @@ class IMISProvider(BaseProvider):
         """Forget codes and tokens."""
         self._codes.clear()
         self._tokens.clear()
+        self._refresh.clear()
+
+    def issue_refresh_token(self, username: str, *, ttl: float | None = None) -> str:
+        """Return a refresh token for a member, as iMIS's Single Sign-On content item POSTs it."""
+        if self.members.get(username) is None:
+            raise KeyError(username)
+        refresh = self.new_secret("imisrt")
+        lifetime = self.refresh_ttl if ttl is None else ttl
+        with self._lock:
+            self._refresh[refresh] = _Grant(username, time.time() + lifetime)
+        return refresh
 
     def party_id(self, member: Member) -> str:
         """Return the member's PartyId (iMIS ids are text)."""
@@ -232,15 +254,25 @@ def token(idp: IMISProvider) -> Response:
     form = request.form
     if not idp.client.check_secret(form.get("client_id", ""), form.get("client_secret", "")):
         return _oauth_error("invalid_client", "Client authentication failed.", 401)
-    if form.get("grant_type") != "authorization_code":
-        return _oauth_error("unsupported_grant_type", "grant_type must be authorization_code.")
-    with idp._lock:
-        grant = idp._codes.get(form.get("code", ""))
-        usable = grant is not None and not grant.used and grant.expires_at >= time.time()
-        if grant is not None:
-            grant.used = True
-    if not usable or grant is None or grant.redirect_uri != form.get("redirect_uri"):
-        return _oauth_error("invalid_grant", "The code is invalid, used or expired.")
+    grant_type = form.get("grant_type")
+    if grant_type == "refresh_token":
+        # Reusable until it expires (see the module's docstring).
+        with idp._lock:
+            grant = idp._refresh.get(form.get("refresh_token", ""))
+        if grant is None or grant.expires_at < time.time():
+            return _oauth_error("invalid_grant", "The refresh token is invalid or expired.")
+    elif grant_type == "authorization_code":
+        with idp._lock:
+            grant = idp._codes.get(form.get("code", ""))
+            usable = grant is not None and not grant.used and grant.expires_at >= time.time()
+            if grant is not None:
+                grant.used = True
+        if not usable or grant is None or grant.redirect_uri != form.get("redirect_uri"):
+            return _oauth_error("invalid_grant", "The code is invalid, used or expired.")
+    else:
+        return _oauth_error(
+            "unsupported_grant_type", "grant_type must be authorization_code or refresh_token."
+        )
     access = idp.new_secret("imisat")
     with idp._lock:
         idp._tokens[access] = _Grant(grant.username, time.time() + idp.token_ttl)
@@ -251,7 +283,7 @@ def token(idp: IMISProvider) -> Response:
             "access_token": access,
             "token_type": "bearer",
             "expires_in": idp.token_ttl,
-            "refresh_token": idp.new_secret("imisrt"),
+            "refresh_token": idp.issue_refresh_token(grant.username),
             "userName": grant.username,
             ".issued": now.strftime(http_date),
             ".expires": (now + timedelta(seconds=idp.token_ttl)).strftime(http_date),

@@ -48,6 +48,13 @@ class AuthSystem(db.Model):
     token_method: Mapped[str] = mapped_column(sa.String(_LENGTH["token_method"]), default="POST")
     token_headers: Mapped[str] = mapped_column(sa.Text, default="")
     token_body: Mapped[str] = mapped_column(sa.Text, default="")
+    #: "Accept sign-ins started by the platform": a refresh token POSTed to the Sign-in
+    #: Initiation URL is redeemed (no state to check: the manager opts in).
+    platform_start: Mapped[bool] = mapped_column(
+        sa.Boolean, default=False, server_default=sa.false()
+    )
+    #: The token request body that redeems a POSTed refresh token at the Token API URL.
+    refresh_token_body: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
     access_token_path: Mapped[str] = mapped_column(
         sa.String(_LENGTH["access_token_path"]), default="access_token"
     )

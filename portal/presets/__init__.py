@@ -23,6 +23,7 @@ from typing import Any
 from portal.sso.fields import (
     CHOICE,
     FIELDS,
+    FLAG,
     PRESET_FIELDS,
     TOKEN_METHODS,
     TYPE_OAUTH2,
@@ -62,16 +63,19 @@ ORDER: tuple[str, ...] = (
 _MARKER_RE = re.compile(r"\{[A-Za-z][A-Za-z0-9_.-]*\}")
 
 
-def unfinished_markers(text: str | None) -> list[str]:
-    """Return the ``{...}`` markers still in ``text`` (each once, in order of appearance)."""
+def unfinished_markers(text: str | bool | None) -> list[str]:
+    """Return the ``{...}`` markers still in ``text`` (each once, in order of appearance).
+
+    A flag's value (true or false) holds none.
+    """
     found: list[str] = []
-    for marker in _MARKER_RE.findall(text or ""):
+    for marker in _MARKER_RE.findall(text if isinstance(text, str) else ""):
         if marker not in found:
             found.append(marker)
     return found
 
 
-def marker_messages(text: str | None) -> list[str]:
+def marker_messages(text: str | bool | None) -> list[str]:
     """Return one validation message per unfinished marker: ``Replace {tenant} with your value.``"""
     return [f"Replace {marker} with your value." for marker in unfinished_markers(text)]
 
@@ -93,7 +97,7 @@ class Preset:
     #: ``documented``, ``partial`` or ``best-effort`` (see docs/presets.md).
     verification: str
     #: Form values by field name (``PRESET_FIELDS``); empty when unsupported.
-    form: Mapping[str, str] = field(default_factory=dict)
+    form: Mapping[str, str | bool] = field(default_factory=dict)
     #: Profile parameters by key (``FIELD_LABEL``); empty when unsupported.
     params: Mapping[str, ProfileParam] = field(default_factory=dict)
     #: The connector type (``TYPES``) the form is set to.
@@ -102,17 +106,20 @@ class Preset:
     def markers(self) -> list[str]:
         """Return every marker the manager must replace, in form order."""
         found: list[str] = []
-        for text in list(self.form.values()) + [p.path for p in self.params.values()]:
+        texts = [v for v in self.form.values() if isinstance(v, str)]
+        for text in texts + [p.path for p in self.params.values()]:
             for marker in unfinished_markers(text):
                 if marker not in found:
                     found.append(marker)
         return found
 
-    def form_values(self) -> dict[str, str]:
+    def form_values(self) -> dict[str, Any]:
         """Return a value for every form field (empty when the preset leaves it blank)."""
         # A choice the preset leaves out takes its default (an unused request's method: GET).
         return {
-            name: self.form.get(name, FIELDS[name].default if FIELDS[name].kind == CHOICE else "")
+            name: self.form.get(
+                name, FIELDS[name].default if FIELDS[name].kind in (CHOICE, FLAG) else ""
+            )
             for name in PRESET_FIELDS
         }
 
@@ -143,7 +150,10 @@ class Preset:
 
         return replace(
             self,
-            form={name: fill(value) for name, value in self.form.items()},
+            form={
+                name: fill(value) if isinstance(value, str) else value
+                for name, value in self.form.items()
+            },
             params={
                 key: ProfileParam(fill(p.path), p.can_upgrade, p.must_supply)
                 for key, p in self.params.items()
@@ -180,7 +190,12 @@ def _load(path: Path) -> Preset:
     _require(not unknown, key, f"unknown form fields {sorted(unknown)}")
     unknown = set(params_raw) - set(FIELD_LABEL)
     _require(not unknown, key, f"unknown params {sorted(unknown)}")
-    _require(all(isinstance(v, str) for v in form.values()), key, "form values must be strings")
+    # A flag (Accept sign-ins started by the platform) is true or false; the rest is text.
+    _require(
+        all(isinstance(v, bool if FIELDS[k].kind == FLAG else str) for k, v in form.items()),
+        key,
+        "form values must be strings (flags true or false)",
+    )
     type_ = raw.get("type", TYPE_OAUTH2)
     _require(type_ in TYPES, key, f"type must be one of {sorted(TYPES)}")
     foreign = set(form) - set(fields_of_type(type_))

@@ -119,6 +119,8 @@ class SystemSettings:
     profile_edit_url: str
     trusts_email: bool
     trusts_username: bool
+    #: "Accept sign-ins started by the platform": a POSTed refresh token is redeemed.
+    platform_start: bool
     onboarding_team_id: int | None
     params: tuple[ParamSettings, ...]
     group_policy: GroupPolicy
@@ -208,6 +210,8 @@ def compile_system(system: AuthSystem, policy: GroupPolicy | None = None) -> Sys
         profile_edit_url=system.profile_edit_url or "",
         trusts_email=bool(system.trusts_email),
         trusts_username=bool(system.trusts_username),
+        # Only an OAuth 2.0 system redeems a refresh token (a Personify one has no token API).
+        platform_start=bool(system.platform_start) and not personify_config,
         onboarding_team_id=system.onboarding_team_id,
         params=params,
         group_policy=policy if policy is not None else load_group_policy(system.id),

@@ -34,8 +34,21 @@ from portal.services.settings_snapshot import (
     system_by_slug,
 )
 from portal.sso.discovery import get_discovery_cache, requires_iss_parameter
-from portal.sso.engine import SSOConfig, SSOResult, begin_login, finish_login
-from portal.sso.errors import IssuerMismatch, PendingLinkExpired, SettingsUnreadable
+from portal.sso.engine import (
+    Initiation,
+    SSOConfig,
+    SSOResult,
+    begin_login,
+    finish_login,
+    finish_refresh_login,
+    read_initiation,
+)
+from portal.sso.errors import (
+    IssuerMismatch,
+    PendingLinkExpired,
+    PlatformStartRefused,
+    SettingsUnreadable,
+)
 from portal.sso.fields import (
     LABELS,
     LOGIN_LOCAL_ONLY,
@@ -157,16 +170,18 @@ def start_sso_login(
     browser_key: str,
     next_path: str = "",
     is_test: bool = False,
+    login_hint: str = "",
 ) -> str:
     """Record a new login attempt for this browser and return the IdP login URL.
 
     ``is_test`` marks an attempt started from the admin's test screen: its callback
-    traces the sign-in instead of signing anyone in.
+    traces the sign-in instead of signing anyone in. ``login_hint`` (a third-party-initiated
+    login's) fills the login URL's ``%LoginHint%``.
     """
     compiled = settings_of(system)
     if compiled.personify_config is not None:
         return _start_personify_login(compiled, browser_key, next_path, is_test)
-    attempt = begin_login(build_sso_config(system))
+    attempt = begin_login(build_sso_config(system), login_hint=login_hint)
     record_login_attempt(
         system,
         state=attempt.state,
@@ -258,17 +273,45 @@ def complete_sso_login(
     """
     attempt = claim_login_attempt(system, params.get("state"), browser_key)
     result = finish_attempt(system, attempt, params)
+    return _sign_in_with(system, result, next_path=attempt.next_path or "/")
+
+
+def read_initiation_request(system: SystemSettings, params: Mapping[str, str]) -> Initiation:
+    """Check a third-party-initiated login's ``iss`` against the system; return its hints."""
+    return read_initiation(system.sso_config, params)
+
+
+def complete_platform_login(system: SystemSettings, refresh_token: str) -> SignIn:
+    """Finish a sign-in the platform started by POSTing a refresh token, and resolve the account.
+
+    Only a system whose manager ticked *Accept sign-ins started by the platform* redeems
+    one: the POST carries no state Portal made (login CSRF, see docs/security.md). The
+    token goes only to the system's Token API URL; nothing is written before it is redeemed.
+    """
+    if not system.platform_start:
+        raise PlatformStartRefused(f"system {system.slug} does not accept platform-started sign-in")
+    result = finish_refresh_login(
+        build_sso_config(system),
+        refresh_token,
+        get_http_client(http_settings()),
+        get_jwks_cache(),
+    )
+    return _sign_in_with(system, result, next_path="/")
+
+
+def _sign_in_with(system: SystemSettings, result: SSOResult, *, next_path: str) -> SignIn:
+    """Resolve the account of a finished sign-in (one transaction) under a new reference."""
     reference = secrets.token_hex(4)
     try:
         user, created = resolve_account(system, result, reference=reference)
     except LinkConfirmationRequired as pending:
-        pending.link.next_path = attempt.next_path or "/"
+        pending.link.next_path = next_path
         raise
     return SignIn(
         user=user,
         system=system,
         id_token=result.id_token,
-        next_path=attempt.next_path or "/",
+        next_path=next_path,
         created=created,
         reference=reference,
     )

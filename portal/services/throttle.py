@@ -57,6 +57,9 @@ sso_callback_per_ip = limiter.limit(
     _setting("PORTAL_RATELIMIT_SSO_CALLBACK"),
     deduct_when=lambda response: response.status_code >= 400,
 )
+#: POSTs to a Sign-in Initiation URL, per address: each token POST costs a call to the
+#: provider's token API, and a flood of them is what a login-CSRF campaign looks like.
+sso_initiate_per_ip = limiter.limit(_setting("PORTAL_RATELIMIT_SSO_INITIATE"), methods=["POST"])
 #: *Test this configuration* starts and imports, per manager and per action.
 per_manager = limiter.limit(
     _setting("PORTAL_RATELIMIT_MANAGER"), key_func=manager_key, methods=["POST"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 from collections.abc import Mapping
@@ -22,7 +23,7 @@ from portal.sso.errors import (
     TemplateError,
     TokenMissing,
 )
-from portal.sso.fields import TOKEN_RESPONSE_SOURCE, response_source
+from portal.sso.fields import DEFAULT_REFRESH_TOKEN_BODY, TOKEN_RESPONSE_SOURCE, response_source
 from portal.sso.http import HttpClient
 from portal.sso.idtoken import JWKSCache, unverified_claims, validate_id_token
 from portal.sso.paths import PathTooCostly, search_path
@@ -71,6 +72,8 @@ class SSOConfig:
     token_method: str = "POST"
     token_headers: str = ""
     token_body: str = ""
+    #: The token request body that redeems a refresh token the platform POSTed.
+    refresh_token_body: str = DEFAULT_REFRESH_TOKEN_BODY
     access_token_path: str = "access_token"
     #: The profile requests, in order (none: the profile is the token response).
     profile_requests: tuple[ProfileRequest, ...] = ()
@@ -118,8 +121,11 @@ class TokenRequest:
     body: bytes | None
 
 
-def begin_login(config: SSOConfig) -> AuthorizationRequest:
-    """Start a sign-in: fresh state, nonce and PKCE verifier, and the login URL."""
+def begin_login(config: SSOConfig, *, login_hint: str = "") -> AuthorizationRequest:
+    """Start a sign-in: fresh state, nonce and PKCE verifier, and the login URL.
+
+    ``login_hint`` (a third-party-initiated login's) fills ``%LoginHint%`` (empty when none).
+    """
     state = secrets.token_urlsafe(32)
     nonce = secrets.token_urlsafe(32)
     code_verifier = secrets.token_urlsafe(48)
@@ -130,9 +136,35 @@ def begin_login(config: SSOConfig) -> AuthorizationRequest:
         "Nonce": nonce,
         "Scope": config.scope or "",
         "CodeChallenge": create_s256_code_challenge(code_verifier),
+        "LoginHint": login_hint,
     }
     url = render(config.login_url, Context.URL, values)
     return AuthorizationRequest(state=state, nonce=nonce, code_verifier=code_verifier, url=url)
+
+
+@dataclass(frozen=True)
+class Initiation:
+    """A third-party-initiated login (OpenID Connect Core 1.0 §4), its issuer checked."""
+
+    login_hint: str
+    #: Where the member asked to go; the caller honours it only when it is a path of the site.
+    target_link_uri: str
+
+
+def read_initiation(config: SSOConfig, params: Mapping[str, str]) -> Initiation:
+    """Check a third-party-initiated login's ``iss`` and return its hints.
+
+    ``iss`` is required, and must be the configured Issuer when one is set.
+    """
+    iss = (params.get("iss") or "").strip()
+    if not iss:
+        raise IssuerMismatch("third-party-initiated login without iss")
+    if config.issuer and iss != config.issuer:
+        raise IssuerMismatch(f"initiation iss {iss[:200]!r}, expected {config.issuer!r}")
+    return Initiation(
+        login_hint=(params.get("login_hint") or "")[:255],
+        target_link_uri=params.get("target_link_uri") or "",
+    )
 
 
 def finish_login(
@@ -161,33 +193,99 @@ def finish_login(
         seen.keep_placeholders(values)
         check_callback(config, params)
         token_doc = fetch_token_response(build_token_request(config, values), http, trace)
-        access_token = read_access_token(config, token_doc, seen, trace)
-        id_token, id_claims = read_id_token(
-            config, token_doc, nonce=nonce, http=http, jwks_cache=jwks_cache, trace=trace
+        return _result_from_token_response(
+            config,
+            token_doc,
+            nonce=nonce,
+            http=http,
+            jwks_cache=jwks_cache,
+            trace=trace,
+            seen=seen,
+            enforce_required=enforce_required,
         )
-        profile = fetch_profile(
-            config, token_doc, access_token, id_token, id_claims, http=http, trace=trace, seen=seen
-        )
-        fields = map_fields(profile, config.params)
-        result = SSOResult(
-            subject=fields["user_id"] or "",
-            violations=required_violations(fields, config.params),
-            fields=fields,
-            missing_required=[FIELD_LABEL[key] for key in ACCOUNT_FIELDS if fields[key] is None],
-            token_response=token_doc,
-            profile=profile,
-            id_token=id_token,
-            id_claims=id_claims,
-        )
-        if enforce_required and result.violations:
-            raise RequiredFieldMissing(result.violations[0])
-        return result
     except SSOError as exc:
         exc.redact(seen.variants())
         if trace is not None:
             trace.error_code, trace.error_detail = exc.code, exc.log_detail
         log.warning("SSO %s: sign-in failed: %s", config.slug, exc)
         raise
+
+
+def finish_refresh_login(
+    config: SSOConfig,
+    refresh_token: str,
+    http: HttpClient,
+    jwks_cache: JWKSCache,
+    trace: Trace | None = None,
+) -> SSOResult:
+    """Complete a sign-in the platform started by POSTing a refresh token (the iMIS shape).
+
+    The token is redeemed server to server at the Token API URL with the Refresh Token Post
+    Body; from the token response on, the steps are `finish_login`'s. An ID token in the
+    answer is checked as there, except its nonce: nobody sent one. The refresh token is
+    redacted from the trace and from any error raised.
+    """
+    seen = SignInSecrets(trace)
+    seen.keep(refresh_token)
+    try:
+        if not refresh_token.strip():
+            raise ProviderBadResponse("the platform's POST carried no refresh_token")
+        values = {
+            "RefreshToken": refresh_token,
+            "ClientID": config.client_id,
+            "ClientSecret": config.client_secret or "",
+            "BasicAuth": basic_auth(config.client_id, config.client_secret or ""),
+        }
+        seen.keep_placeholders(values)
+        request = build_token_request(
+            dataclasses.replace(config, token_method="POST", token_body=config.refresh_token_body),
+            values,
+        )
+        token_doc = fetch_token_response(request, http, trace)
+        return _result_from_token_response(
+            config, token_doc, nonce=None, http=http, jwks_cache=jwks_cache, trace=trace, seen=seen
+        )
+    except SSOError as exc:
+        exc.redact(seen.variants())
+        if trace is not None:
+            trace.error_code, trace.error_detail = exc.code, exc.log_detail
+        log.warning("SSO %s: platform-started sign-in failed: %s", config.slug, exc)
+        raise
+
+
+def _result_from_token_response(
+    config: SSOConfig,
+    token_doc: dict[str, Any],
+    *,
+    nonce: str | None,
+    http: HttpClient,
+    jwks_cache: JWKSCache,
+    trace: Trace | None,
+    seen: SignInSecrets,
+    enforce_required: bool = True,
+) -> SSOResult:
+    """Run the steps after the token request: access token, ID token, profile, fields."""
+    access_token = read_access_token(config, token_doc, seen, trace)
+    id_token, id_claims = read_id_token(
+        config, token_doc, nonce=nonce, http=http, jwks_cache=jwks_cache, trace=trace
+    )
+    profile = fetch_profile(
+        config, token_doc, access_token, id_token, id_claims, http=http, trace=trace, seen=seen
+    )
+    fields = map_fields(profile, config.params)
+    result = SSOResult(
+        subject=fields["user_id"] or "",
+        violations=required_violations(fields, config.params),
+        fields=fields,
+        missing_required=[FIELD_LABEL[key] for key in ACCOUNT_FIELDS if fields[key] is None],
+        token_response=token_doc,
+        profile=profile,
+        id_token=id_token,
+        id_claims=id_claims,
+    )
+    if enforce_required and result.violations:
+        raise RequiredFieldMissing(result.violations[0])
+    return result
 
 
 def check_callback(config: SSOConfig, params: Mapping[str, str]) -> None:
@@ -260,7 +358,7 @@ def read_id_token(
     config: SSOConfig,
     token_doc: dict[str, Any],
     *,
-    nonce: str,
+    nonce: str | None,
     http: HttpClient,
     jwks_cache: JWKSCache,
     trace: Trace | None,
@@ -268,7 +366,8 @@ def read_id_token(
     """Return the ID token and its claims, validated when the issuer and JWKS URL are set.
 
     Without them the claims are read unverified (the token came straight from the token API);
-    an OpenID sign-in whose provider is fully configured must return an ID token.
+    an OpenID sign-in whose provider is fully configured must return an ID token. A ``nonce``
+    of None (a platform-started sign-in: none was sent) skips the nonce check only.
     """
     id_token = token_doc.get("id_token")
     id_token = id_token if isinstance(id_token, str) and id_token else None

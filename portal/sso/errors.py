@@ -92,6 +92,19 @@ class IssuerMismatch(SSOError):
     default_user_message = "The sign-in response came from an unexpected identity provider."
 
 
+class PlatformStartRefused(SSOError):
+    """A refresh token was POSTed to a system that does not accept sign-ins the platform starts."""
+
+    code = "platform_start_refused"
+    page_status = 403
+    title = "Sign-in not accepted"
+    default_user_message = (
+        "This sign-in was started by another site, and this sign-in method does not accept "
+        "that. Please sign in from the Sign in page."
+    )
+    retryable = True
+
+
 class ProviderUnreachable(SSOError):
     """The identity provider could not be reached."""
 

@@ -64,13 +64,19 @@ DEFAULT_LOGIN_URL = (
     "&redirect_uri=%RedirectURL%&scope=%Scope%&state=%State%&nonce=%Nonce%"
     "&code_challenge=%CodeChallenge%&code_challenge_method=S256"
 )
+DEFAULT_REFRESH_TOKEN_BODY = (
+    "grant_type=refresh_token&refresh_token=%RefreshToken%&client_id=%ClientID%"
+    "&client_secret=%ClientSecret%"
+)
 DEFAULT_TOKEN_BODY = (
     "grant_type=authorization_code&code=%Code%&redirect_uri=%RedirectURL%"
     "&client_id=%ClientID%&client_secret=%ClientSecret%&code_verifier=%CodeVerifier%"
 )
 
 # Placeholders each request offers (the names are ``portal.sso.placeholders.PLACEHOLDERS``).
-_LOGIN_REQUEST = frozenset({"ClientID", "RedirectURL", "State", "Nonce", "Scope", "CodeChallenge"})
+_LOGIN_REQUEST = frozenset(
+    {"ClientID", "RedirectURL", "State", "Nonce", "Scope", "CodeChallenge", "LoginHint"}
+)
 _TOKEN_REQUEST = frozenset(
     {
         "ClientID",
@@ -84,6 +90,8 @@ _TOKEN_REQUEST = frozenset(
     }
 )
 _PROFILE_REQUEST = frozenset({"ClientID", "Token", "IDToken", "RefreshToken"})
+#: The token request that redeems a refresh token the platform POSTed (a sign-in it started).
+_REFRESH_REQUEST = frozenset({"RefreshToken", "ClientID", "ClientSecret", "BasicAuth"})
 #: Documents a template may read values from with ``%Source:<JMESPath>%``.
 TOKEN_RESPONSE_SOURCE = "TokenResponse"
 
@@ -280,6 +288,27 @@ FIELDS: dict[str, Field] = {
             BODY,
             default=DEFAULT_TOKEN_BODY,
             placeholders=_TOKEN_REQUEST,
+            preset=True,
+            binds_secret=True,
+            engine=True,
+            types=_OAUTH2,
+        ),
+        # A sign-in the platform starts by POSTing a refresh token carries no state, so a
+        # system accepts one only when the manager opts in (login CSRF: docs/security.md).
+        Field(
+            "platform_start",
+            "Accept sign-ins started by the platform",
+            FLAG,
+            default=False,
+            preset=True,
+            types=_OAUTH2,
+        ),
+        Field(
+            "refresh_token_body",
+            "Refresh Token Post Body",
+            BODY,
+            default=DEFAULT_REFRESH_TOKEN_BODY,
+            placeholders=_REFRESH_REQUEST,
             preset=True,
             binds_secret=True,
             engine=True,

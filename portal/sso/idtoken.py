@@ -152,7 +152,7 @@ def validate_id_token(
     *,
     issuer: str,
     client_id: str,
-    nonce: str,
+    nonce: str | None,
     jwks_url: str,
     http: HttpClient,
     jwks_cache: JWKSCache | None = None,
@@ -160,10 +160,15 @@ def validate_id_token(
     leeway: int = 60,
     trace: Trace | None = None,
 ) -> dict[str, Any]:
-    """Verify an ID token and return its claims, or raise IDTokenInvalid."""
+    """Verify an ID token and return its claims, or raise IDTokenInvalid.
+
+    ``nonce`` None is a token redeemed from a refresh token the platform POSTed: no
+    authorization request sent a nonce, so there is none to check (every other claim is).
+    An empty nonce is refused.
+    """
     cache = jwks_cache or _process_cache
     allowed = [alg for alg in algorithms if alg.lower() != "none"]
-    if not nonce:
+    if nonce is not None and not nonce:
         raise IDTokenInvalid("no nonce to check the token against")
     kid = _check_header(id_token, allowed)
     token = _check_signature(id_token, kid, allowed, jwks_url, http, cache, trace)
@@ -230,18 +235,19 @@ def _check_signature(
 
 
 def _check_claims(
-    claims: dict[str, Any], *, issuer: str, client_id: str, nonce: str, leeway: int
+    claims: dict[str, Any], *, issuer: str, client_id: str, nonce: str | None, leeway: int
 ) -> None:
     """Check iss, aud, nonce, sub, exp, iat and azp; an error names a claim, never its value."""
-    registry = jwt.JWTClaimsRegistry(
-        leeway=leeway,
-        iss={"essential": True, "value": issuer},
-        aud={"essential": True, "value": client_id},
-        nonce={"essential": True, "value": nonce},
-        sub={"essential": True},
-        exp={"essential": True},
-        iat={"essential": True},
-    )
+    checks: dict[str, Any] = {
+        "iss": {"essential": True, "value": issuer},
+        "aud": {"essential": True, "value": client_id},
+        "sub": {"essential": True},
+        "exp": {"essential": True},
+        "iat": {"essential": True},
+    }
+    if nonce is not None:
+        checks["nonce"] = {"essential": True, "value": nonce}
+    registry = jwt.JWTClaimsRegistry(leeway=leeway, **checks)
     try:
         registry.validate(claims)
     except ExpiredTokenError:

@@ -32,6 +32,7 @@ PLACEHOLDERS: frozenset[str] = frozenset(
         "IDToken",
         "RefreshToken",
         "ReturnToURL",
+        "LoginHint",
     }
 )
 

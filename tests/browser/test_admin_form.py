@@ -75,12 +75,21 @@ def test_manager_adds_an_authentication_system_by_its_labels(
     expect(redirect).to_have_value(expected_redirect)
     expect(redirect).to_have_value(re.compile(r"/sso/acme-members/callback$"))
     expect(redirect).not_to_be_editable()
-    # Its name changes to "Copied" for a moment: match both, or the locator loses it.
-    copy = page.get_by_role("button", name=re.compile(r"^Cop(y|ied)$"))
+    # Each generated address has its own Copy button (the button beside the address).
+    copy = page.locator('button[data-copy-target="redirect_url"]')
     expect(copy).to_be_visible()
     copy.click()
     expect(copy).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == expected_redirect
+    # Beside it, the Sign-in Initiation URL, generated and copied the same way.
+    initiate = page.get_by_label("Sign-in Initiation URL")
+    expected_initiate = f"{live_server.url}/sso/acme-members/initiate"
+    expect(initiate).to_have_value(expected_initiate)
+    expect(initiate).not_to_be_editable()
+    copy_initiate = page.locator('button[data-copy-target="initiate_url"]')
+    copy_initiate.click()
+    expect(copy_initiate).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == expected_initiate
 
     page.get_by_label("Client ID").fill("acme-portal")
     page.get_by_label("Client Secret").fill(SECRET)

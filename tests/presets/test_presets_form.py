@@ -84,7 +84,10 @@ def test_a_completed_preset_saves_and_reads_back(app, preset):
         defaults = {"token_method": "POST"}
         if preset.type != TYPE_PERSONIFY:
             defaults["access_token_path"] = "access_token"
-        assert data[field] == (value or defaults.get(field, ""))
+        if isinstance(value, bool):  # a flag (Accept sign-ins started by the platform)
+            assert data[field] is value, field
+        else:
+            assert data[field] == (value or defaults.get(field, "")), field
     assert data["params"] == filled.param_values()
 
 

@@ -320,3 +320,20 @@ def test_azp_naming_us_passes(check, make_id_token):
     """azp equal to the client id is fine, with one audience or several."""
     assert check(make_id_token(aud="client-1", azp="client-1"))["azp"] == "client-1"
     assert check(make_id_token(aud=["client-1", "x"], azp="client-1"))["sub"] == "user-42"
+
+
+def test_a_token_redeemed_from_a_platform_refresh_token_is_checked_without_a_nonce(
+    check, make_id_token
+):
+    """nonce=None (no authorization request sent one) skips the nonce only: a token without
+    one passes, and a wrong issuer is still refused."""
+    assert check(make_id_token(nonce=None), nonce=None)["sub"] == "user-42"
+    with pytest.raises(IDTokenInvalid) as info:
+        check(make_id_token(nonce=None, iss="https://evil.example"), nonce=None)
+    assert "iss" in info.value.reason
+
+
+def test_an_empty_nonce_is_still_refused(check, make_id_token):
+    """Only None skips the nonce check: an empty expected nonce refuses every token."""
+    with pytest.raises(IDTokenInvalid):
+        check(make_id_token(), nonce="")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from portal.sso.fields import DEFAULT_TOKEN_BODY
+from portal.sso.fields import DEFAULT_REFRESH_TOKEN_BODY, DEFAULT_TOKEN_BODY
 
 #: A client secret distinctive enough to search pages, logs and columns for.
 SECRET = 'Plain-Secret-7Qx9+/=&"end'
@@ -24,6 +24,7 @@ def valid_form_data() -> dict[str, Any]:
         "token_method": "POST",
         "token_headers": "Accept: application/json",
         "token_body": DEFAULT_TOKEN_BODY,
+        "refresh_token_body": DEFAULT_REFRESH_TOKEN_BODY,
         "access_token_path": "access_token",
         "profile_url": "https://idp.acme.test/userinfo",
         "profile_headers": "Authorization: Bearer %Token%",
@@ -53,7 +54,8 @@ def secret_bound_fields(form_data: dict[str, Any]) -> dict[str, Any]:
     is bound to changes).
     """
     return {
-        key: form_data[key] for key in ("client_id", "token_url", "token_headers", "token_body")
+        key: form_data[key]
+        for key in ("client_id", "token_url", "token_headers", "token_body", "refresh_token_body")
     }
 
 
