@@ -154,7 +154,8 @@ def _finish_sso_sign_in(signed_in: SignIn, *, platform_started: bool = False):
     CSRF): the landing page says whose session this is, and that it replaced another.
     """
     system = signed_in.system
-    previous = current_user.get_id() if current_user.is_authenticated else None
+    # Who this browser was signed in as (the session names "<id>:<generation>").
+    previous = current_user.get_id().partition(":")[0] if current_user.is_authenticated else None
     # The account and the sign-in's audit event are committed: now the session.
     start_session(signed_in.user, stamp=False)
     if platform_started:

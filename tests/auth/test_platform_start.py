@@ -122,6 +122,19 @@ def test_a_token_post_replaces_whoever_was_signed_in_and_says_so(imis, client, a
     )
 
 
+def test_a_token_post_for_the_member_already_signed_in_ends_no_other_session(imis, client):
+    """The same member again (a second click on the platform's link): no other session ended."""
+    assert _post_token(client, imis, imis.idp.issue_refresh_token("jdoe")).status_code == 302
+    client.get("/")  # the first landing page shows its message
+
+    resp = _post_token(client, imis, imis.idp.issue_refresh_token("jdoe"))
+
+    assert resp.status_code == 302
+    page = client.get("/").get_data(as_text=True)
+    assert "You are now signed in as Jane Doe." in page
+    assert "earlier session" not in page
+
+
 def test_a_token_post_to_a_system_that_did_not_opt_in_is_refused_and_writes_nothing(
     imis, client, logs
 ):
