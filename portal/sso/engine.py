@@ -18,7 +18,6 @@ from portal.sso.errors import (
     ProviderBadResponse,
     ProviderError,
     RequiredFieldMissing,
-    SSOError,
     SubjectMismatch,
     TemplateError,
     TokenMissing,
@@ -188,7 +187,7 @@ def finish_login(
     must-supply field does not raise: ``SSOResult.violations`` lists them instead.
     """
     seen = SignInSecrets(trace)
-    try:
+    with seen.failures_reported(log, config.slug, "sign-in"):
         values = _token_request_values(config, params, nonce=nonce, code_verifier=code_verifier)
         seen.keep_placeholders(values)
         check_callback(config, params)
@@ -203,12 +202,6 @@ def finish_login(
             seen=seen,
             enforce_required=enforce_required,
         )
-    except SSOError as exc:
-        exc.redact(seen.variants())
-        if trace is not None:
-            trace.error_code, trace.error_detail = exc.code, exc.log_detail
-        log.warning("SSO %s: sign-in failed: %s", config.slug, exc)
-        raise
 
 
 def finish_refresh_login(
@@ -227,7 +220,7 @@ def finish_refresh_login(
     """
     seen = SignInSecrets(trace)
     seen.keep(refresh_token)
-    try:
+    with seen.failures_reported(log, config.slug, "platform-started sign-in"):
         if not refresh_token.strip():
             raise ProviderBadResponse("the platform's POST carried no refresh_token")
         values = {
@@ -245,12 +238,6 @@ def finish_refresh_login(
         return _result_from_token_response(
             config, token_doc, nonce=None, http=http, jwks_cache=jwks_cache, trace=trace, seen=seen
         )
-    except SSOError as exc:
-        exc.redact(seen.variants())
-        if trace is not None:
-            trace.error_code, trace.error_detail = exc.code, exc.log_detail
-        log.warning("SSO %s: platform-started sign-in failed: %s", config.slug, exc)
-        raise
 
 
 def _result_from_token_response(

@@ -78,7 +78,6 @@ from portal.sso.errors import (
     ProviderBadResponse,
     ProviderHTTPError,
     RequiredFieldMissing,
-    SSOError,
     SubjectMismatch,
 )
 from portal.sso.http import HttpClient, HttpResponse
@@ -623,7 +622,7 @@ def finish_personify_login(
     if config.data_services_password:
         pair = f"{config.data_services_username}:{config.data_services_password}"
         _keep_secrets(seen, pair, data_services_basic(config))
-    try:
+    with seen.failures_reported(log, config.slug, "Personify sign-in"):
         customer_token = decrypt_customer_token(ct, config.vendor_password, config.vendor_block)
         _keep_secrets(seen, customer_token)
         token = validate_customer_token(config, customer_token, http, trace)
@@ -643,12 +642,6 @@ def finish_personify_login(
         if trace is not None:
             trace.profile = trace.redact_doc(profile)
         return profile
-    except SSOError as exc:
-        exc.redact(seen.variants())
-        if trace is not None:
-            trace.error_code, trace.error_detail = exc.code, exc.log_detail
-        log.warning("SSO %s: Personify sign-in failed: %s", config.slug, exc)
-        raise
 
 
 def personify_result(

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from portal.sso.errors import REDACTED
+from portal.sso.errors import REDACTED, SSOError
 
 #: Placeholders whose values are secret: redacted in traces and error messages.
 SECRET_PLACEHOLDERS: tuple[str, ...] = (
@@ -181,3 +183,18 @@ class SignInSecrets:
     def variants(self) -> set[str]:
         """Return every registered secret in each of its encoded forms."""
         return set().union(*(secret_variants(v) for v in self.values))
+
+    @contextmanager
+    def failures_reported(self, logger: logging.Logger, slug: str, what: str) -> Iterator[None]:
+        """Report an SSOError raised inside: redacted, noted on the trace, logged, re-raised.
+
+        The log line reads ``SSO <slug>: <what> failed: <error>``.
+        """
+        try:
+            yield
+        except SSOError as exc:
+            exc.redact(self.variants())
+            if self.trace is not None:
+                self.trace.error_code, self.trace.error_detail = exc.code, exc.log_detail
+            logger.warning("SSO %s: %s failed: %s", slug, what, exc)
+            raise
