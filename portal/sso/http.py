@@ -28,7 +28,6 @@ from httpcore._backends.sync import SyncStream
 
 from portal.sso.errors import (
     ProviderAddressRefused,
-    ProviderBadResponse,
     ProviderTimeout,
     ProviderUnreachable,
     ResponseTooLarge,
@@ -159,23 +158,15 @@ class PinnedBackend(httpcore.NetworkBackend):
         time.sleep(seconds)
 
 
-class _PinnedTransport(httpx.HTTPTransport):
-    """httpx's transport with its connection pool built on `PinnedBackend`.
-
-    httpx.HTTPTransport takes no network backend, so the pool it builds is replaced by the
-    same pool (same limits, TLS context and no retries) with ours.
-    """
-
-    def __init__(self, settings: HttpSettings) -> None:
-        super().__init__(verify=settings.verify, trust_env=False)
-        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=settings.verify, trust_env=False),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=5.0,
-            network_backend=PinnedBackend(settings.policy),
-        )
+def _pinned_pool(settings: HttpSettings) -> httpcore.ConnectionPool:
+    """Return a keep-alive connection pool (no retries) connecting through `PinnedBackend`."""
+    return httpcore.ConnectionPool(
+        ssl_context=httpx.create_ssl_context(verify=settings.verify, trust_env=False),
+        max_connections=100,
+        max_keepalive_connections=20,
+        keepalive_expiry=5.0,
+        network_backend=PinnedBackend(settings.policy),
+    )
 
 
 @dataclass(frozen=True)
@@ -183,7 +174,8 @@ class HttpResponse:
     """A fully read response."""
 
     status: int
-    headers: httpx.Headers
+    #: Header names in lower case; a repeated header's values joined with ", ".
+    headers: dict[str, str]
     content: bytes
     elapsed_ms: float
 
@@ -195,12 +187,7 @@ class HttpResponse:
 
 def _host(url: str) -> str:
     """Return scheme://host[:port] of a URL: paths and queries may carry codes or secrets."""
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError, ValueError):
-        return "<invalid URL>"
-    port = f":{parsed.port}" if parsed.port else ""
-    return f"{parsed.scheme}://{parsed.host}{port}"
+    return _parse(url)[1]
 
 
 class _RedactHttpxLogs(logging.Filter):
@@ -223,25 +210,27 @@ for _name in ("httpx", "httpcore.http11", "httpcore.http2"):
 
 
 class HttpClient:
-    """A pooled httpx client bound to one set of settings."""
+    """A pooled HTTP/1.1 client bound to one set of settings.
+
+    It drives httpcore's connection pool directly: a provider call needs none of httpx's
+    client layer (cookies, auth flows, redirects, decoders), which cost about as much CPU as
+    the pool itself. It asks for no content coding (``Accept-Encoding: identity``), so the
+    size cap counts the bytes that are used, and there is nothing to decompress.
+    """
 
     def __init__(self, settings: HttpSettings) -> None:
         self.settings = settings
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(
-                connect=settings.connect_timeout,
-                read=settings.read_timeout,
-                write=settings.read_timeout,
-                pool=settings.connect_timeout,
-            ),
-            follow_redirects=False,
-            transport=_PinnedTransport(settings),
-            trust_env=False,
-        )
+        self._pool = _pinned_pool(settings)
+        self._timeouts = {
+            "connect": settings.connect_timeout,
+            "read": settings.read_timeout,
+            "write": settings.read_timeout,
+            "pool": settings.connect_timeout,
+        }
 
     def close(self) -> None:
         """Close the pooled connections."""
-        self._client.close()
+        self._pool.close()
 
     def request(
         self,
@@ -254,11 +243,13 @@ class HttpClient:
     ) -> HttpResponse:
         """Send a request and read the whole (capped) response."""
         started = time.monotonic()
-        host = _host(url)
+        target, host = _parse(url)
         status: int | None = None
         content_type: str | None = None
         try:
-            response = self._send(method, url, headers, body, host)
+            if target is None:
+                raise ProviderUnreachable(f"{host}: invalid or unsupported URL")
+            response = self._send(method, target, headers, body, host)
             status = response.status
             content_type = response.content_type
         except SSOError as exc:
@@ -285,7 +276,7 @@ class HttpClient:
     def _send(
         self,
         method: str,
-        url: str,
+        url: httpcore.URL,
         headers: Sequence[tuple[str, str]],
         body: bytes | None,
         host: str,
@@ -293,20 +284,27 @@ class HttpClient:
         cap = self.settings.max_bytes
         # Header values may hold non-ASCII text a template produced: send them as UTF-8.
         raw_headers = [(name.encode("ascii"), value.encode("utf-8")) for name, value in headers]
+        given = {name.lower() for name, _value in raw_headers}
+        raw_headers += [default for default in _DEFAULT_HEADERS if default[0] not in given]
         started = time.monotonic()
         total = self.settings.total_timeout
         deadline = started + total
         token = _deadline.set(deadline)
         try:
-            with self._client.stream(
-                method.upper(), url, headers=raw_headers, content=body
+            with self._pool.stream(
+                method.upper(),
+                url,
+                headers=raw_headers,
+                content=body,
+                extensions={"timeout": self._timeouts},
             ) as response:
-                declared = response.headers.get("content-length", "")
+                received = _headers(response.headers)
+                declared = received.get("content-length", "")
                 if declared.isdigit() and int(declared) > cap:
                     raise ResponseTooLarge(f"{host} declared {declared} bytes (cap {cap})")
                 chunks: list[bytes] = []
                 size = 0
-                for chunk in response.iter_bytes():
+                for chunk in response.iter_stream():
                     if time.monotonic() >= deadline:
                         raise ProviderTimeout(f"{host}: total deadline of {total:g} s passed")
                     size += len(chunk)
@@ -314,27 +312,65 @@ class HttpClient:
                         raise ResponseTooLarge(f"{host} sent more than {cap} bytes")
                     chunks.append(chunk)
                 return HttpResponse(
-                    status=response.status_code,
-                    headers=response.headers,
+                    status=response.status,
+                    headers=received,
                     content=b"".join(chunks),
                     elapsed_ms=(time.monotonic() - started) * 1000,
                 )
         except AddressRefused as exc:
             raise ProviderAddressRefused(f"{host}: {exc}") from None
-        except httpx.TimeoutException as exc:
+        except httpcore.TimeoutException as exc:
             if time.monotonic() >= deadline:
                 raise ProviderTimeout(f"{host}: total deadline of {total:g} s passed") from None
             raise ProviderTimeout(f"{host}: {type(exc).__name__}") from None
-        except httpx.UnsupportedProtocol:
+        except httpcore.UnsupportedProtocol:
             raise ProviderUnreachable(f"{host}: unsupported URL scheme") from None
-        except (httpx.InvalidURL, UnicodeEncodeError):
+        except (httpcore.LocalProtocolError, UnicodeEncodeError):
             raise ProviderUnreachable(f"{host}: invalid URL or header") from None
-        except httpx.TransportError as exc:
+        except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.ProxyError) as exc:
             raise ProviderUnreachable(f"{host}: {type(exc).__name__}") from None
-        except httpx.DecodingError:
-            raise ProviderBadResponse(f"{host}: undecodable content encoding") from None
         finally:
             _deadline.reset(token)
+
+
+#: Sent unless a template sets them: no content coding (nothing to decompress, and the size
+#: cap counts what is used), any media type, and a product name some APIs require.
+_DEFAULT_HEADERS = (
+    (b"accept", b"*/*"),
+    (b"accept-encoding", b"identity"),
+    (b"user-agent", b"Portal"),
+)
+
+
+def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Return response headers by lower-case name; a repeated header's values joined."""
+    found: dict[str, str] = {}
+    for name, value in raw:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        found[key] = f"{found[key]}, {text}" if key in found else text
+    return found
+
+
+def _parse(url: str) -> tuple[httpcore.URL | None, str]:
+    """Return an http(s) URL's request target (None for any other) and its scheme://host[:port].
+
+    httpx's parser normalises the URL (IDNA host, percent-encoding) as an httpx client
+    would; the host part is all that logs and errors name (a path or query may carry a
+    code or a secret).
+    """
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return None, "<invalid URL>"
+    port = f":{parsed.port}" if parsed.port else ""
+    host = f"{parsed.scheme}://{parsed.host}{port}"
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        return None, host
+    target = httpcore.URL(
+        scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path
+    )
+    return target, host
 
 
 _clients: dict[HttpSettings, HttpClient] = {}

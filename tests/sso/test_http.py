@@ -65,6 +65,41 @@ def test_request_sends_method_headers_and_body(http, serve, app):
     assert seen["headers"]["X-Name"].encode("latin-1").decode("utf-8") == "Zoë"
 
 
+def test_request_asks_for_plain_content_and_names_itself(http, serve, app):
+    """Without a template's own headers, a call asks for no content coding and says who it is."""
+    app.routes["/echo"] = lambda r: json_response({})
+    server = serve(app)
+    http.request("GET", server.url + "/echo")
+    (seen,) = app.requests
+    assert seen["headers"]["Accept-Encoding"] == "identity"
+    assert seen["headers"]["User-Agent"] == "Portal"
+    assert seen["headers"]["Host"] == server.url.split("://", 1)[1]
+
+
+def test_template_headers_replace_the_defaults(http, serve, app):
+    """A header the template sets (any case) is sent once, with the template's value."""
+    app.routes["/echo"] = lambda r: json_response({})
+    server = serve(app)
+    http.request("GET", server.url + "/echo", headers=[("user-agent", "AMS-Client/2")])
+    (seen,) = app.requests
+    assert seen["headers"]["User-Agent"] == "AMS-Client/2"
+
+
+def test_compressed_answer_is_not_inflated(http, serve, app):
+    """A provider that gzips anyway gets no decompression: a small bomb stays small."""
+    import gzip
+
+    bomb = gzip.compress(b"0" * 5_000_000)
+    app.routes["/bomb"] = lambda r: Response(
+        bomb, content_type="application/json", headers={"Content-Encoding": "gzip"}
+    )
+    server = serve(app)
+    resp = http.request("GET", server.url + "/bomb")
+    assert resp.content == bomb
+    with pytest.raises(ProviderBadResponse):
+        parse_json_or_form(resp, allow_form=False)
+
+
 def test_form_encoded_token_response_is_accepted_when_allowed(http, serve, app):
     """A form-encoded answer parses when allowed and is refused otherwise."""
     app.routes["/form"] = lambda r: Response(
