@@ -86,6 +86,7 @@ def _init_extensions(app: Flask) -> None:
     from portal import ratelimit_storage  # noqa: F401  (registers portal-memory://)
 
     limiter.init_app(app)
+    _drop_middleware_limit_check(app, limiter)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to see this page."
@@ -99,6 +100,22 @@ def _init_extensions(app: Flask) -> None:
     from portal.auth import sessions
 
     sessions.init_app(app)
+
+
+def _drop_middleware_limit_check(app: Flask, limiter: Any) -> None:
+    """Remove Flask-Limiter's before-request check when nothing is left for it to check.
+
+    Every Portal limit is a route decorator (`portal/services/throttle.py`), which checks
+    its own limits when the view runs. The before-request hook Flask-Limiter also installs
+    evaluates default and application-wide limits only, and Portal configures neither; run
+    on every request, it resolved an empty list at about a tenth of a millisecond each time.
+    """
+    manager = limiter.limit_manager
+    if manager.default_limits or manager.application_limits:
+        return
+    hooks = app.before_request_funcs.get(None, [])
+    if limiter._check_request_limit in hooks:
+        hooks.remove(limiter._check_request_limit)
 
 
 def _register_blueprints(app: Flask) -> None:
