@@ -14,9 +14,11 @@ time is written at most once a minute, so the cookie isn't re-signed on every re
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask, current_app, flash, g, request, session
+from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user, logout_user
 
 from portal.extensions import db, login_manager
@@ -42,6 +44,26 @@ def now() -> float:
 #: Every signed-in request loads its user: one statement built once (``Session.get`` builds
 #: its query per call).
 _USER_BY_ID = sa.select(User).where(User.id == sa.bindparam("user_id"))
+
+
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with the signing serializer built once per key.
+
+    Flask builds a new serializer to read the cookie and another to write it, on every
+    request; it depends only on the secret key (and its fallbacks), so it is kept until
+    those change.
+    """
+
+    _built: tuple[tuple[Any, ...], Any] | None = None
+
+    def get_signing_serializer(self, app: Flask) -> Any:
+        key = (app.secret_key, tuple(app.config.get("SECRET_KEY_FALLBACKS") or ()))
+        built = self._built
+        if built is not None and built[0] == key:
+            return built[1]
+        serializer = super().get_signing_serializer(app)
+        self._built = (key, serializer)
+        return serializer
 
 
 def load_user(token: str) -> User | None:
@@ -119,5 +141,6 @@ def _duration(seconds: int) -> str:
 def init_app(app: Flask) -> None:
     """Load users by id and generation, and end idle or expired sessions before each request."""
     login_manager.user_loader(load_user)
+    app.session_interface = CookieSessions()
     # Registered before the blueprints, so it runs before their own request checks.
     app.before_request(end_expired_session)
