@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from flask import current_app
 
@@ -12,6 +14,12 @@ class SecretUnreadable(RuntimeError):
 
 def _fernet(keys: list[str] | None = None) -> MultiFernet:
     keys = keys if keys is not None else current_app.config["PORTAL_ENCRYPTION_KEYS"]
+    return _fernet_of(tuple(keys))
+
+
+@functools.lru_cache(maxsize=8)
+def _fernet_of(keys: tuple[str | bytes, ...]) -> MultiFernet:
+    """Return the MultiFernet of a key list, built once (each sign-in encrypts and decrypts)."""
     return MultiFernet([Fernet(k.encode() if isinstance(k, str) else k) for k in keys])
 
 
@@ -31,6 +39,24 @@ def decrypt_secret(token: str, keys: list[str] | None = None) -> str:
             "A stored secret cannot be decrypted with PORTAL_ENCRYPTION_KEYS; "
             "keep the old key in the list until rotate-secrets has run."
         ) from exc
+
+
+def secret_readable(token: str) -> bool:
+    """Tell whether a configured key decrypts ``token``, remembered per token and key list.
+
+    A sign-in's start only needs to know that the callback will be able to read the client
+    secret; decrypting it on every start would cost a Fernet decryption each time.
+    """
+    return _readable(token, tuple(current_app.config["PORTAL_ENCRYPTION_KEYS"]))
+
+
+@functools.lru_cache(maxsize=256)
+def _readable(token: str, keys: tuple[str | bytes, ...]) -> bool:
+    try:
+        decrypt_secret(token, list(keys))
+    except SecretUnreadable:
+        return False
+    return True
 
 
 def rotate_secret(token: str, keys: list[str] | None = None) -> str:

@@ -26,7 +26,12 @@ from portal.services.login_attempts import (
     read_verifier,
     record_login_attempt,
 )
-from portal.services.secrets import SecretUnreadable, decrypt_secret, encrypt_secret
+from portal.services.secrets import (
+    SecretUnreadable,
+    decrypt_secret,
+    encrypt_secret,
+    secret_readable,
+)
 from portal.services.settings_snapshot import (
     SystemSettings,
     settings_of,
@@ -181,7 +186,11 @@ def start_sso_login(
     compiled = settings_of(system)
     if compiled.personify_config is not None:
         return _start_personify_login(compiled, browser_key, next_path, is_test)
-    attempt = begin_login(build_sso_config(system), login_hint=login_hint)
+    # The login URL never carries the client secret (begin_login has no such placeholder):
+    # only check, once per stored secret, that the callback will be able to read it.
+    if not secret_readable(compiled.client_secret_encrypted):
+        raise SettingsUnreadable("client secret not decryptable with PORTAL_ENCRYPTION_KEYS")
+    attempt = begin_login(compiled.sso_config, login_hint=login_hint)
     record_login_attempt(
         system,
         state=attempt.state,

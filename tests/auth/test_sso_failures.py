@@ -246,3 +246,19 @@ def test_unreadable_client_secret_ends_on_the_error_page(provider, client, logs)
     resp = client.get(f"/sso/{provider.slug}/login")
     assert resp.status_code == 502
     assert_failure_page(resp, logs, "not available right now", "settings_unreadable", [])
+
+
+def test_secret_replaced_by_an_unreadable_one_is_refused_at_the_next_start(provider, client, logs):
+    """The start remembers which stored secrets decrypt: a new, unreadable one is not among them."""
+    from cryptography.fernet import Fernet
+
+    from portal.services.secrets import encrypt_secret
+
+    assert client.get(f"/sso/{provider.slug}/login").status_code == 302
+    provider.system.client_secret_encrypted = encrypt_secret(
+        "x", keys=[Fernet.generate_key().decode()]
+    )
+    db.session.commit()
+    resp = client.get(f"/sso/{provider.slug}/login")
+    assert resp.status_code == 502
+    assert_failure_page(resp, logs, "not available right now", "settings_unreadable", [])
