@@ -40,9 +40,7 @@ def _configure(app: Flask, test_config: dict[str, Any] | None) -> None:
     if test_config:
         app.config.update(test_config)
     if str(app.config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"):
-        # A local file: no connection to go stale, so no liveness query per checkout.
         options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
-        options["pool_pre_ping"] = False
         # The most recently used connection first: its page cache is the warm one.
         options["pool_use_lifo"] = True
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options

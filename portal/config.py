@@ -153,8 +153,9 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         # statement, never its values, which can be a state, a verifier or a token.
         # max_overflow: room for every thread of a gunicorn worker (gunicorn.conf.py runs 16)
         # to hold a connection at once, so none waits for one.
+        # No pool_pre_ping: a server connection idle in the pool is pinged before use instead
+        # (portal/database.py), not every checkout.
         "SQLALCHEMY_ENGINE_OPTIONS": {
-            "pool_pre_ping": True,
             "hide_parameters": True,
             "max_overflow": 20,
         },

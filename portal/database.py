@@ -10,11 +10,13 @@ the one before it instead of failing with "database is locked".
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 
 from portal.extensions import db
 
@@ -63,9 +65,47 @@ class _WriterQueue:
             self._lock.release()
 
 
+#: A pooled server connection idle longer than this is checked before use (seconds).
+IDLE_PING_SECONDS = 10.0
+_IDLE_SINCE = "portal.idle_since"
+
+
+def _note_idle(_dbapi_connection: Any, record: Any, *_args: Any) -> None:
+    """Remember when a connection was made or came back to the pool."""
+    record.info[_IDLE_SINCE] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Check a connection that sat idle in the pool before handing it out.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: four round trips per sign-in
+    on PostgreSQL. A connection used a moment ago is alive; one that sat idle long enough
+    for the server (or a proxy, or a restart) to drop it is pinged, and a dead one is
+    replaced, as pre-ping would.
+    """
+    since = record.info.get(_IDLE_SINCE)
+    if since is not None and time.monotonic() - since < IDLE_PING_SECONDS:
+        return
+    try:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT 1")
+        finally:
+            cursor.close()
+        dbapi_connection.rollback()
+    except Exception as exc:  # noqa: BLE001  (any failure: the pool discards it and reconnects)
+        raise DisconnectionError(f"idle connection failed its ping: {type(exc).__name__}") from exc
+
+
 def tune_engine(engine: Engine) -> None:
-    """Install the SQLite pragmas and the writer queue on ``engine`` (no-op elsewhere)."""
-    if engine.dialect.name != "sqlite" or event.contains(engine, "connect", _tune_sqlite):
+    """Install the SQLite pragmas and the writer queue, or the idle-connection ping."""
+    if engine.dialect.name != "sqlite":
+        if not event.contains(engine.pool, "checkout", _ping_if_idle):
+            event.listen(engine.pool, "connect", _note_idle)
+            event.listen(engine.pool, "checkin", _note_idle)
+            event.listen(engine.pool, "checkout", _ping_if_idle)
+        return
+    if event.contains(engine, "connect", _tune_sqlite):
         return
     event.listen(engine, "connect", _tune_sqlite)
     queue = _WriterQueue()
