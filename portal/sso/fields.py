@@ -461,6 +461,15 @@ FIELDS: dict[str, Field] = {
             choices=LOGIN_MODES,
             invalid_choice="Choose one of the Alternate Login modes.",
         ),
+        # Issue 9 item 4: the association signs its deprovisioning webhook with this
+        # (HMAC-SHA256, docs/membership-lifecycle.md); it is never sent anywhere.
+        Field(
+            "webhook_secret",
+            "Webhook Signing Secret",
+            SECRET,
+            length=256,
+            exported=False,
+        ),
         Field("onboarding_team_id", "Onboarding Team", TEAM, default=None),
         Field("enabled", "Enabled", FLAG, default=False),
         Field("trusts_email", "This provider verifies email addresses", FLAG, default=False),
