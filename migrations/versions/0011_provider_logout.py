@@ -55,6 +55,31 @@ def upgrade():
     op.create_index(
         op.f("ix_provider_session_ends_ended_at"), "provider_session_ends", ["ended_at"]
     )
+    op.create_table(
+        "provider_sessions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("auth_system_id", sa.Integer(), nullable=False),
+        sa.Column("sid", sa.String(length=255), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("signed_in_at", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["auth_system_id"],
+            ["auth_systems.id"],
+            name=op.f("fk_provider_sessions_auth_system_id_auth_systems"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_provider_sessions_user_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_provider_sessions")),
+    )
+    op.create_index(
+        "ix_provider_sessions_system_sid", "provider_sessions", ["auth_system_id", "sid"]
+    )
+    op.create_index(op.f("ix_provider_sessions_user_id"), "provider_sessions", ["user_id"])
     # Plain ADD COLUMNs: on SQLite a batch rebuild would drop AUTOINCREMENT (ids never reused).
     op.add_column(
         "auth_systems",
@@ -70,6 +95,9 @@ def downgrade():
     with op.batch_alter_table("identities", schema=None) as batch_op:
         batch_op.drop_column("disabled_at")
     op.drop_column("auth_systems", "webhook_secret_encrypted")
+    op.drop_index(op.f("ix_provider_sessions_user_id"), table_name="provider_sessions")
+    op.drop_index("ix_provider_sessions_system_sid", table_name="provider_sessions")
+    op.drop_table("provider_sessions")
     op.drop_index(op.f("ix_provider_session_ends_ended_at"), table_name="provider_session_ends")
     op.drop_index(op.f("ix_provider_session_ends_user_id"), table_name="provider_session_ends")
     op.drop_table("provider_session_ends")

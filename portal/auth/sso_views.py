@@ -9,11 +9,18 @@ from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
 from portal.auth import bp
-from portal.auth.sessions import AFTER_PROFILE, ID_TOKEN, PENDING_LINK, SYSTEM_ID
+from portal.auth.sessions import (
+    AFTER_PROFILE,
+    ID_TOKEN,
+    PENDING_LINK,
+    PROVIDER_SID,
+    PROVIDER_SINCE,
+    SYSTEM_ID,
+)
 from portal.auth.views import sign_in_paused, start_session
 from portal.errors import render_error
 from portal.extensions import csrf
-from portal.services import audit, throttle
+from portal.services import audit, provider_logout, throttle
 from portal.services.account_resolution import LinkConfirmationRequired
 from portal.services.login_attempts import (
     StateOfTestRun,
@@ -41,6 +48,7 @@ from portal.services.sso_login import (
 from portal.services.sso_testing import complete_test_login, record_failed_test_run
 from portal.sso.errors import SSOError
 from portal.sso.fields import TYPE_OAUTH2
+from portal.sso.logout_token import provider_sid
 from portal.sso.profile_fields import FIELD_LABEL
 from portal.urls import safe_next, site_path
 
@@ -173,6 +181,12 @@ def _finish_sso_sign_in(signed_in: SignIn, *, platform_started: bool = False):
         " created" if signed_in.created else "",
     )
     session[SYSTEM_ID] = system.id
+    # Back-channel logout may name this session by the provider's sid (provider_logout.py).
+    session[PROVIDER_SINCE] = provider_logout.now()
+    sid = provider_sid(signed_in.id_token)
+    if sid:
+        session[PROVIDER_SID] = sid
+        provider_logout.record_provider_session(signed_in.user, system.id, sid)
     sealed = seal_id_token(signed_in.id_token)
     if sealed:
         session[ID_TOKEN] = sealed

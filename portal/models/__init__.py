@@ -5,7 +5,7 @@ from portal.models.auth_system import AuthSystem, ProfileParamRow, ProfileReques
 from portal.models.content import ContentItem, content_groups
 from portal.models.group import GroupMappingSettings, GroupMembership, GroupRule, MemberGroup
 from portal.models.identity import Identity, LoginAttempt
-from portal.models.lifecycle import ProviderSessionEnd, UsedToken
+from portal.models.lifecycle import ProviderSession, ProviderSessionEnd, UsedToken
 from portal.models.settings_version import SettingsVersion
 from portal.models.user import ROLE_MANAGER, ROLE_MEMBER, Team, User
 
@@ -24,6 +24,7 @@ __all__ = [
     "LoginAttempt",
     "ProfileParamRow",
     "ProfileRequestRow",
+    "ProviderSession",
     "ProviderSessionEnd",
     "SettingsVersion",
     "Team",

@@ -44,3 +44,23 @@ class ProviderSessionEnd(db.Model):
     sid: Mapped[str | None] = mapped_column(sa.String(255))
     #: When, in epoch seconds (the clock sessions are stamped with).
     ended_at: Mapped[float] = mapped_column(sa.Float, index=True)
+
+
+class ProviderSession(db.Model):
+    """A sign-in whose ID token named the provider's session (``sid``), for logout by ``sid``.
+
+    A back-channel logout token may name only the ``sid``: this row says whose it was. Rows
+    older than the longest session are purged when a logout arrives.
+    """
+
+    __tablename__ = "provider_sessions"
+    __table_args__ = (sa.Index("ix_provider_sessions_system_sid", "auth_system_id", "sid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    auth_system_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("auth_systems.id", ondelete="CASCADE")
+    )
+    sid: Mapped[str] = mapped_column(sa.String(255))
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: When the sign-in happened, in epoch seconds.
+    signed_in_at: Mapped[float] = mapped_column(sa.Float)

@@ -128,6 +128,8 @@ class Field:
     #: Column length (``String(length)``); None for Text and non-string columns.
     #: For the secret, the longest value accepted (it is stored encrypted, as Text).
     length: int | None = None
+    #: The shortest value accepted when one is typed (a key Portal verifies signatures with).
+    min_length: int = 0
     #: Value a new system starts from.
     default: Any = ""
     #: Empty is refused (a write-only secret: unless one is stored, which a blank keeps).
@@ -468,6 +470,7 @@ FIELDS: dict[str, Field] = {
             "Webhook Signing Secret",
             SECRET,
             length=256,
+            min_length=32,
             exported=False,
         ),
         Field("onboarding_team_id", "Onboarding Team", TEAM, default=None),
