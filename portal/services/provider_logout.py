@@ -25,6 +25,7 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from portal.config import http_settings
+from portal.database import commit_keeping_loaded
 from portal.extensions import db
 from portal.models import (
     AuthSystem,
@@ -139,10 +140,15 @@ def record_provider_session(user: User, system_id: int, sid: str) -> None:
     """Remember that ``user`` signed in through a system under the provider session ``sid``."""
     if not sid or len(sid) > 255:
         return
-    db.session.add(
-        ProviderSession(auth_system_id=system_id, sid=sid, user_id=user.id, signed_in_at=now())
+    # One plain INSERT, committed without expiring the signed-in user the page still reads.
+    db.session.connection().execute(
+        _INSERT_PROVIDER_SESSION,
+        {"auth_system_id": system_id, "sid": sid, "user_id": user.id, "signed_in_at": now()},
     )
-    db.session.commit()
+    commit_keeping_loaded()
+
+
+_INSERT_PROVIDER_SESSION = ProviderSession.__table__.insert()
 
 
 def _identities(system: SystemSettings, request: LogoutRequest) -> list[Identity]:
