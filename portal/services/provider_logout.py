@@ -141,14 +141,29 @@ def record_provider_session(user: User, system_id: int, sid: str) -> None:
     if not sid or len(sid) > 255:
         return
     # One plain INSERT, committed without expiring the signed-in user the page still reads.
+    moment = now()
     db.session.connection().execute(
         _INSERT_PROVIDER_SESSION,
-        {"auth_system_id": system_id, "sid": sid, "user_id": user.id, "signed_in_at": now()},
+        {"auth_system_id": system_id, "sid": sid, "user_id": user.id, "signed_in_at": moment},
     )
+    global _sessions_purged_at
+    if moment - _sessions_purged_at >= PURGE_INTERVAL:
+        # Rows older than any session name nobody: dropped at most once an hour per process.
+        _sessions_purged_at = moment
+        _purge_provider_sessions(moment)
     commit_keeping_loaded()
 
 
 _INSERT_PROVIDER_SESSION = ProviderSession.__table__.insert()
+#: Old ``provider_sessions`` rows are purged at most this often per process (seconds).
+PURGE_INTERVAL = 3600.0
+_sessions_purged_at = 0.0
+
+
+def _purge_provider_sessions(moment: float) -> None:
+    db.session.execute(
+        sa.delete(ProviderSession).where(ProviderSession.signed_in_at < moment - _longest_session())
+    )
 
 
 def _identities(system: SystemSettings, request: LogoutRequest) -> list[Identity]:
@@ -184,9 +199,7 @@ def apply_backchannel_logout(system: SystemSettings, logout_token: str) -> int:
     identities = _identities(system, request)
     if not use_once("jti", system.id, request.jti, request.usable_until):
         raise LogoutTokenInvalid("logout token already used (jti)")
-    db.session.execute(
-        sa.delete(ProviderSession).where(ProviderSession.signed_in_at < now() - _longest_session())
-    )
+    _purge_provider_sessions(now())
     for identity in identities:
         end_provider_sessions(identity.user, system.id, request.sid)
         audit.record_event(

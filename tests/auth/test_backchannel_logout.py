@@ -17,6 +17,7 @@ from portal.extensions import db
 from portal.models import AuditEvent, Identity, ProviderSessionEnd, UsedToken
 from portal.services import audit
 from portal.urls import backchannel_logout_url_for
+from tests.auth.test_throttling import first_limit
 from tests.support.providers import CLIENT_ID, SSO, Provider
 
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
@@ -300,3 +301,39 @@ def test_the_logout_url_needs_no_csrf_token(oidc: Provider, app_config: dict, si
 
     assert resp.status_code == 200
     assert not is_signed_in(signed_in)
+
+
+def test_a_flood_of_forged_logout_tokens_is_throttled_but_valid_ones_never_count(
+    oidc: Provider, app: Flask
+):
+    """From one address: valid logouts all pass; forged ones stop at the limit with 429."""
+    allowed = first_limit(app, "PORTAL_RATELIMIT_SSO_INITIATE")
+    sender = app.test_client()
+
+    valid = [
+        post_logout(sender, oidc, oidc.idp.make_logout_token(CLIENT_ID, sub=f"m{n}")).status_code
+        for n in range(allowed + 2)
+    ]
+    forged = [post_logout(sender, oidc, "forged").status_code for _ in range(allowed + 2)]
+
+    assert valid == [200] * (allowed + 2)
+    assert forged == [400] * allowed + [429, 429]
+
+
+def test_a_back_channel_logout_leaves_a_local_session_of_the_member_alone(
+    oidc: Provider, signed_in: FlaskClient, app: Flask
+):
+    """Only sessions through that system end: Jane's password sign-in elsewhere continues."""
+    from portal.models import User
+
+    user = db.session.scalar(sa.select(User))
+    user.set_password("a local password 123")
+    db.session.commit()
+    desk = app.test_client()
+    desk.post("/login", data={"email": user.email, "password": "a local password 123"})
+    assert is_signed_in(desk)
+
+    post_logout(app.test_client(), oidc, oidc.idp.make_logout_token(CLIENT_ID, sub=jane_subject()))
+
+    assert not is_signed_in(signed_in)
+    assert is_signed_in(desk)

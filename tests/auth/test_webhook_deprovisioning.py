@@ -25,6 +25,7 @@ from portal.services.group_mapping import add_rule, save_mapping_settings
 from portal.services.provider_logout import sign_webhook
 from portal.services.secrets import encrypt_secret
 from portal.urls import webhook_url_for
+from tests.auth.test_throttling import first_limit
 from tests.support.providers import SSO, Provider
 
 SECRET = "whsec-" + 'k3y+/=&"é' * 4  # 42 characters, every one that tends to get mangled
@@ -367,3 +368,17 @@ def test_the_documented_openssl_recipe_is_accepted(
     assert resp.status_code == 200, resp.get_json()
     assert resp.get_json()["result"] == "deleted"
     assert not is_signed_in(jane)
+
+
+def test_a_flood_of_forged_webhooks_is_throttled(oidc: Provider, jane: FlaskClient, app: Flask):
+    """From one address, forged requests stop at PORTAL_RATELIMIT_SSO_INITIATE with 429."""
+    allowed = first_limit(app, "PORTAL_RATELIMIT_SSO_INITIATE")
+    attacker = app.test_client()
+    doc = {"event": "member.deleted", "user_id": jane_id()}
+
+    statuses = [
+        signed_request(attacker, oidc, doc, secret="x" * 40).status_code for _ in range(allowed + 2)
+    ]
+
+    assert statuses == [401] * allowed + [429, 429]
+    assert is_signed_in(jane)
