@@ -26,6 +26,7 @@ from portal.services.provider_logout import sign_webhook
 from portal.services.secrets import encrypt_secret
 from portal.urls import webhook_url_for
 from tests.auth.test_throttling import first_limit
+from tests.support.accounts import second_manager_client
 from tests.support.providers import SSO, Provider
 
 SECRET = "whsec-" + 'k3y+/=&"é' * 4  # 42 characters, every one that tends to get mangled
@@ -382,3 +383,18 @@ def test_a_flood_of_forged_webhooks_is_throttled(oidc: Provider, jane: FlaskClie
 
     assert statuses == [401] * allowed + [429, 429]
     assert is_signed_in(jane)
+
+
+def test_managers_see_which_binding_the_webhook_deleted(
+    oidc: Provider, jane: FlaskClient, app: Flask, manager: User
+):
+    """The user's page names the disabled binding, so a manager knows why sign-in is refused."""
+    signed_request(app.test_client(), oidc, {"event": "member.deleted", "user_id": jane_id()})
+    desk = second_manager_client(app)
+
+    page = desk.get(f"/admin/users/{jane_user().id}").get_data(as_text=True)
+
+    assert (
+        "deleted by the provider&#39;s webhook" in page
+        or "deleted by the provider's webhook" in page
+    )
