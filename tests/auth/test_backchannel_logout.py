@@ -337,3 +337,18 @@ def test_a_back_channel_logout_leaves_a_local_session_of_the_member_alone(
 
     assert not is_signed_in(signed_in)
     assert is_signed_in(desk)
+
+
+def test_used_jtis_are_forgotten_once_their_tokens_could_no_longer_be_accepted(
+    oidc: Provider, app: Flask
+):
+    """The single-use store does not grow for ever: expired entries go at the next logout."""
+    from datetime import UTC, datetime, timedelta
+
+    db.session.add(UsedToken(digest="0" * 64, expires_at=datetime.now(UTC) - timedelta(minutes=1)))
+    db.session.commit()
+
+    post_logout(app.test_client(), oidc, oidc.idp.make_logout_token(CLIENT_ID, sub="someone"))
+
+    digests = db.session.scalars(sa.select(UsedToken.digest)).all()
+    assert len(digests) == 1 and digests[0] != "0" * 64
