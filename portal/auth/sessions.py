@@ -21,6 +21,7 @@ from flask import Flask, current_app, flash, g, request, session
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user, logout_user
 
+from portal.database import single_statements
 from portal.extensions import db, login_manager
 from portal.models import User
 
@@ -75,7 +76,9 @@ def load_user(token: str) -> User | None:
     user_id, sep, generation = (token or "").partition(":")
     if not sep or not user_id.isdigit() or not generation.isdigit():
         return None
-    user = db.session.execute(_USER_BY_ID, {"user_id": int(user_id)}).scalar_one_or_none()
+    user = db.session.execute(
+        _USER_BY_ID, {"user_id": int(user_id)}, bind_arguments=single_statements()
+    ).scalar_one_or_none()
     if user is None or (user.session_generation or 0) != int(generation) or not user.is_active:
         return None
     return user

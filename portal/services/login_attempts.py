@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from flask import session
 
-from portal.database import commit_keeping_loaded
+from portal.database import commit_keeping_loaded, single_statements
 from portal.extensions import db
 from portal.models import AuthSystem, LoginAttempt
 from portal.models.base import utcnow
@@ -75,9 +75,9 @@ def record_login_attempt(
     sign-in path (`purge_expired_attempts`).
     """
     browser_hash = _digest(browser_key)
-    # Core, not the unit of work: one INSERT that hands back the new id.
+    # Core, not the unit of work: one INSERT that hands back the new id, committed by itself.
     new_id = (
-        db.session.connection()
+        db.session.connection(bind_arguments=single_statements())
         .execute(
             _INSERT_ATTEMPT,
             {
@@ -123,7 +123,8 @@ def _drop_oldest_open_attempts(new_id: int, *, browser_hash: str) -> None:
                 LoginAttempt.id.in_(stale),
                 LoginAttempt.browser_hash == browser_hash,
                 LoginAttempt.used_at.is_(None),
-            )
+            ),
+            bind_arguments=single_statements(),
         )
     session[OPEN_ATTEMPTS_SESSION_KEY] = keep
 
@@ -190,7 +191,7 @@ def claim_login_attempt(
         raise _why_unclaimed(system, state, None, is_test=is_test)
     now = utcnow()
     row = (
-        db.session.connection()
+        db.session.connection(bind_arguments=single_statements())
         .execute(
             _CLAIM_ATTEMPT,
             {

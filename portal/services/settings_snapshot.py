@@ -27,6 +27,7 @@ from flask import current_app, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.orm import Session, selectinload
 
+from portal.database import single_statements
 from portal.extensions import db
 from portal.models import (
     AuthSystem,
@@ -299,7 +300,8 @@ _READ_VERSION = "SELECT version FROM settings_version WHERE id = 1"  # SETTINGS_
 
 def read_version() -> int | None:
     """Return the settings version (None when its row is missing)."""
-    return db.session.connection().exec_driver_sql(_READ_VERSION).scalar()
+    bind = single_statements()
+    return db.session.connection(bind_arguments=bind).exec_driver_sql(_READ_VERSION).scalar()
 
 
 #: Read the rows as the database has them, even when this session holds older copies.
