@@ -29,6 +29,7 @@ from portal.services.sso_login import (
     complete_platform_login,
     complete_sso_login,
     confirm_pending_link,
+    get_callback_system,
     get_login_system,
     pending_link_account,
     read_appended_ct,
@@ -125,15 +126,21 @@ def _platform_token_sign_in(system: SystemSettings, refresh_token: str):
 def sso_callback(slug: str):
     """Finish an SSO sign-in at the Redirect URL (or a manager's test run's)."""
     params = read_appended_ct(request.args.to_dict(flat=True))
+    is_manager = _is_manager()
     try:
-        system = get_login_system(slug, is_manager=_is_manager())
+        system = get_callback_system(slug, is_manager=is_manager)
     except SystemUnavailable:
         # A test run works while the system is disabled or Local Login Only.
         if is_test_state(params.get("state")):
             return _test_callback(slug, params)
         return _system_not_found()
     try:
-        signed_in = complete_sso_login(system, params, browser_key=session_browser_key())
+        signed_in = complete_sso_login(
+            system, params, browser_key=session_browser_key(), is_manager=is_manager
+        )
+    except SystemUnavailable:
+        # Disabled (or made Local Login Only) since this process last read the settings.
+        return _system_not_found()
     except StateOfTestRun:
         return _test_callback(slug, params)
     except LinkConfirmationRequired as pending:

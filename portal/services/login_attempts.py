@@ -16,8 +16,9 @@ from flask import session
 
 from portal.database import commit_keeping_loaded, single_statements
 from portal.extensions import db
-from portal.models import AuthSystem, LoginAttempt
+from portal.models import AuthSystem, LoginAttempt, SettingsVersion
 from portal.models.base import utcnow
+from portal.models.settings_version import SETTINGS_VERSION_ID
 from portal.services.secrets import SecretUnreadable, decrypt_secret, encrypt_secret
 from portal.services.settings_snapshot import SystemSettings
 from portal.sso.errors import SettingsUnreadable, StateInvalid
@@ -225,7 +226,22 @@ class ClaimedAttempt:
     code_verifier_encrypted: str
     next_path: str
     is_test: bool
+    #: The settings version when the attempt was claimed (read by the same statement).
+    settings_version: int | None = None
 
+
+#: The attempt's own columns that the claim hands back.
+_CLAIMED_COLUMNS = tuple(
+    _ATTEMPTS.c[f.name] for f in dataclasses.fields(ClaimedAttempt) if f.name in _ATTEMPTS.c
+)
+#: The settings version, read by the claim itself: the callback then needs no read of its own
+#: to know whether its settings snapshot is current (`confirm_snapshot`).
+_CURRENT_SETTINGS_VERSION = (
+    sa.select(SettingsVersion.version)
+    .where(SettingsVersion.id == SETTINGS_VERSION_ID)
+    .scalar_subquery()
+    .label("settings_version")
+)
 
 #: One conditional UPDATE claims an attempt: its state, this browser, this system, unused and
 #: unexpired, or nothing (Core with bound parameters: built and compiled once).
@@ -240,7 +256,7 @@ _CLAIM_ATTEMPT = (
         _ATTEMPTS.c.created_at >= sa.bindparam("p_not_before"),
     )
     .values(used_at=sa.bindparam("p_now"))
-    .returning(*(_ATTEMPTS.c[f.name] for f in dataclasses.fields(ClaimedAttempt)))
+    .returning(*_CLAIMED_COLUMNS, _CURRENT_SETTINGS_VERSION)
 )
 
 

@@ -278,6 +278,10 @@ class SnapshotCache:
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
 
+    def peek(self) -> Snapshot | None:
+        """Return the last snapshot built, without reading the version (None before the first)."""
+        return self._snapshot
+
     def get(self) -> Snapshot:
         """Return the current snapshot: one version read, and a rebuild when it moved."""
         version = read_version()
@@ -346,6 +350,33 @@ def current_snapshot() -> Snapshot:
     if has_request_context():
         request.environ[_ENVIRON_KEY] = snapshot
     return snapshot
+
+
+def peek_snapshot() -> Snapshot:
+    """Return this process's last snapshot for this request, without reading the version.
+
+    For a request that reads the version later, in a statement it runs anyway (the
+    callback's claim of its login attempt), and calls `confirm_snapshot` with it before
+    using the settings. Reads the version when the process has no snapshot yet.
+    """
+    cache = current_app.extensions.setdefault(_EXTENSION, SnapshotCache())
+    snapshot = cache.peek()
+    if snapshot is None or snapshot.version is None or not has_request_context():
+        return current_snapshot()
+    request.environ.setdefault(_ENVIRON_KEY, snapshot)
+    return request.environ[_ENVIRON_KEY]
+
+
+def confirm_snapshot(version: int | None) -> bool:
+    """Tell whether this request's snapshot is at ``version`` (read from the database).
+
+    When it is not, the request forgets it: its next lookup reads the version and rebuilds.
+    """
+    memo = request.environ.get(_ENVIRON_KEY) if has_request_context() else None
+    if memo is not None and version is not None and memo.version == version:
+        return True
+    forget_request_snapshot()
+    return False
 
 
 def system_by_slug(slug: str) -> SystemSettings | None:
