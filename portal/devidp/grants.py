@@ -64,6 +64,10 @@ class Grants:
         with self._lock:
             self._values.clear()
 
+    def keys(self) -> list[str]:
+        """The issued values (as a dict of them would list them)."""
+        return list(self)
+
     def __iter__(self) -> Iterator[str]:
         """The issued values (tests search pages and logs for them)."""
         with self._lock:
