@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from html import unescape
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -26,6 +26,8 @@ from tests.support.providers import CLIENT_ID, CLIENT_SECRET, SSO, Provider, jan
 from tests.support.rows import users_and_identities
 
 NEW = "/admin/auth-systems/new"
+#: The client secret as it is, and as a URL carries it (Membes puts it in the token URL).
+SECRET_FORMS = (CLIENT_SECRET, quote(CLIENT_SECRET, safe=""), quote_plus(CLIENT_SECRET))
 LAPSED = "Your membership has lapsed: renew it at the member center."
 
 
@@ -170,15 +172,15 @@ def _issued(platform: Provider) -> list[str]:
     return found + [*getattr(idp, "refresh_tokens", [])]
 
 
-def _assert_failure_page(resp, caplog, platform: Provider) -> str:
+def _assert_failure_page(resp, logs, platform: Provider) -> str:
     """The member's failure page: a reference found in the log, no secret anywhere."""
     page = resp.get_data(as_text=True)
     assert resp.status_code >= 400
     match = REFERENCE.search(page)
     assert match, page[:2000]
-    assert any(f"ref={match.group(1)}" in r.getMessage() for r in caplog.records)
-    logged = "\n".join(r.getMessage() for r in caplog.records)
-    for secret in [CLIENT_SECRET, *_issued(platform)]:
+    assert any(f"ref={match.group(1)}" in r.getMessage() for r in logs.records)
+    logged = "\n".join(r.getMessage() for r in logs.records)
+    for secret in [*SECRET_FORMS, *_issued(platform)]:
         assert secret not in page
         assert secret not in logged
     return page
@@ -231,20 +233,20 @@ def test_each_call_has_the_documented_shape(platform, member):
         assert _jane().identities[0].subject == idp.customer_id(idp.members["jdoe"])
 
 
-def test_a_novi_member_outside_the_permitted_groups_is_refused(novi, member, caplog):
+def test_a_novi_member_outside_the_permitted_groups_is_refused(novi, member, logs):
     """Novi refuses a member outside the SSO client's Permitted Groups: she ends on Portal's
     failure page with a reference, and no account is made."""
     novi.idp.members.update("jdoe", groups=["NEWSLETTER"])
 
     resp = member.sign_in(novi)
 
-    _assert_failure_page(resp, caplog, novi)
+    _assert_failure_page(resp, logs, novi)
     assert novi.idp.requests.all("token") == []
     assert users_and_identities() == (1, 0)
 
 
 def test_a_lapsed_memberclicks_member_is_refused_with_the_managers_message(
-    memberclicks, member, caplog
+    memberclicks, member, logs
 ):
     """[Member Status] Lapsed: the sign-in restriction refuses her with the manager's words."""
     save_mapping_settings(
@@ -259,35 +261,35 @@ def test_a_lapsed_memberclicks_member_is_refused_with_the_managers_message(
 
     resp = member.sign_in(memberclicks)
 
-    page = _assert_failure_page(resp, caplog, memberclicks)
+    page = _assert_failure_page(resp, logs, memberclicks)
     assert resp.status_code == 403
     assert LAPSED in page
     assert users_and_identities() == (1, 0)
 
 
-def test_memberclicks_down_at_the_token_call_ends_on_the_failure_page(memberclicks, member, caplog):
+def test_memberclicks_down_at_the_token_call_ends_on_the_failure_page(memberclicks, member, logs):
     """The token request answers 500: a failure page with a reference, nothing written."""
     memberclicks.idp.faults.set("token", "status", 500)
 
     resp = member.sign_in(memberclicks)
 
-    _assert_failure_page(resp, caplog, memberclicks)
+    _assert_failure_page(resp, logs, memberclicks)
     assert users_and_identities() == (1, 0)
 
 
-def test_membes_answering_status_false_ends_on_the_failure_page(membes, member, caplog):
+def test_membes_answering_status_false_ends_on_the_failure_page(membes, member, logs):
     """Membes answers its token call with ``{"status": false}`` and no token: the member sees
     the failure page with a reference; the member-details call is never made."""
     membes.idp.faults.set("token", "status_false")
 
     resp = member.sign_in(membes)
 
-    _assert_failure_page(resp, caplog, membes)
+    _assert_failure_page(resp, logs, membes)
     assert membes.idp.requests.all("member") == []
     assert users_and_identities() == (1, 0)
 
 
-def test_a_replayed_membes_callback_signs_nobody_in(membes, member, caplog):
+def test_a_replayed_membes_callback_signs_nobody_in(membes, member, logs):
     """The callback URL replayed in another browser: the code was single-use at Membes and the
     state belongs to the first browser; nothing is written for the attacker."""
     path = member.authorize(membes)
@@ -300,3 +302,27 @@ def test_a_replayed_membes_callback_signs_nobody_in(membes, member, caplog):
     assert REFERENCE.search(resp.get_data(as_text=True))
     assert len(membes.idp.requests.all("token")) == 1
     assert users_and_identities() == (2, 1)
+
+
+def test_test_this_configuration_traces_each_call_redacted(platform, manager_client):
+    """The manager's test sign-in shows the token call and the profile call of the platform,
+    with no code, token or secret, and signs nobody in."""
+    resp = manager_client.post(f"/admin/auth-systems/{platform.system.id}/test")
+    back = platform.idp.authorize_redirect(resp.headers["Location"], "jdoe")
+    parts = urlsplit(back)
+    result = manager_client.get(f"{parts.path}?{parts.query}").headers["Location"]
+    page = unescape(manager_client.get(result).get_data(as_text=True))
+
+    assert "The sign-in works" in page
+    idp = platform.idp
+    profile_url = {
+        "novi": lambda: idp.userinfo_url,
+        "memberclicks": lambda: idp.profile_url,
+        "membes": lambda: idp.member_url,
+    }[platform.kind]()
+    assert idp.token_url in page and profile_url in page
+    issued = _issued(platform)
+    assert issued and not [value for value in issued if value in page]
+    for secret in SECRET_FORMS:
+        assert secret not in page
+    assert users_and_identities() == (1, 0)
