@@ -8,7 +8,7 @@ import secrets
 from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
-from portal.auth import bp
+from portal.auth import bp, sessions
 from portal.auth.sessions import (
     AFTER_PROFILE,
     ID_TOKEN,
@@ -16,7 +16,6 @@ from portal.auth.sessions import (
     RECHECK_DUE,
     SSO_SESSION,
     SYSTEM_ID,
-    now,
 )
 from portal.auth.views import sign_in_paused, start_session
 from portal.errors import render_error
@@ -183,7 +182,7 @@ def _finish_sso_sign_in(signed_in: SignIn, *, platform_started: bool = False):
     session[SYSTEM_ID] = system.id
     if signed_in.result is not None:
         # Tokens stay on the server; the cookie names them and says when to re-check.
-        moment = now()
+        moment = sessions.now()
         key = membership_recheck.record_sso_session(
             system, signed_in.user, signed_in.result, moment
         )
