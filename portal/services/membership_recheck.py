@@ -98,7 +98,16 @@ def _row_id(key: str) -> str:
 
 def keeps_tokens(system: SystemSettings) -> bool:
     """Tell whether sessions signed in through ``system`` keep their tokens on the server."""
-    return system.recheck_minutes > 0 or bool(system.sso_config.logoff_url)
+    return system.recheck_minutes > 0 or _has_logoff_api(system)
+
+
+def _has_logoff_api(system: SystemSettings | None) -> bool:
+    """Tell whether ``system`` is an OAuth 2.0 system with a Logoff API URL."""
+    return (
+        system is not None
+        and system.personify_config is None
+        and bool(system.sso_config.logoff_url)
+    )
 
 
 def first_due(system: SystemSettings, moment: float) -> int | None:
@@ -335,7 +344,7 @@ def take_logoff_tokens(key: str | None, user: User, system_id: Any) -> LogoffTok
         except (SecretUnreadable, ValueError):
             pass
     forget_sso_sessions(user)
-    if system is None or not system.sso_config.logoff_url:
+    if system is None or not _has_logoff_api(system):
         return None
     try:
         access = search_path(system.sso_config.access_token_path or "access_token", token_doc)
@@ -356,7 +365,7 @@ def call_logoff(system_id: Any, tokens: LogoffTokens, *, id_token: str | None = 
     in the log line. ``id_token``: the one the session kept, when the row holds none.
     """
     system = system_by_id(system_id) if isinstance(system_id, int) else None
-    if system is None or not system.sso_config.logoff_url:
+    if system is None or not _has_logoff_api(system):
         return False
     if id_token and not tokens.id_token:
         tokens = LogoffTokens(tokens.access_token, tokens.refresh_token, id_token)
