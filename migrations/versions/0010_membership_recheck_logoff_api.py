@@ -48,6 +48,7 @@ def upgrade():
             sa.ForeignKey("auth_systems.id", ondelete="CASCADE"),
             nullable=False,
         ),
+        sa.Column("session_generation", sa.Integer(), nullable=False),
         sa.Column("subject", sa.String(255), nullable=False),
         sa.Column("refresh_token_encrypted", sa.Text(), nullable=False),
         sa.Column("token_response_encrypted", sa.Text(), nullable=False),

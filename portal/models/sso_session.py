@@ -27,6 +27,9 @@ class SSOSession(db.Model):
     auth_system_id: Mapped[int] = mapped_column(
         sa.ForeignKey("auth_systems.id", ondelete="CASCADE"), index=True
     )
+    #: The user's session generation at sign-in: once it moved (sign-out, *Sign out
+    #: everywhere*...) the session is dead and the row is deleted at the user's next sign-in.
+    session_generation: Mapped[int] = mapped_column(sa.Integer, default=0)
     #: The provider's User ID at sign-in: a re-check must find the same person.
     subject: Mapped[str] = mapped_column(sa.String(255))
     #: Fernet token of the refresh token ("" when the provider gave none); replaced when the

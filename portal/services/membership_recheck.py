@@ -25,10 +25,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from flask import current_app
 
 from portal.config import http_settings
 from portal.extensions import db
 from portal.models import SSOSession, User
+from portal.services import audit
 from portal.services.account_resolution import group_sync_fields, provider_values
 from portal.services.group_mapping import check_sign_in_allowed, sync_member_groups
 from portal.services.secrets import SecretUnreadable, decrypt_secret, encrypt_secret
@@ -110,6 +112,13 @@ def _has_logoff_api(system: SystemSettings | None) -> bool:
     )
 
 
+def _longest_session() -> int:
+    """Return the longest lifetime (seconds) a session may have, managers' or members'."""
+    config = current_app.config
+    hours = max(config["PORTAL_MEMBER_LIFETIME_HOURS"], config["PORTAL_MANAGER_LIFETIME_HOURS"])
+    return int(hours) * 3600
+
+
 def first_due(system: SystemSettings, moment: float) -> int | None:
     """Return when the first re-check of a session signed in at ``moment`` is due (or None)."""
     return int(moment) + system.recheck_minutes * 60 if system.recheck_minutes > 0 else None
@@ -145,12 +154,27 @@ def record_sso_session(
         return None
     key = secrets.token_urlsafe(32)
     values = {"refresh_token_encrypted": "", **_token_values(result, moment)}
+    generation = user.session_generation or 0
+    # The rows of this user's dead sessions: another generation (signed out, revoked), or
+    # older than any session lives (expired without a sign-out).
+    db.session.execute(
+        sa.delete(SSOSession)
+        .where(
+            SSOSession.user_id == user.id,
+            sa.or_(
+                SSOSession.session_generation != generation,
+                SSOSession.created_at < _at(moment - _longest_session()),
+            ),
+        )
+        .execution_options(synchronize_session=False)
+    )
     db.session.execute(
         sa.insert(SSOSession).values(
             id=_row_id(key),
             user_id=user.id,
             auth_system_id=system.id,
             subject=result.subject,
+            session_generation=generation,
             checked_at=_at(moment),
             created_at=_at(moment),
             **values,
@@ -224,6 +248,13 @@ def _sign_out(
     """End this session (or, for a refusal, all of the member's) and say why."""
     reference = secrets.token_hex(4)
     _log(reference, system, user, outcome, detail)
+    audit.record_event(
+        audit.MEMBERSHIP_RECHECK_ENDED,
+        actor=user,
+        system=system,  # type: ignore[arg-type]  (its id and name, as a sign-in records)
+        reference=reference,
+        details={"outcome": outcome, **({"code": detail} if detail else {})},
+    )
     if all_sessions:
         forget_sso_sessions(user)
         end_sessions(user)  # commits

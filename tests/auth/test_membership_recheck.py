@@ -20,7 +20,9 @@ from portal.models.content import VISIBILITY_GROUPS
 from portal.services.group_mapping import add_rule, save_mapping_settings
 from portal.services.membership_recheck import PROVIDER_UNREACHABLE, SIGN_IN_AGAIN
 from portal.services.secrets import decrypt_secret
-from tests.support.providers import Provider, reconfigure
+from portal.services.users import end_sessions
+from tests.support.providers import SSO, Provider, reconfigure
+from tests.support.rows import events
 
 START = 1_800_000_000
 RECORDING = "Keynote recording"
@@ -151,7 +153,11 @@ def test_a_member_the_restriction_now_refuses_is_signed_out_with_the_managers_me
     assert client.get("/library").status_code == 302  # signed out
     assert _jane().session_generation != generation  # every copy of the cookie is dead
     assert db.session.scalar(sa.select(sa.func.count()).select_from(SSOSession)) == 0
+    (event,) = events("membership.recheck_ended")
+    assert event.reference and event.reference in page
+    assert event.details == {"outcome": "membership_denied"}
     text = logs.text + page
+    assert f"ref={event.reference}" in logs.text
     assert "outcome=membership_denied" in logs.text
     assert not [s for s in rechecking.issued_secrets() if s in text]
 
@@ -307,3 +313,18 @@ def test_a_system_that_does_not_recheck_keeps_no_tokens(oidc, sso, client):
     with client.session_transaction() as cookie:
         assert sessions.RECHECK_DUE not in cookie
         assert sessions.SSO_SESSION not in cookie
+
+
+def test_the_tokens_of_dead_sessions_are_deleted_at_the_next_sign_in(
+    rechecking, sso, client, app, clock
+):
+    """Signed out everywhere from another place (the generation moved), the first session's
+    tokens are gone once Jane signs in again; only the live session keeps tokens."""
+    _signed_in(sso, rechecking)
+    first = _row().id
+    end_sessions(_jane())
+
+    _signed_in(SSO(app.test_client()), rechecking)
+
+    assert _row().id != first
+    assert _row().session_generation == _jane().session_generation

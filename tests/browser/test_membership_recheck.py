@@ -17,6 +17,8 @@ from portal.auth import sessions
 from portal.devidp import OIDCProvider
 from portal.extensions import db
 from portal.models import AuthSystem
+
+# The Member Center provider and system of the groups story (fixtures ``idp``, ``system``).
 from tests.browser.test_groups_content import idp, sign_in_with_sso, system  # noqa: F401
 
 START = 1_800_000_000
@@ -24,24 +26,22 @@ START = 1_800_000_000
 
 @pytest.mark.browser
 def test_a_lapsed_member_loses_the_recording_without_signing_out(
-    page: Page,
-    live_server,
-    idp: OIDCProvider,
-    system: AuthSystem,
-    monkeypatch,  # noqa: F811
+    page: Page, live_server, monkeypatch, request
 ) -> None:
     """Signed in, Gil sees the gold recording; after the provider marks him Lapsed and the
     15-minute re-check passes, reloading the Library no longer shows it, and he is still in."""
+    provider: OIDCProvider = request.getfixturevalue("idp")
+    saved: AuthSystem = request.getfixturevalue("system")
     clock = {"now": float(START)}
     monkeypatch.setattr(sessions, "now", lambda: clock["now"])
-    system.recheck_minutes = 15
+    saved.recheck_minutes = 15
     db.session.commit()
-    sign_in_with_sso(page, idp)
+    sign_in_with_sso(page, provider)
     expect(page).to_have_url(live_server.url_for("/library"))
     recordings = page.locator("section#recording")
     expect(recordings.get_by_role("link", name="Gold masterclass")).to_be_visible()
 
-    idp.members.update("gil", membership_status="Lapsed", groups=[])
+    provider.members.update("gil", membership_status="Lapsed", groups=[])
     clock["now"] += 10 * 60
     page.reload()
     expect(recordings.get_by_role("link", name="Gold masterclass")).to_be_visible()
