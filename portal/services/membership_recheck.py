@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from portal.config import http_settings
+from portal.database import commit_keeping_loaded
 from portal.extensions import db
 from portal.models import SSOSession, User
 from portal.services import audit
@@ -218,7 +219,7 @@ def _claim(row_id: str, user_id: int, moment: float) -> bool:
         .values(checking_since=now)
         .execution_options(synchronize_session=False)
     )
-    db.session.commit()
+    commit_keeping_loaded()
     return bool(claimed.rowcount)  # type: ignore[attr-defined]
 
 
@@ -292,6 +293,8 @@ def recheck_membership(
         refresh_token, token_doc = _read_tokens(row)
     except (SecretUnreadable, ValueError):
         return _sign_out(user, system, row, SIGN_IN_AGAIN, "tokens_unreadable")
+    # No transaction stays open while the provider is asked (it may take seconds).
+    commit_keeping_loaded()
     try:
         result = _refresh(system, row, refresh_token, token_doc, moment)
     except SSOError as exc:
