@@ -35,6 +35,10 @@ ID_TOKEN = "sso_id_token"  # the ID token, encrypted, kept only for the logout r
 SYSTEM_ID = "sso_system"  # the system the user signed in with
 AFTER_PROFILE = "after_profile"  # where to go once the profile is complete
 PENDING_LINK = "sso_pending_link"  # an upgrade waiting for the account's password, encrypted
+#: The random key naming this session's server-side tokens (`models.SSOSession`), and when
+#: (epoch s) its membership re-check is due: before then a request costs no SQL for it.
+SSO_SESSION = "sso_session"
+RECHECK_DUE = "recheck_due"
 
 
 def now() -> float:
@@ -145,5 +149,8 @@ def init_app(app: Flask) -> None:
     """Load users by id and generation, and end idle or expired sessions before each request."""
     login_manager.user_loader(load_user)
     app.session_interface = CookieSessions()
-    # Registered before the blueprints, so it runs before their own request checks.
+    from portal.auth.recheck import recheck_membership_when_due
+
+    # Registered before the blueprints, so they run before their own request checks.
     app.before_request(end_expired_session)
+    app.before_request(recheck_membership_when_due)

@@ -8,12 +8,19 @@ import secrets
 from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
-from portal.auth import bp
-from portal.auth.sessions import AFTER_PROFILE, ID_TOKEN, PENDING_LINK, SYSTEM_ID
+from portal.auth import bp, sessions
+from portal.auth.sessions import (
+    AFTER_PROFILE,
+    ID_TOKEN,
+    PENDING_LINK,
+    RECHECK_DUE,
+    SSO_SESSION,
+    SYSTEM_ID,
+)
 from portal.auth.views import sign_in_paused, start_session
 from portal.errors import render_error
 from portal.extensions import csrf
-from portal.services import audit, throttle
+from portal.services import audit, membership_recheck, throttle
 from portal.services.account_resolution import LinkConfirmationRequired
 from portal.services.login_attempts import (
     StateOfTestRun,
@@ -180,6 +187,17 @@ def _finish_sso_sign_in(signed_in: SignIn, *, platform_started: bool = False):
         " created" if signed_in.created else "",
     )
     session[SYSTEM_ID] = system.id
+    if signed_in.result is not None:
+        # Tokens stay on the server; the cookie names them and says when to re-check.
+        moment = sessions.now()
+        key = membership_recheck.record_sso_session(
+            system, signed_in.user, signed_in.result, moment
+        )
+        if key:
+            session[SSO_SESSION] = key
+        due = membership_recheck.first_due(system, moment)
+        if due is not None:
+            session[RECHECK_DUE] = due
     sealed = seal_id_token(signed_in.id_token)
     if sealed:
         session[ID_TOKEN] = sealed

@@ -67,6 +67,7 @@ class OIDCProvider(OIDCAuthority):
         "jwks": GENERIC_FAULTS,
         "userinfo": GENERIC_FAULTS | {"sub_mismatch"},
         "logout": frozenset({"slow", "status", "html"}),
+        "revoke": GENERIC_FAULTS,
     }
     FAULT_ALIASES = {"profile": "userinfo"}
     AUTHORIZE_PATH = "/authorize"
@@ -80,6 +81,7 @@ class OIDCProvider(OIDCAuthority):
         "userinfo": "/userinfo",
         "account": "/account",
         "logout": "/logout",
+        "revoke": "/revoke",
     }
     BRAND = BRAND
     SCOPES: tuple[str, ...] = SCOPES
@@ -94,6 +96,7 @@ class OIDCProvider(OIDCAuthority):
     jwks_url = endpoint_url("/jwks", "JWKS endpoint of the running server.")
     userinfo_url = endpoint_url("/userinfo", "Userinfo endpoint of the running server.")
     logout_url = endpoint_url("/logout", "End-session endpoint of the running server.")
+    revocation_url = endpoint_url("/revoke", "RFC 7009 revocation endpoint of the running server.")
 
     def create_app(self) -> Flask:
         """Build the provider's Flask app."""
@@ -137,6 +140,7 @@ def discovery(idp: OIDCProvider) -> Response:
             "userinfo_endpoint": f"{base}{paths['userinfo']}",
             "jwks_uri": f"{base}{paths['jwks']}",
             "end_session_endpoint": f"{base}{paths['logout']}",
+            "revocation_endpoint": f"{base}{paths['revoke']}",
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code", "refresh_token"],
@@ -279,7 +283,7 @@ def _authenticate_client(idp: OIDCProvider) -> tuple[str, Response | None]:
 
 def _refresh_grant(idp: OIDCProvider, client_id: str) -> Response:
     """New tokens for a refresh token issued to this client."""
-    grant = idp.lookup_refresh(request.form.get("refresh_token", ""))
+    grant = idp.use_refresh(request.form.get("refresh_token", ""))
     if grant is None or grant.client_id != client_id:
         return _oauth_error("invalid_grant", "Unknown refresh token.")
     member = idp.members.get(grant.username)
@@ -359,6 +363,21 @@ def userinfo(idp: OIDCProvider) -> Response:
     return json_response(claims)
 
 
+def revoke(idp: OIDCProvider) -> Response:
+    """RFC 7009 token revocation: authenticate the client, forget the token, answer 200."""
+    if request.mimetype != "application/x-www-form-urlencoded":
+        return _oauth_error("invalid_request", "The request must be form-encoded.")
+    _client_id, refused = _authenticate_client(idp)
+    if refused is not None:
+        return refused
+    token = request.form.get("token", "")
+    if not token:
+        return _oauth_error("invalid_request", "token is required.")
+    idp.revocations.append(dict(request.form.items()))
+    idp.revoke(token)
+    return Response(status=200)
+
+
 def account(idp: OIDCProvider) -> Response:
     """The stand-in "edit your profile" page."""
     return account_page(idp.BRAND)
@@ -382,4 +401,5 @@ ROUTES = (
     Route("/userinfo", "userinfo", userinfo, ("GET", "POST")),
     Route("/account", "account", account),
     Route("/logout", "logout", logout),
+    Route("/revoke", "revoke", revoke, ("POST",)),
 )

@@ -6,6 +6,7 @@ from portal.models.content import ContentItem, content_groups
 from portal.models.group import GroupMappingSettings, GroupMembership, GroupRule, MemberGroup
 from portal.models.identity import Identity, LoginAttempt
 from portal.models.settings_version import SettingsVersion
+from portal.models.sso_session import SSOSession
 from portal.models.user import ROLE_MANAGER, ROLE_MEMBER, Team, User
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "ProfileParamRow",
     "ProfileRequestRow",
     "SettingsVersion",
+    "SSOSession",
     "Team",
     "User",
 ]

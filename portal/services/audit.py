@@ -46,6 +46,7 @@ USER_ENABLED = "user.enabled"
 SESSIONS_REVOKED = "sessions.revoked"
 ACCOUNT_LINKED = "account.linked"
 EMAIL_CONFIRMED = "email.confirmed"
+MEMBERSHIP_RECHECK_ENDED = "membership.recheck_ended"
 
 #: Every kind of event, with the label the audit screen shows, in the screen's order.
 KINDS: tuple[tuple[str, str], ...] = (
@@ -68,6 +69,7 @@ KINDS: tuple[tuple[str, str], ...] = (
     (SESSIONS_REVOKED, "Sessions ended"),
     (ACCOUNT_LINKED, "Account linked after confirmation"),
     (EMAIL_CONFIRMED, "Email address confirmed"),
+    (MEMBERSHIP_RECHECK_ENDED, "Signed out by a membership re-check"),
 )
 KIND_LABELS: dict[str, str] = dict(KINDS)
 #: Kinds that record a manager's configuration change (they trigger the opportunistic purge).

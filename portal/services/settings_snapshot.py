@@ -122,6 +122,9 @@ class SystemSettings:
     trusts_username: bool
     #: "Accept sign-ins started by the platform": a POSTed refresh token is redeemed.
     platform_start: bool
+    #: "Re-check Membership Every (minutes)" (0 = off) and "Grace Period (minutes)".
+    recheck_minutes: int
+    grace_minutes: int
     onboarding_team_id: int | None
     params: tuple[ParamSettings, ...]
     group_policy: GroupPolicy
@@ -213,6 +216,9 @@ def compile_system(system: AuthSystem, policy: GroupPolicy | None = None) -> Sys
         trusts_username=bool(system.trusts_username),
         # Only an OAuth 2.0 system redeems a refresh token (a Personify one has no token API).
         platform_start=bool(system.platform_start) and not personify_config,
+        # Only an OAuth 2.0 system has tokens to re-check with.
+        recheck_minutes=0 if personify_config else int(system.recheck_minutes or 0),
+        grace_minutes=int(system.grace_minutes or 0),
         onboarding_team_id=system.onboarding_team_id,
         params=params,
         group_policy=policy if policy is not None else load_group_policy(system.id),

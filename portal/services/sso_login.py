@@ -92,6 +92,8 @@ class SignIn:
     created: bool
     #: The sign-in's reference, in its audit event and its log line.
     reference: str = ""
+    #: The engine's result (its tokens are kept when the system re-checks membership).
+    result: SSOResult | None = None
 
 
 # -- configuration ----------------------------------------------------------------------------
@@ -376,6 +378,7 @@ def _sign_in_with(system: SystemSettings, result: SSOResult, *, next_path: str) 
         next_path=next_path,
         created=created,
         reference=reference,
+        result=result,
     )
 
 
