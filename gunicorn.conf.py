@@ -37,6 +37,10 @@ the workers near 100 %). Python runs one thread at a time per process, so CPU-bo
 with processes, up to the number of cores; more workers than cores only adds memory and
 switching. With several workers, set REDIS_URL so the rate limits are shared.
 
+Metrics (/metrics, portal/metrics.py): with several workers, set PROMETHEUS_MULTIPROC_DIR to a
+folder of its own (deploy/portal.service uses /run/portal/metrics). It is emptied when gunicorn
+starts, and a dead worker's files are retired when it exits.
+
 Every setting can be overridden from the environment: PORTAL_BIND, PORTAL_WORKERS,
 PORTAL_THREADS, PORTAL_TIMEOUT, PORTAL_LOG_LEVEL, PORTAL_ACCESS_LOG ("off" by default, "-" for
 stdout, or a path).
@@ -84,3 +88,23 @@ def post_worker_init(worker):
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 20, 20)
+
+
+def on_starting(server):
+    """Empty PROMETHEUS_MULTIPROC_DIR: values of a previous run must not add up with these."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        import pathlib
+
+        path = pathlib.Path(folder)
+        path.mkdir(parents=True, exist_ok=True)
+        for leftover in path.glob("*.db"):
+            leftover.unlink()
+
+
+def child_exit(server, worker):
+    """Retire an exited worker's live metric files (prometheus_client's multiprocess mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
