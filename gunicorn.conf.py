@@ -71,8 +71,11 @@ errorlog = "-"
 _access = os.environ.get("PORTAL_ACCESS_LOG", "off")
 accesslog = None if _access == "off" else _access
 # The path without its query string: %(U)s, never %(r)s or %(q)s (the query carries `code` and
-# `state`), nor %(f)s (a referrer may carry one). See docs/security.md, "Logs".
-access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)s'
+# `state`), nor %(f)s (a referrer may carry one). See docs/security.md, "Logs". Last, the
+# request id Portal sent back (X-Request-ID), which its own lines of that request carry too.
+access_log_format = (
+    '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)s %({x-request-id}o)s'
+)
 
 
 def post_worker_init(worker):
@@ -91,7 +94,14 @@ def post_worker_init(worker):
 
 
 def on_starting(server):
-    """Empty PROMETHEUS_MULTIPROC_DIR: values of a previous run must not add up with these."""
+    """Write gunicorn's own lines as JSON when PORTAL_LOG_FORMAT=json (the workers' lines
+    follow once the app is loaded), and empty PROMETHEUS_MULTIPROC_DIR: values of a previous
+    run must not add up with these."""
+    if os.environ.get("PORTAL_LOG_FORMAT", "").strip().lower() == "json":
+        from portal.request_log import JsonFormatter
+
+        for handler in server.log.error_log.handlers + server.log.access_log.handlers:
+            handler.setFormatter(JsonFormatter())
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if folder:
         import pathlib
