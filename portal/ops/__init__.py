@@ -20,6 +20,7 @@ import hmac
 import json
 import logging
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 METRICS_PATH = "/metrics"
+OPS_PATHS = frozenset({HEALTH_PATH, READY_PATH, METRICS_PATH})
 #: Seconds a readiness check waits for Redis.
 REDIS_TIMEOUT = 2.0
 
@@ -49,6 +51,16 @@ class OpsMiddleware:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]):
         path = environ.get("PATH_INFO", "")
+        if path not in OPS_PATHS:
+            return self.wsgi_app(environ, start_response)
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return self._answer(
+                start_response,
+                environ,
+                405,
+                {"status": "method not allowed"},
+                extra=[("Allow", "GET, HEAD")],
+            )
         if path == HEALTH_PATH:
             return self._answer(start_response, environ, 200, {"status": "ok"})
         if path == READY_PATH:
@@ -163,7 +175,7 @@ class OpsMiddleware:
         content_type: str,
         extra: list[tuple[str, str]] | None = None,
     ):
-        reason = {200: "OK", 401: "Unauthorized", 503: "Service Unavailable"}[status]
+        reason = HTTPStatus(status).phrase
         headers = [
             ("Content-Type", content_type),
             ("Content-Length", str(len(body))),
