@@ -8,6 +8,7 @@ runs from an empty folder, where no ``templates/`` or ``migrations/`` of the che
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -19,6 +20,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 300
+#: What a copy of the checkout to build from leaves out.
+NOT_SOURCE = (".git", ".venv", "build", "dist", "*.egg-info", "instance", "__pycache__", ".*cache")
+NOT_SOURCE += (".hypothesis", "test-results", "node_modules")
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -34,9 +38,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Build the wheel, install it into a fresh venv, and return that venv's python."""
     base = tmp_path_factory.mktemp("package")
     dist = base / "dist"
+    # Built from a copy, so no build/ left over from an earlier build can slip into the wheel.
+    source = base / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SOURCE))
     _run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), "."],
-        cwd=ROOT,
+        cwd=source,
     )
     (wheel,) = dist.glob("portal-*.whl")
     target = base / "venv"
