@@ -8,6 +8,7 @@ import secrets
 from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
+from portal import metrics
 from portal.auth import bp, sessions
 from portal.auth.sessions import (
     AFTER_PROFILE,
@@ -179,6 +180,7 @@ def _finish_sso_sign_in(signed_in: SignIn, *, platform_started: bool = False):
             + (" The earlier session in this browser has ended." if replaced else ""),
             "info",
         )
+    metrics.count_sign_in(system.slug, metrics.SUCCESS)
     log.info(
         "SSO sign-in ref=%s system=%s outcome=success user=%s%s",
         signed_in.reference,
@@ -303,6 +305,7 @@ def _one_line(text: str) -> str:
 def _sso_failure(exc: SSOError, slug: str):
     """Log and audit the failure once under a short reference, then show its page."""
     reference = secrets.token_hex(4)
+    metrics.count_sign_in(slug, exc.code)
     log.warning(
         "SSO sign-in failed ref=%s system=%s code=%s detail=%s",
         reference,

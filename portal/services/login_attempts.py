@@ -298,3 +298,18 @@ def read_verifier(attempt: ClaimedAttempt) -> str:
         return decrypt_secret(attempt.code_verifier_encrypted)
     except SecretUnreadable:
         raise SettingsUnreadable("PKCE verifier not decryptable (keys changed?)") from None
+
+
+def count_open_attempts() -> int:
+    """Return how many sign-ins were started and are neither finished nor expired."""
+    return int(
+        db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(LoginAttempt)
+            .where(
+                LoginAttempt.used_at.is_(None),
+                LoginAttempt.created_at > utcnow() - ATTEMPT_LIFETIME,
+            )
+        )
+        or 0
+    )

@@ -422,7 +422,12 @@ def fetch_token_response(
 ) -> dict[str, Any]:
     """Send the token request and return the token response; an OAuth error body raises."""
     resp = http.request(
-        request.method, request.url, headers=request.headers, body=request.body, trace=trace
+        request.method,
+        request.url,
+        headers=request.headers,
+        body=request.body,
+        trace=trace,
+        step="token",
     )
     return parse_json_or_form(resp, allow_form=True)
 
@@ -587,7 +592,7 @@ def _request_profile(
         body = render(request.body, body_context(headers), values, documents).encode("utf-8")
         _with_default(headers, "Content-Type", FORM_TYPE)
     _with_default(headers, "Accept", "application/json")
-    resp = http.request(method, url, headers=headers, body=body, trace=trace)
+    resp = http.request(method, url, headers=headers, body=body, trace=trace, step="profile")
     return parse_json_or_form(resp, allow_form=False)
 
 
