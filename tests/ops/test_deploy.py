@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import re
 import shutil
 import subprocess
@@ -75,7 +76,13 @@ def _self_signed(folder: Path) -> None:
     )
 
 
-@pytest.mark.skipif(not shutil.which("nginx"), reason="nginx (Debian's package) is not installed")
+#: CI installs nginx (`make nginx`): there a missing nginx fails instead of skipping.
+NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+
+
+@pytest.mark.skipif(
+    not NGINX and os.environ.get("CI") != "true", reason="nginx (Debian's package) is not installed"
+)
 @pytest.mark.parametrize("site", ["portal.conf", "compose.conf"])
 def test_the_nginx_site_passes_nginx_t(tmp_path, site):
     """`nginx -t` accepts the site as shipped, paths moved into a scratch folder."""
@@ -94,7 +101,7 @@ def test_the_nginx_site_passes_nginx_t(tmp_path, site):
         f"http {{\n  access_log off;\n  include {tmp_path}/site.conf;\n}}\n"
     )
     done = subprocess.run(
-        ["nginx", "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        [NGINX or "nginx", "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
         capture_output=True,
         text=True,
         timeout=30,
