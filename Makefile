@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := portal
 
-.PHONY: run test install install-test chromium lint clean bench serve
+.PHONY: run test install install-test chromium nginx lint clean bench serve
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,8 @@ run: install
 	idp=$$!; trap 'kill $$idp 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/flask run --host 127.0.0.1 --port 5000
 
-## Run the whole suite (browser tests included: Chromium is installed when missing).
-test: install-test chromium
+## Run the whole suite (browser tests included: Chromium and nginx are installed when missing).
+test: install-test chromium nginx
 	$(BIN)/pytest
 
 ## Debian's Chromium for the Playwright browser tests (Playwright cannot download browsers here).
@@ -48,6 +48,17 @@ chromium:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else \
 		echo "Chromium is missing: install Debian's 'chromium' package (as root) to run the browser tests."; \
+		if [ "$$CI" = "true" ]; then exit 1; fi; \
+	fi
+
+## Debian's nginx, for the deployment tests (`nginx -t` on the shipped sites); never started here.
+nginx:
+	@if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		echo "Installing nginx from Debian's packages..."; \
+		apt-get update -qq && RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+	else \
+		echo "nginx is missing: install Debian's 'nginx' package (as root) to run the deployment tests."; \
 		if [ "$$CI" = "true" ]; then exit 1; fi; \
 	fi
 

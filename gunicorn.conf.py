@@ -37,6 +37,10 @@ the workers near 100 %). Python runs one thread at a time per process, so CPU-bo
 with processes, up to the number of cores; more workers than cores only adds memory and
 switching. With several workers, set REDIS_URL so the rate limits are shared.
 
+Metrics (/metrics, portal/metrics.py): with several workers, set PROMETHEUS_MULTIPROC_DIR to a
+folder of its own (deploy/portal.service uses /run/portal/metrics). It is emptied when gunicorn
+starts, and a dead worker's files are retired when it exits.
+
 Every setting can be overridden from the environment: PORTAL_BIND, PORTAL_WORKERS,
 PORTAL_THREADS, PORTAL_TIMEOUT, PORTAL_LOG_LEVEL, PORTAL_ACCESS_LOG ("off" by default, "-" for
 stdout, or a path).
@@ -67,8 +71,11 @@ errorlog = "-"
 _access = os.environ.get("PORTAL_ACCESS_LOG", "off")
 accesslog = None if _access == "off" else _access
 # The path without its query string: %(U)s, never %(r)s or %(q)s (the query carries `code` and
-# `state`), nor %(f)s (a referrer may carry one). See docs/security.md, "Logs".
-access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)s'
+# `state`), nor %(f)s (a referrer may carry one). See docs/security.md, "Logs". Last, the
+# request id Portal sent back (X-Request-ID), which its own lines of that request carry too.
+access_log_format = (
+    '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)s %({x-request-id}o)s'
+)
 
 
 def post_worker_init(worker):
@@ -84,3 +91,30 @@ def post_worker_init(worker):
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 20, 20)
+
+
+def on_starting(server):
+    """Write gunicorn's own lines as JSON when PORTAL_LOG_FORMAT=json (the workers' lines
+    follow once the app is loaded), and empty PROMETHEUS_MULTIPROC_DIR: values of a previous
+    run must not add up with these."""
+    if os.environ.get("PORTAL_LOG_FORMAT", "").strip().lower() == "json":
+        from portal.request_log import JsonFormatter
+
+        for handler in server.log.error_log.handlers + server.log.access_log.handlers:
+            handler.setFormatter(JsonFormatter())
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        import pathlib
+
+        path = pathlib.Path(folder)
+        path.mkdir(parents=True, exist_ok=True)
+        for leftover in path.glob("*.db"):
+            leftover.unlink()
+
+
+def child_exit(server, worker):
+    """Retire an exited worker's live metric files (prometheus_client's multiprocess mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -10,26 +10,44 @@ from typing import Any
 from flask import Flask
 
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent
+
+
+def resource_dir(name: str) -> Path:
+    """Return the folder of ``templates``, ``static`` or ``migrations``.
+
+    An installed wheel carries them inside the package (``portal/templates``...: see
+    pyproject.toml); a checkout, editable install included, keeps them at the top level.
+    """
+    packaged = PACKAGE / name
+    return packaged if packaged.is_dir() else ROOT / name
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Create and configure the Portal application."""
     app = Flask(
         __name__,
-        instance_path=os.environ.get("PORTAL_INSTANCE_PATH") or str(ROOT / "instance"),
-        template_folder=str(ROOT / "templates"),
-        static_folder=str(ROOT / "static"),
+        instance_path=os.environ.get("PORTAL_INSTANCE_PATH") or _default_instance_path(),
+        template_folder=str(resource_dir("templates")),
+        static_folder=str(resource_dir("static")),
     )
     _configure(app, test_config)
     _init_logging(app)
     _init_extensions(app)
     _register_blueprints(app)
 
-    from portal import cli, errors
+    from portal import cli, errors, ops
 
+    ops.init_app(app)  # /healthz, /readyz, /metrics in front; every request timed
     errors.init_app(app)
     cli.init_app(app)
     return app
+
+
+def _default_instance_path() -> str | None:
+    """Return ``instance/`` of a checkout; None (Flask's ``<prefix>/var/portal-instance``)
+    for an installed wheel, never a folder inside site-packages."""
+    return None if (PACKAGE / "templates").is_dir() else str(ROOT / "instance")
 
 
 def _configure(app: Flask, test_config: dict[str, Any] | None) -> None:
@@ -78,7 +96,7 @@ def _init_extensions(app: Flask) -> None:
 
     database.init_app(app)
     mail.init_app(app)
-    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    migrate.init_app(app, db, directory=str(resource_dir("migrations")))
     csrf.init_app(app)
     # Each app gets its own storage here: fresh memory, or a client of the shared Redis.
     from portal import ratelimit_storage  # noqa: F401  (registers portal-memory://)

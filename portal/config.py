@@ -171,6 +171,24 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
             env, "PORTAL_MAX_CONTENT_LENGTH", DEFAULT_MAX_CONTENT_LENGTH
         ),
         **_session_settings(env, production),
+        **_operations_settings(env),
+    }
+
+
+#: Values PORTAL_LOG_FORMAT accepts.
+LOG_FORMATS = ("text", "json")
+
+
+def _operations_settings(env: dict[str, str]) -> dict[str, Any]:
+    """Return the settings of what an operator watches: logs and metrics."""
+    log_format = (env.get("PORTAL_LOG_FORMAT") or "text").strip().lower()
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f"PORTAL_LOG_FORMAT must be text or json, got {log_format!r}.")
+    return {
+        #: "json": one JSON object per log line, for a log shipper (portal/request_log.py).
+        "PORTAL_LOG_FORMAT": log_format,
+        #: Bearer token a Prometheus scraper sends to /metrics; unset, /metrics answers 404.
+        "PORTAL_METRICS_TOKEN": (env.get("PORTAL_METRICS_TOKEN") or "").strip(),
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from typing import Any
 
 from flask import Flask
@@ -120,6 +121,32 @@ def init_app(app: Flask) -> None:
     """Tune the app's engine (created lazily by Flask-SQLAlchemy, so on first use)."""
     with app.app_context():
         tune_engine(db.engine)
+
+
+#: Per engine, its autocommit twin on a server database (None on SQLite): see `single_statements`.
+_AUTOCOMMIT: weakref.WeakKeyDictionary[Engine, Engine | None] = weakref.WeakKeyDictionary()
+
+
+def single_statements() -> dict[str, Any]:
+    """Bind arguments that run a session's statements outside a transaction on PostgreSQL.
+
+    A statement that stands alone (a read, or one atomic INSERT or UPDATE committed at once)
+    needs no transaction around it; in one, psycopg sends BEGIN before it and COMMIT or the
+    pool's ROLLBACK after it: three round trips where one does. The session then runs such
+    statements on an autocommit connection of the same pool (objects it loads are in the
+    session as usual; later writes go through the session's own transaction). SQLite has no
+    round trips to save: it keeps the one connection (``{}``, the session's default bind).
+    """
+    engine = db.engine
+    try:
+        twin = _AUTOCOMMIT[engine]
+    except KeyError:
+        twin = _AUTOCOMMIT[engine] = (
+            None
+            if engine.dialect.name == "sqlite"
+            else engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
+    return {} if twin is None else {"bind": twin}
 
 
 def commit_keeping_loaded() -> None:

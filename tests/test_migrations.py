@@ -93,3 +93,51 @@ def test_the_profile_api_of_an_existing_system_becomes_request_1_and_back(
         assert "profile_requests" not in sa.inspect(db.engine).get_table_names()
         db.session.remove()
         db.engine.dispose()
+
+
+_SYSTEM_AT_0009 = sa.text(
+    "INSERT INTO auth_systems (type, name, name_key, slug, client_id, client_secret_encrypted,"
+    " login_url, token_url, token_method, token_headers, token_body, access_token_path,"
+    " issuer, jwks_url, scope, logout_url, profile_edit_url, login_label, login_mode, enabled,"
+    " trusts_email, trusts_username, created_at, updated_at)"
+    " VALUES ('oauth2', :name, :key, :key, 'c', '', 'https://i/a?s=%State%', 'https://i/t',"
+    " 'POST', '', '', 'access_token', '', '', '', '', '', '', 'local_only', :false, :false,"
+    " :false, '2026-01-01', '2026-01-01')"
+)
+
+
+def test_existing_systems_keep_signing_in_as_before_after_0010_and_back(
+    empty_database_url, tmp_path, monkeypatch
+):
+    """Upgrade to 0010 gives an existing system re-check off, a 60-minute grace period and no
+    Logoff API, so its sessions keep no tokens; downgrade drops the columns and the table."""
+    from portal.services.membership_recheck import keeps_tokens
+
+    monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path))
+    app = create_app(
+        {"SQLALCHEMY_DATABASE_URI": empty_database_url, "PORTAL_ENCRYPTION_KEYS": [TEST_KEY]}
+    )
+    with app.app_context():
+        upgrade(revision="0009")
+        db.session.execute(_SYSTEM_AT_0009, {"name": "Old", "key": "old", "false": False})
+        db.session.commit()
+
+        upgrade()
+        old = db.session.scalar(sa.select(AuthSystem).where(AuthSystem.slug == "old"))
+        settings = compile_system(old)
+        assert (old.recheck_minutes, old.grace_minutes) == (0, 60)
+        assert (old.logoff_url, old.logoff_method, old.logoff_headers, old.logoff_body) == (
+            "",
+            "POST",
+            "",
+            "",
+        )
+        assert not keeps_tokens(settings)
+        db.session.remove()
+
+        downgrade(revision="0009")
+        columns = {c["name"] for c in sa.inspect(db.engine).get_columns("auth_systems")}
+        assert not columns & {"recheck_minutes", "grace_minutes", "logoff_url"}
+        assert "sso_sessions" not in sa.inspect(db.engine).get_table_names()
+        db.session.remove()
+        db.engine.dispose()

@@ -5,7 +5,7 @@ the Webhook Signing Secret, a binding the provider deleted, and the user's last 
 logout. Existing rows keep their values: every new column is empty or null.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-03 07:20:00
 
 """
@@ -15,7 +15,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

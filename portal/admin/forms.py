@@ -24,6 +24,7 @@ from portal.sso.fields import (
     HEADERS,
     LABELS,
     LOGIN_MODES,
+    LOGOFF_METHODS,
     PRESET_FIELDS,
     PROFILE_METHODS,
     PROFILE_REQUEST_FIELDS,
@@ -50,6 +51,8 @@ class ConfirmForm(FlaskForm):
 
 #: A write-only field: PasswordField never renders a value back, and neither does render_kw.
 _WRITE_ONLY = {"value": "", "autocomplete": "new-password"}
+#: A whole number of minutes.
+_MINUTES = {"inputmode": "numeric", "pattern": "[0-9]*"}
 
 
 class AuthSystemForm(FlaskForm):
@@ -88,6 +91,15 @@ class AuthSystemForm(FlaskForm):
     data_services_password = PasswordField(LABELS["data_services_password"], render_kw=_WRITE_ONLY)
     logout_url = StringField(LABELS["logout_url"])
     profile_edit_url = StringField(LABELS["profile_edit_url"])
+    logoff_url = StringField(LABELS["logoff_url"])
+    logoff_method = SelectField(
+        LABELS["logoff_method"], choices=[SelectChoice(m) for m in LOGOFF_METHODS]
+    )
+    logoff_headers = TextAreaField(LABELS["logoff_headers"], render_kw={"rows": 3})
+    logoff_body = TextAreaField(LABELS["logoff_body"], render_kw={"rows": 3})
+    # Text, not IntegerField: the service reads the number and words the error beside it.
+    recheck_minutes = StringField(LABELS["recheck_minutes"], render_kw=_MINUTES)
+    grace_minutes = StringField(LABELS["grace_minutes"], render_kw=_MINUTES)
     login_label = StringField(LABELS["login_label"])
     login_mode = SelectField(
         LABELS["login_mode"], choices=[SelectChoice(k, v) for k, v in LOGIN_MODES.items()]

@@ -21,6 +21,7 @@ from flask import Flask, current_app, flash, g, request, session
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user, logout_user
 
+from portal.database import single_statements
 from portal.extensions import db, login_manager
 from portal.models import User
 from portal.services.provider_logout import provider_session_ended
@@ -37,6 +38,10 @@ AFTER_PROFILE = "after_profile"  # where to go once the profile is complete
 PENDING_LINK = "sso_pending_link"  # an upgrade waiting for the account's password, encrypted
 PROVIDER_SID = "sso_sid"  # the provider's session id (the ID token's ``sid``), if it gave one
 PROVIDER_SINCE = "sso_since"  # when the SSO sign-in happened (epoch s, float)
+#: The random key naming this session's server-side tokens (`models.SSOSession`), and when
+#: (epoch s) its membership re-check is due: before then a request costs no SQL for it.
+SSO_SESSION = "sso_session"
+RECHECK_DUE = "recheck_due"
 
 
 def now() -> float:
@@ -78,7 +83,9 @@ def load_user(token: str) -> User | None:
     user_id, sep, generation = (token or "").partition(":")
     if not sep or not user_id.isdigit() or not generation.isdigit():
         return None
-    user = db.session.execute(_USER_BY_ID, {"user_id": int(user_id)}).scalar_one_or_none()
+    user = db.session.execute(
+        _USER_BY_ID, {"user_id": int(user_id)}, bind_arguments=single_statements()
+    ).scalar_one_or_none()
     if user is None or (user.session_generation or 0) != int(generation) or not user.is_active:
         return None
     return user
@@ -158,5 +165,8 @@ def init_app(app: Flask) -> None:
     """Load users by id and generation, and end idle or expired sessions before each request."""
     login_manager.user_loader(load_user)
     app.session_interface = CookieSessions()
-    # Registered before the blueprints, so it runs before their own request checks.
+    from portal.auth.recheck import recheck_membership_when_due
+
+    # Registered before the blueprints, so they run before their own request checks.
     app.before_request(end_expired_session)
+    app.before_request(recheck_membership_when_due)

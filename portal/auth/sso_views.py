@@ -8,19 +8,22 @@ import secrets
 from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
-from portal.auth import bp
+from portal import metrics
+from portal.auth import bp, sessions
 from portal.auth.sessions import (
     AFTER_PROFILE,
     ID_TOKEN,
     PENDING_LINK,
     PROVIDER_SID,
     PROVIDER_SINCE,
+    RECHECK_DUE,
+    SSO_SESSION,
     SYSTEM_ID,
 )
 from portal.auth.views import sign_in_paused, start_session
 from portal.errors import render_error
 from portal.extensions import csrf
-from portal.services import audit, provider_logout, throttle
+from portal.services import audit, membership_recheck, provider_logout, throttle
 from portal.services.account_resolution import LinkConfirmationRequired
 from portal.services.login_attempts import (
     StateOfTestRun,
@@ -36,6 +39,7 @@ from portal.services.sso_login import (
     complete_platform_login,
     complete_sso_login,
     confirm_pending_link,
+    get_callback_system,
     get_login_system,
     pending_link_account,
     read_appended_ct,
@@ -133,15 +137,21 @@ def _platform_token_sign_in(system: SystemSettings, refresh_token: str):
 def sso_callback(slug: str):
     """Finish an SSO sign-in at the Redirect URL (or a manager's test run's)."""
     params = read_appended_ct(request.args.to_dict(flat=True))
+    is_manager = _is_manager()
     try:
-        system = get_login_system(slug, is_manager=_is_manager())
+        system = get_callback_system(slug, is_manager=is_manager)
     except SystemUnavailable:
         # A test run works while the system is disabled or Local Login Only.
         if is_test_state(params.get("state")):
             return _test_callback(slug, params)
         return _system_not_found()
     try:
-        signed_in = complete_sso_login(system, params, browser_key=session_browser_key())
+        signed_in = complete_sso_login(
+            system, params, browser_key=session_browser_key(), is_manager=is_manager
+        )
+    except SystemUnavailable:
+        # Disabled (or made Local Login Only) since this process last read the settings.
+        return _system_not_found()
     except StateOfTestRun:
         return _test_callback(slug, params)
     except LinkConfirmationRequired as pending:
@@ -173,6 +183,7 @@ def _finish_sso_sign_in(signed_in: SignIn, *, platform_started: bool = False):
             + (" The earlier session in this browser has ended." if replaced else ""),
             "info",
         )
+    metrics.count_sign_in(system.slug, metrics.SUCCESS)
     log.info(
         "SSO sign-in ref=%s system=%s outcome=success user=%s%s",
         signed_in.reference,
@@ -187,6 +198,17 @@ def _finish_sso_sign_in(signed_in: SignIn, *, platform_started: bool = False):
     if sid:
         session[PROVIDER_SID] = sid
         provider_logout.record_provider_session(signed_in.user, system.id, sid)
+    if signed_in.result is not None:
+        # Tokens stay on the server; the cookie names them and says when to re-check.
+        moment = sessions.now()
+        key = membership_recheck.record_sso_session(
+            system, signed_in.user, signed_in.result, moment
+        )
+        if key:
+            session[SSO_SESSION] = key
+        due = membership_recheck.first_due(system, moment)
+        if due is not None:
+            session[RECHECK_DUE] = due
     sealed = seal_id_token(signed_in.id_token)
     if sealed:
         session[ID_TOKEN] = sealed
@@ -292,6 +314,7 @@ def _one_line(text: str) -> str:
 def _sso_failure(exc: SSOError, slug: str):
     """Log and audit the failure once under a short reference, then show its page."""
     reference = secrets.token_hex(4)
+    metrics.count_sign_in(slug, exc.code)
     log.warning(
         "SSO sign-in failed ref=%s system=%s code=%s detail=%s",
         reference,

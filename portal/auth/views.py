@@ -10,10 +10,16 @@ from flask_wtf.csrf import generate_csrf
 
 from portal.auth import bp
 from portal.auth.forms import LoginForm
-from portal.auth.sessions import AFTER_PROFILE, ID_TOKEN, SYSTEM_ID, stamp_new_session
+from portal.auth.sessions import (
+    AFTER_PROFILE,
+    ID_TOKEN,
+    SSO_SESSION,
+    SYSTEM_ID,
+    stamp_new_session,
+)
 from portal.errors import AccountDisabled, render_error
 from portal.models import User
-from portal.services import audit, throttle
+from portal.services import audit, membership_recheck, throttle
 from portal.services.accounts import authenticate_local, record_login
 from portal.services.auth_systems import get_auth_system, list_enabled_systems
 from portal.services.profiles import (
@@ -178,17 +184,24 @@ def logout():
     """End the user's sessions everywhere, then sign out at the provider if it has a logout URL."""
     sealed = session.get(ID_TOKEN)
     system_id = session.get(SYSTEM_ID)
+    key = session.get(SSO_SESSION)
     user = current_user._get_current_object() if current_user.is_authenticated else None
     logout_user()
     session.clear()
+    logoff = None
     if user is not None:
+        logoff = membership_recheck.take_logoff_tokens(key, user, system_id)
         # Signing out ends the session everywhere: a copy of this cookie opens nothing now.
         end_sessions(user)
+    id_token = unseal_id_token(sealed)
+    if logoff is not None:
+        # Server to server, after the sign-out is committed; a failure is only logged.
+        membership_recheck.call_logoff(system_id, logoff, id_token=id_token)
     system = get_auth_system(system_id) if isinstance(system_id, int) else None
     target = logout_redirect_url(
         system,
         return_to=absolute_url(url_for("site.home")),
-        id_token=unseal_id_token(sealed),
+        id_token=id_token,
     )
     if target:
         return redirect(target)

@@ -8,6 +8,10 @@
   MemberProfile (PascalCase, .NET dates).
 - :class:`IMISProvider`: iMIS's token, ``/api/user``, ``/api/party`` and ``/api/GroupMember``
   (``$type``/``$values``).
+- :class:`NoviProvider`: Novi AMS's OpenID Connect SSO at its paths, Permitted Groups.
+- :class:`MemberClicksProvider`: MemberClicks' OAuth 2.0 (HTTP Basic token call) and
+  ``/api/v1/profile/me`` with bracketed attribute names.
+- :class:`MembesProvider`: Membes' SSO login form, its GET token call, member details.
 - :class:`LiveServer` / :func:`serve` / :func:`closed_port_url`: the background runner.
 """
 
@@ -15,7 +19,10 @@ from portal.devidp.ams import AMSProvider, create_ams_app
 from portal.devidp.client import RegisteredClient
 from portal.devidp.faults import Fault, Faults
 from portal.devidp.imis import IMISProvider
+from portal.devidp.memberclicks import MemberClicksProvider
 from portal.devidp.members import Member, Members, demo_members
+from portal.devidp.membes import MembesProvider
+from portal.devidp.novi import NoviProvider
 from portal.devidp.oidc import OIDCProvider, create_oidc_app
 from portal.devidp.oidc_authority import s256
 from portal.devidp.personify import PersonifyProvider
@@ -32,7 +39,10 @@ __all__ = [
     "IMISProvider",
     "LiveServer",
     "Member",
+    "MemberClicksProvider",
     "Members",
+    "MembesProvider",
+    "NoviProvider",
     "OIDCProvider",
     "PersonifyProvider",
     "RecordedRequest",

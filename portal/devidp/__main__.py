@@ -13,9 +13,19 @@ import threading
 from collections.abc import Sequence
 
 from portal.devidp.ams import AMSProvider
+from portal.devidp.memberclicks import MemberClicksProvider
 from portal.devidp.members import demo_members
+from portal.devidp.membes import MembesProvider
+from portal.devidp.novi import NoviProvider
 from portal.devidp.oidc import OIDCProvider
 from portal.devidp.provider import BaseProvider
+
+#: The platform look-alikes ``--kind`` serves, each at its documented paths.
+PLATFORMS: dict[str, type[BaseProvider]] = {
+    "novi": NoviProvider,
+    "memberclicks": MemberClicksProvider,
+    "membes": MembesProvider,
+}
 
 
 def _is_loopback(host: str) -> bool:
@@ -35,9 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--kind",
-        choices=("oidc", "ams"),
+        choices=("oidc", "ams", *PLATFORMS),
         default="oidc",
-        help="which provider to serve (default: oidc)",
+        help="which provider to serve (default: oidc; novi, memberclicks and membes are the "
+        "look-alikes of those platforms, to try their presets against)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
     parser.add_argument("--port", type=int, default=5001)
@@ -69,7 +80,15 @@ def build_provider(args: argparse.Namespace) -> BaseProvider:
     members = demo_members()
     hint = "Demo members: " + ", ".join(f"{m.username} / {m.password}" for m in members)
     provider: BaseProvider
-    if args.kind == "ams":
+    if args.kind in PLATFORMS:
+        provider = PLATFORMS[args.kind](
+            client_id=args.client_id,
+            client_secret=args.client_secret,
+            redirect_uris=args.redirect_uri,
+            members=members,
+            login_hint=hint,
+        )
+    elif args.kind == "ams":
         provider = AMSProvider(
             client_id=args.client_id,
             client_secret=args.client_secret,

@@ -35,7 +35,6 @@ expires (``refresh_ttl``, default one hour).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,6 +42,7 @@ from flask import Flask, Response, redirect, request
 from markupsafe import escape
 
 from portal.devidp.faults import GENERIC_FAULTS
+from portal.devidp.grants import Grant, Grants
 from portal.devidp.members import Member
 from portal.devidp.provider import BaseProvider, Route, endpoint_url
 from portal.devidp.responses import add_query, html_page, json_response
@@ -81,15 +81,6 @@ def _paged(item_type: str, items: list[Any]) -> dict[str, Any]:
     }
 
 
-@dataclass
-class _Grant:
-    username: str
-    expires_at: float
-    client_id: str = ""
-    redirect_uri: str = ""
-    used: bool = False
-
-
 class IMISProvider(BaseProvider):
     """``/sso-login``, ``/token``, ``/api/user``, ``/api/party/{id}``, ``/api/GroupMember``."""
 
@@ -104,9 +95,9 @@ class IMISProvider(BaseProvider):
 
     def __init__(self, **options: Any) -> None:
         """Take the options of :class:`BaseProvider`."""
-        self._codes: dict[str, _Grant] = {}
-        self._tokens: dict[str, _Grant] = {}
-        self._refresh: dict[str, _Grant] = {}
+        self._codes = Grants()
+        self._tokens = Grants()
+        self._refresh = Grants()
         self.refresh_ttl = 3600
         super().__init__(**options)
 
@@ -127,11 +118,8 @@ class IMISProvider(BaseProvider):
         """Return a refresh token for a member, as iMIS's Single Sign-On content item POSTs it."""
         if self.members.get(username) is None:
             raise KeyError(username)
-        refresh = self.new_secret("imisrt")
         lifetime = self.refresh_ttl if ttl is None else ttl
-        with self._lock:
-            self._refresh[refresh] = _Grant(username, time.time() + lifetime)
-        return refresh
+        return self._refresh.issue("imisrt", Grant(username, time.time() + lifetime))
 
     def party_id(self, member: Member) -> str:
         """Return the member's PartyId (iMIS ids are text)."""
@@ -208,11 +196,8 @@ class IMISProvider(BaseProvider):
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer":
             return None
-        with self._lock:
-            grant = self._tokens.get(token.strip())
-        if grant is None or grant.expires_at < time.time():
-            return None
-        return self.members.get(grant.username)
+        grant = self._tokens.live(token.strip())
+        return self.members.get(grant.username) if grant is not None else None
 
 
 def _oauth_error(error: str, description: str, status: int = 400) -> Response:
@@ -239,12 +224,8 @@ def sso_login(idp: IMISProvider) -> Response:
         return redirect(add_query(redirect_uri, {**params, "state": args.get("state")}))
 
     def signed_in(member: Member) -> Response:
-        code = idp.new_secret("imiscode")
-        with idp._lock:
-            idp._codes[code] = _Grant(
-                member.username, time.time() + idp.code_ttl, client_id, redirect_uri
-            )
-        return back(code=code)
+        grant = Grant(member.username, time.time() + idp.code_ttl, client_id, redirect_uri)
+        return back(code=idp._codes.issue("imiscode", grant))
 
     return sign_in(idp, BRAND, cancelled=lambda: back(error="access_denied"), signed_in=signed_in)
 
@@ -257,25 +238,18 @@ def token(idp: IMISProvider) -> Response:
     grant_type = form.get("grant_type")
     if grant_type == "refresh_token":
         # Reusable until it expires (see the module's docstring).
-        with idp._lock:
-            grant = idp._refresh.get(form.get("refresh_token", ""))
-        if grant is None or grant.expires_at < time.time():
+        grant = idp._refresh.live(form.get("refresh_token", ""))
+        if grant is None:
             return _oauth_error("invalid_grant", "The refresh token is invalid or expired.")
     elif grant_type == "authorization_code":
-        with idp._lock:
-            grant = idp._codes.get(form.get("code", ""))
-            usable = grant is not None and not grant.used and grant.expires_at >= time.time()
-            if grant is not None:
-                grant.used = True
-        if not usable or grant is None or grant.redirect_uri != form.get("redirect_uri"):
+        grant, _ = idp._codes.redeem(form.get("code", ""))
+        if grant is None or grant.redirect_uri != form.get("redirect_uri"):
             return _oauth_error("invalid_grant", "The code is invalid, used or expired.")
     else:
         return _oauth_error(
             "unsupported_grant_type", "grant_type must be authorization_code or refresh_token."
         )
-    access = idp.new_secret("imisat")
-    with idp._lock:
-        idp._tokens[access] = _Grant(grant.username, time.time() + idp.token_ttl)
+    access = idp._tokens.issue("imisat", Grant(grant.username, time.time() + idp.token_ttl))
     now = datetime.now(UTC)
     http_date = "%a, %d %b %Y %H:%M:%S GMT"
     return json_response(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from typing import Any
 
 from flask import Flask, Response, redirect, request
@@ -66,9 +67,25 @@ class OIDCProvider(OIDCAuthority):
         "jwks": GENERIC_FAULTS,
         "userinfo": GENERIC_FAULTS | {"sub_mismatch"},
         "logout": frozenset({"slow", "status", "html"}),
+        "revoke": GENERIC_FAULTS,
     }
     FAULT_ALIASES = {"profile": "userinfo"}
     AUTHORIZE_PATH = "/authorize"
+    #: Where each endpoint (by its name in ``ROUTES``) is served; a look-alike of a platform
+    #: with other paths (``NoviProvider``) changes these, discovery follows them.
+    PATHS: dict[str, str] = {
+        "discovery": "/.well-known/openid-configuration",
+        "jwks": "/jwks",
+        "authorize": "/authorize",
+        "token": "/token",
+        "userinfo": "/userinfo",
+        "account": "/account",
+        "logout": "/logout",
+        "revoke": "/revoke",
+    }
+    BRAND = BRAND
+    SCOPES: tuple[str, ...] = SCOPES
+    CLAIMS: tuple[str, ...] = CLAIMS
 
     discovery_url = endpoint_url(
         "/.well-known/openid-configuration",
@@ -79,10 +96,16 @@ class OIDCProvider(OIDCAuthority):
     jwks_url = endpoint_url("/jwks", "JWKS endpoint of the running server.")
     userinfo_url = endpoint_url("/userinfo", "Userinfo endpoint of the running server.")
     logout_url = endpoint_url("/logout", "End-session endpoint of the running server.")
+    revocation_url = endpoint_url("/revoke", "RFC 7009 revocation endpoint of the running server.")
 
     def create_app(self) -> Flask:
         """Build the provider's Flask app."""
         return create_oidc_app(self)
+
+    def refusal(self, member: Member) -> tuple[str, str] | None:
+        """The OAuth error (code, description) a signed-in member is sent back with, or
+        ``None`` to issue a code (this provider refuses nobody)."""
+        return None
 
 
 def _oauth_error(
@@ -102,30 +125,32 @@ def create_oidc_app(provider: OIDCProvider | None = None, **options: Any) -> Fla
     """
     if provider is None:
         return OIDCProvider(**options).app
-    return provider.build_app(__name__, ROUTES)
+    routes = [replace(r, rule=provider.PATHS.get(r.endpoint, r.rule)) for r in ROUTES]
+    return provider.build_app(__name__, routes)
 
 
 def discovery(idp: OIDCProvider) -> Response:
     """The OpenID Provider metadata document."""
-    base = idp.issuer
+    base, paths = idp.issuer, idp.PATHS
     return json_response(
         {
             "issuer": base,
-            "authorization_endpoint": f"{base}/authorize",
-            "token_endpoint": f"{base}/token",
-            "userinfo_endpoint": f"{base}/userinfo",
-            "jwks_uri": f"{base}/jwks",
-            "end_session_endpoint": f"{base}/logout",
+            "authorization_endpoint": f"{base}{paths['authorize']}",
+            "token_endpoint": f"{base}{paths['token']}",
+            "userinfo_endpoint": f"{base}{paths['userinfo']}",
+            "jwks_uri": f"{base}{paths['jwks']}",
+            "end_session_endpoint": f"{base}{paths['logout']}",
+            "revocation_endpoint": f"{base}{paths['revoke']}",
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code", "refresh_token"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
-            "scopes_supported": list(SCOPES),
+            "scopes_supported": list(idp.SCOPES),
             "token_endpoint_auth_methods_supported": sorted(idp.client.auth_methods),
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": True,
-            "claims_supported": list(CLAIMS),
+            "claims_supported": list(idp.CLAIMS),
         }
     )
 
@@ -146,12 +171,20 @@ def authorize(idp: OIDCProvider) -> Response:
         return _back(idp, args, error=problem[0], error_description=problem[1])
     return sign_in(
         idp,
-        BRAND,
+        idp.BRAND,
         cancelled=lambda: _back(
             idp, args, error="access_denied", error_description="The member cancelled the sign-in."
         ),
-        signed_in=lambda member: _back(idp, args, code=idp.issue_code(member, args)),
+        signed_in=lambda member: _signed_in(idp, args, member),
     )
+
+
+def _signed_in(idp: OIDCProvider, args: dict[str, str], member: Member) -> Response:
+    """Back with a code, or with the error the provider refuses this member with."""
+    refused = idp.refusal(member)
+    if refused is not None:
+        return _back(idp, args, error=refused[0], error_description=refused[1])
+    return _back(idp, args, code=idp.issue_code(member, args))
 
 
 def _unregistered_client_page(idp: OIDCProvider, args: dict[str, str]) -> Response | None:
@@ -250,7 +283,7 @@ def _authenticate_client(idp: OIDCProvider) -> tuple[str, Response | None]:
 
 def _refresh_grant(idp: OIDCProvider, client_id: str) -> Response:
     """New tokens for a refresh token issued to this client."""
-    grant = idp.lookup_refresh(request.form.get("refresh_token", ""))
+    grant = idp.use_refresh(request.form.get("refresh_token", ""))
     if grant is None or grant.client_id != client_id:
         return _oauth_error("invalid_grant", "Unknown refresh token.")
     member = idp.members.get(grant.username)
@@ -330,9 +363,24 @@ def userinfo(idp: OIDCProvider) -> Response:
     return json_response(claims)
 
 
+def revoke(idp: OIDCProvider) -> Response:
+    """RFC 7009 token revocation: authenticate the client, forget the token, answer 200."""
+    if request.mimetype != "application/x-www-form-urlencoded":
+        return _oauth_error("invalid_request", "The request must be form-encoded.")
+    _client_id, refused = _authenticate_client(idp)
+    if refused is not None:
+        return refused
+    token = request.form.get("token", "")
+    if not token:
+        return _oauth_error("invalid_request", "token is required.")
+    idp.revocations.append(dict(request.form.items()))
+    idp.revoke(token)
+    return Response(status=200)
+
+
 def account(idp: OIDCProvider) -> Response:
     """The stand-in "edit your profile" page."""
-    return account_page(BRAND)
+    return account_page(idp.BRAND)
 
 
 def logout(idp: OIDCProvider) -> Response:
@@ -353,4 +401,5 @@ ROUTES = (
     Route("/userinfo", "userinfo", userinfo, ("GET", "POST")),
     Route("/account", "account", account),
     Route("/logout", "logout", logout),
+    Route("/revoke", "revoke", revoke, ("POST",)),
 )

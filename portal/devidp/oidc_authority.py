@@ -74,6 +74,11 @@ class OIDCAuthority(BaseProvider):
         self._codes: dict[str, _Code] = {}
         self._tokens: dict[str, _Token] = {}
         self._refresh: dict[str, _Token] = {}
+        #: A refresh token redeems once: its answer carries the next one (rotation, as the
+        #: OAuth 2.0 Security BCP advises); False keeps it valid until revoked.
+        self.rotate_refresh_tokens = True
+        #: RFC 7009 revocation requests received (their form fields), newest last.
+        self.revocations: list[dict[str, str]] = []
         self._key = _new_key("key-1")
         self._impostor_key: RSAKey | None = None
         self._key_generation = 1
@@ -125,6 +130,7 @@ class OIDCAuthority(BaseProvider):
         self._codes.clear()
         self._tokens.clear()
         self._refresh.clear()
+        self.revocations.clear()
 
     def claims_for(self, member: Member) -> dict[str, Any]:
         """The member's userinfo claims (``None`` values left out, ``extra`` merged)."""
@@ -201,6 +207,19 @@ class OIDCAuthority(BaseProvider):
         """The refresh token's grant, or ``None``."""
         with self._lock:
             return self._refresh.get(token)
+
+    def use_refresh(self, token: str) -> _Token | None:
+        """Redeem a refresh token: its grant, or ``None``; with rotation it is used up."""
+        with self._lock:
+            if self.rotate_refresh_tokens:
+                return self._refresh.pop(token, None)
+            return self._refresh.get(token)
+
+    def revoke(self, token: str) -> None:
+        """Forget an access or refresh token (RFC 7009: unknown tokens are no error)."""
+        with self._lock:
+            self._tokens.pop(token, None)
+            self._refresh.pop(token, None)
 
     def make_id_token(self, member: Member, client_id: str, nonce: str | None) -> str | None:
         """Sign an ID token for ``member``, applying the armed ``id_token`` faults."""

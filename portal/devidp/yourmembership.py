@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,6 +32,7 @@ from flask import Flask, Response, redirect, request
 from markupsafe import escape
 
 from portal.devidp.faults import GENERIC_FAULTS
+from portal.devidp.grants import Grant, Grants
 from portal.devidp.members import Member
 from portal.devidp.provider import BaseProvider, Route, endpoint_url
 from portal.devidp.responses import add_query, html_page, json_response
@@ -41,15 +41,6 @@ from portal.devidp.signin import sign_in
 BRAND = "YourMembership"
 #: The YM site's ClientID (a number), which Authenticate expects and returns.
 SITE_CLIENT_ID = 28051
-
-
-@dataclass
-class _Grant:
-    username: str
-    expires_at: float
-    client_id: str = ""
-    redirect_uri: str = ""
-    used: bool = False
 
 
 class YourMembershipProvider(BaseProvider):
@@ -66,9 +57,9 @@ class YourMembershipProvider(BaseProvider):
     def __init__(self, *, site_client_id: int = SITE_CLIENT_ID, **options: Any) -> None:
         """Take the options of :class:`BaseProvider`, and the YM site's ClientID."""
         self.site_client_id = site_client_id
-        self._codes: dict[str, _Grant] = {}
-        self._tokens: dict[str, _Grant] = {}
-        self._sessions: dict[str, _Grant] = {}
+        self._codes = Grants()
+        self._tokens = Grants()
+        self._sessions = Grants()
         super().__init__(**options)
 
     def create_app(self) -> Flask:
@@ -84,17 +75,6 @@ class YourMembershipProvider(BaseProvider):
         self._codes.clear()
         self._tokens.clear()
         self._sessions.clear()
-
-    def _issue(self, store: dict[str, _Grant], prefix: str, grant: _Grant) -> str:
-        value = self.new_secret(prefix)
-        with self._lock:
-            store[value] = grant
-        return value
-
-    def _live(self, store: dict[str, _Grant], value: str) -> _Grant | None:
-        with self._lock:
-            grant = store.get(value)
-        return grant if grant is not None and grant.expires_at >= time.time() else None
 
     def member_id(self, member: Member) -> int:
         """Return the member's YM MemberID."""
@@ -165,8 +145,8 @@ def lock(idp: YourMembershipProvider) -> Response:
         return redirect(add_query(redirect_uri, {**params, "state": args.get("state")}))
 
     def signed_in(member: Member) -> Response:
-        grant = _Grant(member.username, time.time() + idp.code_ttl, app_id, redirect_uri)
-        return back(code=idp._issue(idp._codes, "ymcode", grant))
+        grant = Grant(member.username, time.time() + idp.code_ttl, app_id, redirect_uri)
+        return back(code=idp._codes.issue("ymcode", grant))
 
     return sign_in(idp, BRAND, cancelled=lambda: back(error="access_denied"), signed_in=signed_in)
 
@@ -180,14 +160,10 @@ def get_access_token(idp: YourMembershipProvider) -> Response:
         return _failed("Invalid AppId or AppSecret.", 401)
     if body.get("GrantType") != "Code":
         return _failed("GrantType must be Code.", 400)
-    with idp._lock:
-        grant = idp._codes.get(str(body.get("Code", "")))
-        usable = grant is not None and not grant.used and grant.expires_at >= time.time()
-        if grant is not None:
-            grant.used = True
-    if not usable or grant is None or grant.client_id != body.get("AppId"):
+    grant, _ = idp._codes.redeem(str(body.get("Code", "")))
+    if grant is None or grant.client_id != body.get("AppId"):
         return _failed("Invalid or expired Code.", 400)
-    token = idp._issue(idp._tokens, "ymat", _Grant(grant.username, time.time() + idp.token_ttl))
+    token = idp._tokens.issue("ymat", Grant(grant.username, time.time() + idp.token_ttl))
     return json_response({"AccessToken": token, "ExpiresIn": idp.token_ttl})
 
 
@@ -198,11 +174,11 @@ def authenticate(idp: YourMembershipProvider) -> Response:
         return _failed("provider must be OAuth and UserType Member.", 400)
     if str(body.get("ClientID", "")) != str(idp.site_client_id):
         return _failed("Unknown ClientID.", 401)
-    grant = idp._live(idp._tokens, str(body.get("AccessToken", "")))
+    grant = idp._tokens.live(str(body.get("AccessToken", "")))
     member = idp.members.get(grant.username) if grant else None
     if grant is None or member is None:
         return _failed("Invalid or expired AccessToken.", 401)
-    session = idp._issue(idp._sessions, "ymss", _Grant(grant.username, time.time() + 900))
+    session = idp._sessions.issue("ymss", Grant(grant.username, time.time() + 900))
     return json_response(
         {
             "ClientID": idp.site_client_id,
@@ -216,7 +192,7 @@ def authenticate(idp: YourMembershipProvider) -> Response:
 
 def member_profile(idp: YourMembershipProvider, client_id: str, member_id: str) -> Response:
     """The member's profile, for the session in ``X-SS-ID``, only for its own member."""
-    grant = idp._live(idp._sessions, request.headers.get("X-SS-ID", "").strip())
+    grant = idp._sessions.live(request.headers.get("X-SS-ID", "").strip())
     member = idp.members.get(grant.username) if grant else None
     if grant is None or member is None:
         return _failed("Invalid or expired session (X-SS-ID).", 401)

@@ -7,6 +7,7 @@ from portal.models.group import GroupMappingSettings, GroupMembership, GroupRule
 from portal.models.identity import Identity, LoginAttempt
 from portal.models.lifecycle import ProviderSession, ProviderSessionEnd, UsedToken
 from portal.models.settings_version import SettingsVersion
+from portal.models.sso_session import SSOSession
 from portal.models.user import ROLE_MANAGER, ROLE_MEMBER, Team, User
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "ProviderSession",
     "ProviderSessionEnd",
     "SettingsVersion",
+    "SSOSession",
     "Team",
     "UsedToken",
     "User",

@@ -94,6 +94,18 @@ class AuthSystem(db.Model):
     )
     logout_url: Mapped[str] = mapped_column(sa.Text, default="")
     profile_edit_url: Mapped[str] = mapped_column(sa.Text, default="")
+    #: The Logoff API: called server to server at sign-out (no URL: not called).
+    logoff_url: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    #: ``POST`` (default), ``GET`` or ``DELETE``.
+    logoff_method: Mapped[str] = mapped_column(
+        sa.String(_LENGTH["logoff_method"]), default="POST", server_default="POST"
+    )
+    logoff_headers: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    logoff_body: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    #: "Re-check Membership Every (minutes)": 0 = off.
+    recheck_minutes: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    #: "Grace Period (minutes)": how long a re-check that cannot reach the provider keeps access.
+    grace_minutes: Mapped[int] = mapped_column(sa.Integer, default=60, server_default="60")
     login_label: Mapped[str] = mapped_column(sa.String(_LENGTH["login_label"]), default="")
     #: One of ``LOGIN_MODES``.
     login_mode: Mapped[str] = mapped_column(

@@ -46,6 +46,7 @@ USER_ENABLED = "user.enabled"
 SESSIONS_REVOKED = "sessions.revoked"
 ACCOUNT_LINKED = "account.linked"
 EMAIL_CONFIRMED = "email.confirmed"
+MEMBERSHIP_RECHECK_ENDED = "membership.recheck_ended"
 PROVIDER_LOGOUT = "provider.logout"
 WEBHOOK_MEMBER_UPDATED = "webhook.member_updated"
 WEBHOOK_MEMBER_DELETED = "webhook.member_deleted"
@@ -71,6 +72,7 @@ KINDS: tuple[tuple[str, str], ...] = (
     (SESSIONS_REVOKED, "Sessions ended"),
     (ACCOUNT_LINKED, "Account linked after confirmation"),
     (EMAIL_CONFIRMED, "Email address confirmed"),
+    (MEMBERSHIP_RECHECK_ENDED, "Signed out by a membership re-check"),
     (PROVIDER_LOGOUT, "Back-channel logout"),
     (WEBHOOK_MEMBER_UPDATED, "Member updated by webhook"),
     (WEBHOOK_MEMBER_DELETED, "Member deleted by webhook"),

@@ -23,6 +23,7 @@ from portal.sso.fields import (
     HEADER_FIELDS,
     LABELS,
     LOGIN_LOCAL_ONLY,
+    NUMBER_FIELDS,
     POLICY_URL_FIELDS,
     PRESET_FIELDS,
     PROFILE_REQUEST_FIELDS,
@@ -56,6 +57,23 @@ VERIFIER_FIELDS: tuple[str, ...] = tuple(
 )
 
 Add = Callable[[str, str], None]
+
+
+def whole_number(value: Any) -> Any:
+    """Return a NUMBER field's value as an int when it is a whole number (blank: 0).
+
+    Anything else is returned as it came (text stripped), for `settings_problems` to name.
+    """
+    if value is None or isinstance(value, bool):
+        return 0 if value is None else value
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if not text:
+        return 0
+    if text.isascii() and text.isdigit() and len(text) <= 9:
+        return int(text)
+    return text
 
 
 def param_error_key(field: str) -> str:
@@ -134,6 +152,10 @@ def _check_values(
         field = FIELDS[key]
         if clean[key] not in (field.choices or {}):
             add(key, field.invalid_choice)
+    for key in NUMBER_FIELDS:
+        value, most = clean[key], FIELDS[key].maximum
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= (most or 0):
+            add(key, f"{LABELS[key]} must be a whole number from 0 to {most}.")
 
 
 def _check_templates(
@@ -329,9 +351,11 @@ def secret_binding_changes(before: Mapping[str, Any], after: Mapping[str, Any]) 
     old, new = _origin(before.get("token_url") or ""), _origin(after.get("token_url") or "")
     if old != new:
         changes.append(f"the {LABELS['token_url']} now goes to {new or 'nowhere'} instead of {old}")
-    for parts in PROFILE_REQUEST_FIELDS.values():
-        url_key = parts["url"]
-        profile_keys = (url_key, parts["headers"], parts["body"])
+    # Every other request that may carry the secret: the profile requests and the Logoff API.
+    requests = [(p["url"], p["headers"], p["body"]) for p in PROFILE_REQUEST_FIELDS.values()]
+    requests.append(("logoff_url", "logoff_headers", "logoff_body"))
+    for profile_keys in requests:
+        url_key = profile_keys[0]
         if _sends_secret(after, *profile_keys):
             if not _sends_secret(before, *profile_keys):
                 changes.append(f"the {LABELS[url_key]} or Headers now send the secret")

@@ -24,6 +24,7 @@ from portal.services.auth_system_validation import (
     secret_binding_message,
     settings_problems,
     used_fields,
+    whole_number,
 )
 from portal.services.secrets import (
     SecretUnreadable,
@@ -36,6 +37,7 @@ from portal.sso.fields import (
     FIELDS,
     FLAG_FIELDS,
     LABELS,
+    NUMBER_FIELDS,
     PROFILE_REQUEST_FIELDS,
     PUBLIC_LOGIN_MODES,
     SECRET_FIELDS,
@@ -147,6 +149,8 @@ def auth_system_data(system: AuthSystem) -> dict[str, Any]:
     data["onboarding_team_id"] = system.onboarding_team_id
     for key in FLAG_FIELDS:
         data[key] = bool(getattr(system, key))
+    for key in NUMBER_FIELDS:
+        data[key] = getattr(system, key) or 0
     for key, _label in PROFILE_FIELDS:
         row = system.param(key)
         # A flag saved before its field stopped offering the option reads as off.
@@ -178,6 +182,8 @@ def _clean(data: Mapping[str, Any]) -> dict[str, Any]:
             clean[key] = field.default
     for key in FLAG_FIELDS:
         clean[key] = bool(clean[key])
+    for key in NUMBER_FIELDS:
+        clean[key] = whole_number(clean[key])
     team = clean["onboarding_team_id"]
     if team in (None, ""):
         clean["onboarding_team_id"] = None
@@ -274,6 +280,8 @@ def _apply(system: AuthSystem, clean: dict[str, Any]) -> None:
         setattr(system, key, clean[key])
     system.onboarding_team_id = clean["onboarding_team_id"]
     for key in FLAG_FIELDS:
+        setattr(system, key, clean[key])
+    for key in NUMBER_FIELDS:
         setattr(system, key, clean[key])
     # Only the chosen Type's secrets: another Type's, never checked, are not stored.
     for key in _typed_secrets(clean):

@@ -14,10 +14,11 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from flask import session
 
-from portal.database import commit_keeping_loaded
+from portal.database import commit_keeping_loaded, single_statements
 from portal.extensions import db
-from portal.models import AuthSystem, LoginAttempt
+from portal.models import AuthSystem, LoginAttempt, SettingsVersion
 from portal.models.base import utcnow
+from portal.models.settings_version import SETTINGS_VERSION_ID
 from portal.services.secrets import SecretUnreadable, decrypt_secret, encrypt_secret
 from portal.services.settings_snapshot import SystemSettings
 from portal.sso.errors import SettingsUnreadable, StateInvalid
@@ -75,9 +76,9 @@ def record_login_attempt(
     sign-in path (`purge_expired_attempts`).
     """
     browser_hash = _digest(browser_key)
-    # Core, not the unit of work: one INSERT that hands back the new id.
+    # Core, not the unit of work: one INSERT that hands back the new id, committed by itself.
     new_id = (
-        db.session.connection()
+        db.session.connection(bind_arguments=single_statements())
         .execute(
             _INSERT_ATTEMPT,
             {
@@ -123,7 +124,8 @@ def _drop_oldest_open_attempts(new_id: int, *, browser_hash: str) -> None:
                 LoginAttempt.id.in_(stale),
                 LoginAttempt.browser_hash == browser_hash,
                 LoginAttempt.used_at.is_(None),
-            )
+            ),
+            bind_arguments=single_statements(),
         )
     session[OPEN_ATTEMPTS_SESSION_KEY] = keep
 
@@ -190,7 +192,7 @@ def claim_login_attempt(
         raise _why_unclaimed(system, state, None, is_test=is_test)
     now = utcnow()
     row = (
-        db.session.connection()
+        db.session.connection(bind_arguments=single_statements())
         .execute(
             _CLAIM_ATTEMPT,
             {
@@ -224,7 +226,22 @@ class ClaimedAttempt:
     code_verifier_encrypted: str
     next_path: str
     is_test: bool
+    #: The settings version when the attempt was claimed (read by the same statement).
+    settings_version: int | None = None
 
+
+#: The attempt's own columns that the claim hands back.
+_CLAIMED_COLUMNS = tuple(
+    _ATTEMPTS.c[f.name] for f in dataclasses.fields(ClaimedAttempt) if f.name in _ATTEMPTS.c
+)
+#: The settings version, read by the claim itself: the callback then needs no read of its own
+#: to know whether its settings snapshot is current (`confirm_snapshot`).
+_CURRENT_SETTINGS_VERSION = (
+    sa.select(SettingsVersion.version)
+    .where(SettingsVersion.id == SETTINGS_VERSION_ID)
+    .scalar_subquery()
+    .label("settings_version")
+)
 
 #: One conditional UPDATE claims an attempt: its state, this browser, this system, unused and
 #: unexpired, or nothing (Core with bound parameters: built and compiled once).
@@ -239,7 +256,7 @@ _CLAIM_ATTEMPT = (
         _ATTEMPTS.c.created_at >= sa.bindparam("p_not_before"),
     )
     .values(used_at=sa.bindparam("p_now"))
-    .returning(*(_ATTEMPTS.c[f.name] for f in dataclasses.fields(ClaimedAttempt)))
+    .returning(*_CLAIMED_COLUMNS, _CURRENT_SETTINGS_VERSION)
 )
 
 
@@ -281,3 +298,18 @@ def read_verifier(attempt: ClaimedAttempt) -> str:
         return decrypt_secret(attempt.code_verifier_encrypted)
     except SecretUnreadable:
         raise SettingsUnreadable("PKCE verifier not decryptable (keys changed?)") from None
+
+
+def count_open_attempts() -> int:
+    """Return how many sign-ins were started and are neither finished nor expired."""
+    return int(
+        db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(LoginAttempt)
+            .where(
+                LoginAttempt.used_at.is_(None),
+                LoginAttempt.created_at > utcnow() - ATTEMPT_LIFETIME,
+            )
+        )
+        or 0
+    )

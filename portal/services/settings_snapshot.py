@@ -27,6 +27,7 @@ from flask import current_app, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.orm import Session, selectinload
 
+from portal.database import single_statements
 from portal.extensions import db
 from portal.models import (
     AuthSystem,
@@ -121,6 +122,9 @@ class SystemSettings:
     trusts_username: bool
     #: "Accept sign-ins started by the platform": a POSTed refresh token is redeemed.
     platform_start: bool
+    #: "Re-check Membership Every (minutes)" (0 = off) and "Grace Period (minutes)".
+    recheck_minutes: int
+    grace_minutes: int
     onboarding_team_id: int | None
     params: tuple[ParamSettings, ...]
     group_policy: GroupPolicy
@@ -212,6 +216,9 @@ def compile_system(system: AuthSystem, policy: GroupPolicy | None = None) -> Sys
         trusts_username=bool(system.trusts_username),
         # Only an OAuth 2.0 system redeems a refresh token (a Personify one has no token API).
         platform_start=bool(system.platform_start) and not personify_config,
+        # Only an OAuth 2.0 system has tokens to re-check with.
+        recheck_minutes=0 if personify_config else int(system.recheck_minutes or 0),
+        grace_minutes=int(system.grace_minutes or 0),
         onboarding_team_id=system.onboarding_team_id,
         params=params,
         group_policy=policy if policy is not None else load_group_policy(system.id),
@@ -277,6 +284,10 @@ class SnapshotCache:
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
 
+    def peek(self) -> Snapshot | None:
+        """Return the last snapshot built, without reading the version (None before the first)."""
+        return self._snapshot
+
     def get(self) -> Snapshot:
         """Return the current snapshot: one version read, and a rebuild when it moved."""
         version = read_version()
@@ -299,7 +310,8 @@ _READ_VERSION = "SELECT version FROM settings_version WHERE id = 1"  # SETTINGS_
 
 def read_version() -> int | None:
     """Return the settings version (None when its row is missing)."""
-    return db.session.connection().exec_driver_sql(_READ_VERSION).scalar()
+    bind = single_statements()
+    return db.session.connection(bind_arguments=bind).exec_driver_sql(_READ_VERSION).scalar()
 
 
 #: Read the rows as the database has them, even when this session holds older copies.
@@ -344,6 +356,33 @@ def current_snapshot() -> Snapshot:
     if has_request_context():
         request.environ[_ENVIRON_KEY] = snapshot
     return snapshot
+
+
+def peek_snapshot() -> Snapshot:
+    """Return this process's last snapshot for this request, without reading the version.
+
+    For a request that reads the version later, in a statement it runs anyway (the
+    callback's claim of its login attempt), and calls `confirm_snapshot` with it before
+    using the settings. Reads the version when the process has no snapshot yet.
+    """
+    cache = current_app.extensions.setdefault(_EXTENSION, SnapshotCache())
+    snapshot = cache.peek()
+    if snapshot is None or snapshot.version is None or not has_request_context():
+        return current_snapshot()
+    request.environ.setdefault(_ENVIRON_KEY, snapshot)
+    return request.environ[_ENVIRON_KEY]
+
+
+def confirm_snapshot(version: int | None) -> bool:
+    """Tell whether this request's snapshot is at ``version`` (read from the database).
+
+    When it is not, the request forgets it: its next lookup reads the version and rebuilds.
+    """
+    memo = request.environ.get(_ENVIRON_KEY) if has_request_context() else None
+    if memo is not None and version is not None and memo.version == version:
+        return True
+    forget_request_snapshot()
+    return False
 
 
 def system_by_slug(slug: str) -> SystemSettings | None:

@@ -22,6 +22,7 @@ from portal.services.account_resolution import (
 from portal.services.accounts import authenticate_local
 from portal.services.login_attempts import (
     ClaimedAttempt,
+    StateOfTestRun,
     claim_login_attempt,
     read_verifier,
     record_login_attempt,
@@ -34,6 +35,9 @@ from portal.services.secrets import (
 )
 from portal.services.settings_snapshot import (
     SystemSettings,
+    confirm_snapshot,
+    forget_request_snapshot,
+    peek_snapshot,
     settings_of,
     system_by_id,
     system_by_slug,
@@ -53,6 +57,7 @@ from portal.sso.errors import (
     PendingLinkExpired,
     PlatformStartRefused,
     SettingsUnreadable,
+    StateInvalid,
 )
 from portal.sso.fields import (
     LABELS,
@@ -87,6 +92,8 @@ class SignIn:
     created: bool
     #: The sign-in's reference, in its audit event and its log line.
     reference: str = ""
+    #: The engine's result (its tokens are kept when the system re-checks membership).
+    result: SSOResult | None = None
 
 
 # -- configuration ----------------------------------------------------------------------------
@@ -148,12 +155,30 @@ def get_login_system(slug: str, *, is_manager: bool = False) -> SystemSettings:
     *Local Login Only* hides a system from the public, but a community manager may still
     try its flow. Read from the settings snapshot: one version read per request.
     """
-    system = system_by_slug(slug)
+    return _offered(system_by_slug(slug), slug, is_manager)
+
+
+def _offered(system: SystemSettings | None, slug: str, is_manager: bool) -> SystemSettings:
     if system is None or not system.enabled:
         raise SystemUnavailable(slug)
     if system.login_mode == LOGIN_LOCAL_ONLY and not is_manager:
         raise SystemUnavailable(slug)
     return system
+
+
+def get_callback_system(slug: str, *, is_manager: bool = False) -> SystemSettings:
+    """Return the system of a callback from this process's snapshot, without a version read.
+
+    `complete_sso_login` confirms the snapshot with the version its claim reads, before any
+    setting is used. A system the snapshot lacks or refuses is looked up afresh, so an
+    outdated snapshot never turns a member away.
+    """
+    system = peek_snapshot().by_slug.get(slug)
+    try:
+        return _offered(system, slug, is_manager)
+    except SystemUnavailable:
+        forget_request_snapshot()
+        return get_login_system(slug, is_manager=is_manager)
 
 
 def public_login_systems(systems: list[AuthSystem]) -> list[AuthSystem]:
@@ -273,16 +298,46 @@ def finish_attempt(
 
 
 def complete_sso_login(
-    system: SystemSettings, params: Mapping[str, str], *, browser_key: str | None
+    system: SystemSettings,
+    params: Mapping[str, str],
+    *,
+    browser_key: str | None,
+    is_manager: bool = False,
 ) -> SignIn:
     """Check the callback's state and issuer, finish the login and resolve the account.
 
     Two short write transactions: the state is claimed (before any code is redeemed), then
-    the account, its groups and the sign-in's audit event are written together.
+    the account, its groups and the sign-in's audit event are written together. The claim
+    also reads the settings version: settings changed since ``system`` was compiled are
+    read again (and may refuse the system) before the code is redeemed.
     """
-    attempt = claim_login_attempt(system, params.get("state"), browser_key)
+    system, attempt = _claim_attempt(system, params, browser_key, is_manager)
+    if not confirm_snapshot(attempt.settings_version):
+        system = _offered(system_by_id(system.id), system.slug, is_manager)
     result = finish_attempt(system, attempt, params)
     return _sign_in_with(system, result, next_path=attempt.next_path or "/")
+
+
+def _claim_attempt(
+    system: SystemSettings, params: Mapping[str, str], browser_key: str | None, is_manager: bool
+) -> tuple[SystemSettings, ClaimedAttempt]:
+    """Claim the callback's attempt for ``system``, or for its successor under the same slug.
+
+    ``system`` may come from an outdated snapshot (`get_callback_system`): a system deleted
+    and created again under the same name has a new id, which a refused claim reveals. The
+    refused claim wrote nothing, so the claim is tried again with the current system.
+    """
+    try:
+        return system, claim_login_attempt(system, params.get("state"), browser_key)
+    except StateOfTestRun:
+        raise
+    except StateInvalid:
+        forget_request_snapshot()
+        current = system_by_slug(system.slug)
+        if current is None or current.id == system.id:
+            raise
+    current = _offered(current, system.slug, is_manager)
+    return current, claim_login_attempt(current, params.get("state"), browser_key)
 
 
 def read_initiation_request(system: SystemSettings, params: Mapping[str, str]) -> Initiation:
@@ -323,6 +378,7 @@ def _sign_in_with(system: SystemSettings, result: SSOResult, *, next_path: str) 
         next_path=next_path,
         created=created,
         reference=reference,
+        result=result,
     )
 
 

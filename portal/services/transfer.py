@@ -65,6 +65,7 @@ from portal.services.transfer_document import (
 from portal.sso.fields import (
     FLAG_FIELDS,
     LABELS,
+    NUMBER_FIELDS,
     SECRET_FIELDS,
     TYPE_OAUTH2,
     encrypted_column,
@@ -106,6 +107,8 @@ def export_auth_system(system: AuthSystem, *, include_secret: bool = False) -> d
     out: dict[str, Any] = {key: data[key] for key in SYSTEM_TEXT_KEYS}
     out["onboarding_team"] = system.onboarding_team.name if system.onboarding_team else None
     for key in FLAG_FIELDS:
+        out[key] = data[key]
+    for key in NUMBER_FIELDS:
         out[key] = data[key]
     out["params"] = {key: _param_out(key, data["params"][key]) for key, _ in PROFILE_FIELDS}
     if include_secret:

@@ -22,6 +22,8 @@ from portal.sso.fields import (
     FLAG,
     FLAG_FIELDS,
     LABELS,
+    NUMBER,
+    NUMBER_FIELDS,
     SECRET_FIELDS,
     TEAM,
     encrypted_column,
@@ -34,13 +36,14 @@ FORMAT_VERSION = 1
 
 #: Keys of ``auth_system`` that hold text, in form order (the secret is never one of them).
 SYSTEM_TEXT_KEYS: tuple[str, ...] = tuple(
-    name for name in EXPORTED_FIELDS if FIELDS[name].kind not in (FLAG, TEAM)
+    name for name in EXPORTED_FIELDS if FIELDS[name].kind not in (FLAG, TEAM, NUMBER)
 )
 #: Every key ``auth_system`` may hold, in the order an export writes them.
 SYSTEM_KEYS: tuple[str, ...] = (
     *SYSTEM_TEXT_KEYS,
     "onboarding_team",
     *FLAG_FIELDS,
+    *NUMBER_FIELDS,
     "params",
     *(encrypted_column(name) for name in SECRET_FIELDS),
 )
@@ -142,6 +145,15 @@ def read_system(raw: Any, add: Add) -> tuple[dict[str, Any], set[str], dict[str,
             data[key] = raw[key]
         else:
             add(f"{LABELS[key]}: must be true or false.")
+    for key in NUMBER_FIELDS:
+        if key not in raw:
+            continue
+        value = raw[key]
+        if isinstance(value, int) and not isinstance(value, bool):
+            data[key] = value  # its range is the form's rule, checked with the rest
+        else:
+            add(f"{LABELS[key]}: must be a whole number (a JSON number).")
+            bad.add(key)
     team = raw.get("onboarding_team")
     if team is not None and not isinstance(team, str):
         add(f"{LABELS['onboarding_team_id']}: must be a team's name or null.")

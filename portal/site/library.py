@@ -38,9 +38,10 @@ def library_item(content_id: int):
             403,
             title="This content is for other members",
             message=(
-                "Your membership does not include this item at the moment. If you think it "
-                "should, sign out and in again to refresh your membership, or contact the "
-                "community team."
+                "Your membership does not include this item at the moment. Changes your "
+                "association makes to your membership reach this site while you are signed "
+                "in, within the minutes it is set to re-check them; if you think your "
+                "membership should include this item, contact the community team."
             ),
         )
     return render_template("site/item.html", item=item)

@@ -191,7 +191,9 @@ def _scope(supported: Sequence[str] | None) -> str:
 
 def _fetch(url: str, http: HttpClient, trace: Trace | None) -> dict[str, Any]:
     try:
-        resp = http.request("GET", url, headers=[("Accept", "application/json")], trace=trace)
+        resp = http.request(
+            "GET", url, headers=[("Accept", "application/json")], trace=trace, step="discovery"
+        )
         return parse_json_or_form(resp, allow_form=False)
     except ProviderHTTPError as exc:
         if exc.status == 404:
@@ -360,7 +362,9 @@ class DiscoveryCache:
         doc: dict[str, Any] | None = None
         ttl = self.failure_ttl
         try:
-            resp = http.request("GET", url, headers=[("Accept", "application/json")])
+            resp = http.request(
+                "GET", url, headers=[("Accept", "application/json")], step="discovery"
+            )
             fetched = parse_json_or_form(resp, allow_form=False)
         except SSOError as exc:
             log.info("Discovery document of %s unavailable: %s", issuer, exc.code)

@@ -17,6 +17,7 @@ from portal.sso.errors import (
     IssuerMismatch,
     ProviderBadResponse,
     ProviderError,
+    ProviderHTTPError,
     RequiredFieldMissing,
     SubjectMismatch,
     TemplateError,
@@ -79,6 +80,11 @@ class SSOConfig:
     issuer: str = ""
     jwks_url: str = ""
     scope: str = ""
+    #: The Logoff API call made at sign-out, server to server (no URL: none).
+    logoff_url: str = ""
+    logoff_method: str = "POST"
+    logoff_headers: str = ""
+    logoff_body: str = ""
     params: Mapping[str, ProfileParam] = field(default_factory=dict)
 
 
@@ -108,6 +114,14 @@ class SSOResult:
     id_claims: dict[str, Any] | None = None
     #: Labels of required fields the provider did not supply (User ID, must-supply fields).
     violations: list[str] = field(default_factory=list)
+    #: The access token read at the Access Token Path (kept for a membership re-check).
+    access_token: str = ""
+
+    @property
+    def refresh_token(self) -> str:
+        """Return the refresh token of the token response ("" when the provider gave none)."""
+        value = self.token_response.get("refresh_token")
+        return value if isinstance(value, str) else ""
 
 
 @dataclass(frozen=True)
@@ -210,6 +224,8 @@ def finish_refresh_login(
     http: HttpClient,
     jwks_cache: JWKSCache,
     trace: Trace | None = None,
+    *,
+    what: str = "platform-started sign-in",
 ) -> SSOResult:
     """Complete a sign-in the platform started by POSTing a refresh token (the iMIS shape).
 
@@ -220,7 +236,7 @@ def finish_refresh_login(
     """
     seen = SignInSecrets(trace)
     seen.keep(refresh_token)
-    with seen.failures_reported(log, config.slug, "platform-started sign-in"):
+    with seen.failures_reported(log, config.slug, what):
         if not refresh_token.strip():
             raise ProviderBadResponse("the platform's POST carried no refresh_token")
         values = {
@@ -259,6 +275,21 @@ def _result_from_token_response(
     profile = fetch_profile(
         config, token_doc, access_token, id_token, id_claims, http=http, trace=trace, seen=seen
     )
+    return _mapped_result(
+        config, token_doc, access_token, profile, id_token, id_claims, enforce_required
+    )
+
+
+def _mapped_result(
+    config: SSOConfig,
+    token_doc: dict[str, Any],
+    access_token: str,
+    profile: dict[str, Any],
+    id_token: str | None,
+    id_claims: dict[str, Any] | None,
+    enforce_required: bool = True,
+) -> SSOResult:
+    """Map the profile's fields and return the result; a missing required field raises."""
     fields = map_fields(profile, config.params)
     result = SSOResult(
         subject=fields["user_id"] or "",
@@ -269,10 +300,81 @@ def _result_from_token_response(
         profile=profile,
         id_token=id_token,
         id_claims=id_claims,
+        access_token=access_token,
     )
     if enforce_required and result.violations:
         raise RequiredFieldMissing(result.violations[0])
     return result
+
+
+# -- during a session: the membership re-check and the Logoff API ------------------------------
+
+
+def recheck_with_access_token(
+    config: SSOConfig, token_doc: dict[str, Any], http: HttpClient
+) -> SSOResult:
+    """Re-read a signed-in member's profile with the access token of their sign-in.
+
+    ``token_doc`` is the sign-in's token response (the profile requests may read it). Only
+    a system with profile requests can re-read anything this way: without them the profile
+    *is* the token response, which says nothing new. The ID token is not checked again (it
+    was at sign-in, and has usually expired since); its claims are read for the profile's
+    ``sub`` check. Tokens are redacted from any error raised.
+    """
+    seen = SignInSecrets(None)
+    with seen.failures_reported(log, config.slug, "membership re-check"):
+        if not config.profile_requests:
+            raise TokenMissing("no profile request to re-read the profile with an access token")
+        access_token = read_access_token(config, token_doc, seen, None)
+        id_token = token_doc.get("id_token")
+        id_token = id_token if isinstance(id_token, str) and id_token else None
+        seen.keep(id_token)
+        id_claims = unverified_claims(id_token) if id_token else None
+        profile = fetch_profile(
+            config, token_doc, access_token, id_token, id_claims, http=http, trace=None, seen=seen
+        )
+        return _mapped_result(config, token_doc, access_token, profile, id_token, id_claims)
+
+
+@dataclass(frozen=True)
+class LogoffTokens:
+    """The tokens of the session that ends, for the Logoff API's placeholders."""
+
+    access_token: str = ""
+    refresh_token: str = ""
+    id_token: str = ""
+
+
+def call_logoff_api(config: SSOConfig, tokens: LogoffTokens, http: HttpClient) -> int:
+    """Send the Logoff API request (server to server, at sign-out); return its HTTP status.
+
+    A status outside 2xx raises ProviderHTTPError; every secret and token is redacted from
+    any error raised. The call goes through the policy-checked ``http`` client (address
+    pinning, deadlines, size cap) like every other provider call.
+    """
+    values = {
+        "Token": tokens.access_token,
+        "RefreshToken": tokens.refresh_token,
+        "IDToken": tokens.id_token,
+        "ClientID": config.client_id,
+        "ClientSecret": config.client_secret or "",
+        "BasicAuth": basic_auth(config.client_id, config.client_secret or ""),
+    }
+    seen = SignInSecrets(None)
+    seen.keep_placeholders(values)
+    with seen.failures_reported(log, config.slug, "Logoff API call"):
+        url = render(config.logoff_url, Context.URL, values)
+        headers = render_headers(config.logoff_headers, values)
+        method = (config.logoff_method or "POST").upper()
+        method = method if method in ("POST", "GET", "DELETE") else "POST"
+        body: bytes | None = None
+        if method != "GET" and config.logoff_body:
+            body = render(config.logoff_body, body_context(headers), values).encode("utf-8")
+            _with_default(headers, "Content-Type", FORM_TYPE)
+        resp = http.request(method, url, headers=headers, body=body)
+        if not 200 <= resp.status < 300:
+            raise ProviderHTTPError(resp.status, "the Logoff API answered with an error")
+        return resp.status
 
 
 def check_callback(config: SSOConfig, params: Mapping[str, str]) -> None:
@@ -320,7 +422,12 @@ def fetch_token_response(
 ) -> dict[str, Any]:
     """Send the token request and return the token response; an OAuth error body raises."""
     resp = http.request(
-        request.method, request.url, headers=request.headers, body=request.body, trace=trace
+        request.method,
+        request.url,
+        headers=request.headers,
+        body=request.body,
+        trace=trace,
+        step="token",
     )
     return parse_json_or_form(resp, allow_form=True)
 
@@ -485,7 +592,7 @@ def _request_profile(
         body = render(request.body, body_context(headers), values, documents).encode("utf-8")
         _with_default(headers, "Content-Type", FORM_TYPE)
     _with_default(headers, "Accept", "application/json")
-    resp = http.request(method, url, headers=headers, body=body, trace=trace)
+    resp = http.request(method, url, headers=headers, body=body, trace=trace, step="profile")
     return parse_json_or_form(resp, allow_form=False)
 
 

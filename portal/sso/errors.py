@@ -22,6 +22,9 @@ class SSOError(Exception):
     title = "Sign-in failed"
     default_user_message = "Sign-in with the identity provider failed."
     retryable = False
+    #: The provider is down or overloaded (not refusing anything): a membership re-check
+    #: keeps the member's access for the system's Grace Period instead of signing them out.
+    provider_down = False
 
     def __init__(self, log_detail: str = "", *, user_message: str | None = None) -> None:
         self.log_detail = log_detail
@@ -112,6 +115,7 @@ class ProviderUnreachable(SSOError):
     title = "Identity provider unavailable"
     default_user_message = "The identity provider could not be reached. Please try again later."
     retryable = True
+    provider_down = True
 
 
 class ProviderAddressRefused(ProviderUnreachable):
@@ -134,6 +138,7 @@ class ProviderTimeout(SSOError):
     title = "Identity provider unavailable"
     default_user_message = "The identity provider took too long to answer. Please try again later."
     retryable = True
+    provider_down = True
 
 
 class ProviderHTTPError(SSOError):
@@ -144,6 +149,7 @@ class ProviderHTTPError(SSOError):
 
     def __init__(self, status: int, log_detail: str = "") -> None:
         self.status = status
+        self.provider_down = status >= 500 or status == 429
         detail = f"HTTP {status}" + (f" ({log_detail})" if log_detail else "")
         super().__init__(detail)
 
@@ -172,6 +178,9 @@ class OAuthErrorResponse(SSOError):
         self.error = error
         self.description = description
         self.status = status
+        self.provider_down = error in ("temporarily_unavailable", "server_error") or (
+            status is not None and (status >= 500 or status == 429)
+        )
         detail = _error_detail(error, description)
         if status is not None:
             detail += f" (HTTP {status})"

@@ -25,6 +25,8 @@ SECRET = "secret"
 #: A team, by id (by name in an export).
 TEAM = "team"
 FLAG = "flag"
+#: A whole number of minutes (0 = off), at most ``Field.maximum``.
+NUMBER = "number"
 #: Kinds held as plain text in a column of their own length.
 TEXT_KINDS: frozenset[str] = frozenset({TEXT, URL, HEADERS, BODY})
 
@@ -37,6 +39,8 @@ _OAUTH2 = frozenset({TYPE_OAUTH2})
 _PERSONIFY = frozenset({TYPE_PERSONIFY})
 
 TOKEN_METHODS: tuple[str, ...] = ("POST", "GET")
+#: Methods of the Logoff API call (RFC 7009 revocation is a POST; some end-session APIs GET).
+LOGOFF_METHODS: tuple[str, ...] = ("POST", "GET", "DELETE")
 #: Methods of a profile request (GET first: a profile is usually read).
 PROFILE_METHODS: tuple[str, ...] = ("GET", "POST")
 #: The most profile requests a system chains after the token request.
@@ -92,6 +96,10 @@ _TOKEN_REQUEST = frozenset(
 _PROFILE_REQUEST = frozenset({"ClientID", "Token", "IDToken", "RefreshToken"})
 #: The token request that redeems a refresh token the platform POSTed (a sign-in it started).
 _REFRESH_REQUEST = frozenset({"RefreshToken", "ClientID", "ClientSecret", "BasicAuth"})
+#: The Logoff API call made at sign-out, server to server, with the session's tokens.
+_LOGOFF_REQUEST = frozenset(
+    {"Token", "RefreshToken", "IDToken", "ClientID", "ClientSecret", "BasicAuth"}
+)
 #: Documents a template may read values from with ``%Source:<JMESPath>%``.
 TOKEN_RESPONSE_SOURCE = "TokenResponse"
 
@@ -165,6 +173,8 @@ class Field:
     #: (its origin is compared) or with this value. The Client Secret's own rules are
     #: ``binds_secret`` and ``secret_binding_changes``.
     bound_to: str = ""
+    #: The largest value of a NUMBER field.
+    maximum: int | None = None
 
 
 def _profile_request_fields(position: int) -> tuple[Field, ...]:
@@ -453,6 +463,64 @@ FIELDS: dict[str, Field] = {
             placeholders=frozenset({"ClientID", "ReturnToURL"}),
             preset=True,
         ),
+        # Issue 9: the provider's session ends with the member's (server to server), and the
+        # membership is re-checked during a session (portal/services/membership_recheck.py).
+        Field(
+            "logoff_url",
+            "Logoff API URL",
+            URL,
+            placeholders=_LOGOFF_REQUEST,
+            policy_checked=True,
+            preset=True,
+            engine=True,
+            types=_OAUTH2,
+        ),
+        Field(
+            "logoff_method",
+            "Logoff API Method",
+            CHOICE,
+            length=10,
+            default="POST",
+            choices={method: method for method in LOGOFF_METHODS},
+            invalid_choice="Logoff API Method must be POST, GET or DELETE.",
+            preset=True,
+            engine=True,
+            types=_OAUTH2,
+        ),
+        Field(
+            "logoff_headers",
+            "Logoff API Headers",
+            HEADERS,
+            placeholders=_LOGOFF_REQUEST,
+            preset=True,
+            engine=True,
+            types=_OAUTH2,
+        ),
+        Field(
+            "logoff_body",
+            "Logoff API Post Body",
+            BODY,
+            placeholders=_LOGOFF_REQUEST,
+            preset=True,
+            engine=True,
+            types=_OAUTH2,
+        ),
+        Field(
+            "recheck_minutes",
+            "Re-check Membership Every (minutes)",
+            NUMBER,
+            default=0,
+            maximum=7 * 24 * 60,
+            types=_OAUTH2,
+        ),
+        Field(
+            "grace_minutes",
+            "Grace Period (minutes)",
+            NUMBER,
+            default=60,
+            maximum=7 * 24 * 60,
+            types=_OAUTH2,
+        ),
         Field("login_label", "Alternate Login Label", TEXT, length=120),
         Field(
             "login_mode",
@@ -488,6 +556,7 @@ TEXT_FIELDS: dict[str, int | None] = {
 }
 FLAG_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.kind == FLAG)
 CHOICE_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.kind == CHOICE)
+NUMBER_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.kind == NUMBER)
 REQUIRED_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.required)
 #: Write-only settings, stored encrypted (column ``<name>_encrypted``), never shown or exported.
 SECRET_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.kind == SECRET)

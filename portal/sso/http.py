@@ -18,7 +18,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,18 @@ from portal.sso.netpolicy import AddressPolicy, AddressRefused
 from portal.sso.trace import Trace
 
 log = logging.getLogger(__name__)
+
+#: Told of every finished provider call: ``(step, seconds)``, success or failure alike. The
+#: engine knows no metrics library; the app sets this once (portal/metrics.py). It runs on
+#: the sign-in's thread after the call, so it must be quick and must not raise.
+CallObserver = Callable[[str, float], None]
+_call_observer: CallObserver | None = None
+
+
+def set_call_observer(observer: CallObserver | None) -> None:
+    """Install (or remove, with None) the function told of each provider call's duration."""
+    global _call_observer
+    _call_observer = observer
 
 
 @dataclass(frozen=True)
@@ -240,8 +252,13 @@ class HttpClient:
         headers: Sequence[tuple[str, str]] = (),
         body: bytes | None = None,
         trace: Trace | None = None,
+        step: str = "other",
     ) -> HttpResponse:
-        """Send a request and read the whole (capped) response."""
+        """Send a request and read the whole (capped) response.
+
+        ``step`` names the protocol step (``token``, ``profile``, ``jwks``...) for the call
+        observer; it never reaches the provider.
+        """
         started = time.monotonic()
         target, host = _parse(url)
         status: int | None = None
@@ -259,6 +276,8 @@ class HttpClient:
                 trace.record_request(
                     method, url, headers, body, status=status, elapsed_ms=elapsed, error=exc.code
                 )
+            if _call_observer is not None:
+                _call_observer(step, elapsed / 1000)
             raise
         log.debug("SSO %s %s -> %s in %.0f ms", method, host, status, response.elapsed_ms)
         if trace is not None:
@@ -271,6 +290,8 @@ class HttpClient:
                 elapsed_ms=response.elapsed_ms,
                 content_type=content_type,
             )
+        if _call_observer is not None:
+            _call_observer(step, response.elapsed_ms / 1000)
         return response
 
     def _send(

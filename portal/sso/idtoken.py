@@ -102,7 +102,9 @@ class JWKSCache:
                 self._last_forced[url] = now
             elif fresh and entry is not None:
                 return entry.key_set
-        resp = http.request("GET", url, headers=[("Accept", "application/json")], trace=trace)
+        resp = http.request(
+            "GET", url, headers=[("Accept", "application/json")], trace=trace, step="jwks"
+        )
         key_set = _import_keys(parse_json_or_form(resp, allow_form=False))
         ttl = cache_ttl(resp.headers.get("cache-control"))
         with self._lock:

@@ -384,7 +384,7 @@ def call_soap(
         ("Accept", "text/xml"),
     ]
     body = soap_envelope(namespace, operation, params)
-    resp = http.request("POST", url, headers=headers, body=body, trace=trace)
+    resp = http.request("POST", url, headers=headers, body=body, trace=trace, step="personify_sso")
     return _read_soap_result(resp, operation)
 
 
@@ -566,7 +566,7 @@ def fetch_customer_names(
     where = "CustomerInfos"
     headers = [("Authorization", data_services_basic(config)), ("Accept", "application/json")]
     url = customer_info_url(config.data_services_url, identifier)
-    resp = http.request("GET", url, headers=headers, trace=trace)
+    resp = http.request("GET", url, headers=headers, trace=trace, step="personify_profile")
     if not 200 <= resp.status < 300:
         raise ProviderHTTPError(resp.status, where)
     if resp.content_type in ("text/html", "application/xhtml+xml"):

@@ -15,9 +15,17 @@ from flask import Flask
 
 from portal import create_app
 from portal.extensions import db
-from portal.models import AuthSystem, GroupMappingSettings, MemberGroup, SettingsVersion
+from portal.models import (
+    AuthSystem,
+    GroupMappingSettings,
+    MemberGroup,
+    ProfileParamRow,
+    SettingsVersion,
+    User,
+)
 from portal.services.settings_snapshot import read_version
 from portal.sso.fields import LOGIN_LOCAL_AND_REMOTE
+from tests.support.providers import add_member, reconfigure
 
 
 @pytest.fixture
@@ -106,3 +114,96 @@ def test_a_change_rolled_back_leaves_the_version_alone(app, system):
     db.session.rollback()
     assert read_version() == before
     assert db.session.get(SettingsVersion, 1).version == before
+
+
+# -- the callback: the settings version comes with the claim of its login attempt ---------------
+
+
+def test_a_system_disabled_elsewhere_during_a_sign_in_refuses_its_callback_here(
+    app, oidc, sso, other_instance
+):
+    """A started the sign-in (the system is in its snapshot); B disables the system while the
+    member is at the provider; A's callback is refused before the code is redeemed."""
+    callback = sso.authorize(oidc, "jdoe")
+    with other_instance.app_context():
+        db.session.get(AuthSystem, oidc.system.id).enabled = False
+        db.session.commit()
+
+    resp = sso.callback(callback)
+
+    assert resp.status_code == 404
+    assert "not enabled" in resp.get_data(as_text=True)
+    assert oidc.idp.requests.all("token") == [], "the code was redeemed anyway"
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 0
+
+
+def test_a_setting_changed_elsewhere_during_a_sign_in_is_used_by_its_callback_here(
+    app, oidc, sso, other_instance
+):
+    """B turns on 'Provider must supply' for a claim the provider does not send while the
+    member is at the provider: A's callback uses the new rule and refuses, with no account."""
+    callback = sso.authorize(oidc, "jdoe")
+    with other_instance.app_context():
+        param = db.session.scalar(
+            sa.select(ProfileParamRow).where(
+                ProfileParamRow.auth_system_id == oidc.system.id,
+                ProfileParamRow.field == "first_name",
+            )
+        )
+        param.path = "no_such_claim"
+        param.must_supply = True
+        db.session.commit()
+
+    resp = sso.callback(callback)
+
+    assert resp.status_code != 302, "the callback signed the member in with the old settings"
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 0
+
+
+def test_a_callback_here_finishes_a_sign_in_of_a_system_enabled_after_this_process_looked(
+    app, client, oidc, sso, other_instance
+):
+    """A's snapshot still has the system disabled; B enables it and the member starts there;
+    the callback reaching A signs the member in (an outdated snapshot never refuses)."""
+    with app.app_context():
+        db.session.get(AuthSystem, oidc.system.id).enabled = False
+        db.session.commit()
+    assert client.get(f"/sso/{oidc.slug}/login").status_code == 404  # A caches it disabled
+    with other_instance.app_context():
+        db.session.get(AuthSystem, oidc.system.id).enabled = True
+        db.session.commit()
+        other = other_instance.test_client()
+        start = other.get(f"/sso/{oidc.slug}/login")
+    assert start.status_code == 302
+    back = urlsplit(oidc.idp.authorize_redirect(start.headers["Location"], "jdoe"))
+    # The same browser (its cookie) reaches A for the callback.
+    client.set_cookie("session", other.get_cookie("session").value, domain="localhost")
+
+    resp = client.get(f"{back.path}?{back.query}")
+
+    assert resp.status_code == 302, resp.get_data(as_text=True)[:300]
+    assert db.session.scalar(sa.select(User.username).where(User.username == "jdoe")) == "jdoe"
+
+
+def test_a_system_created_again_under_the_same_name_signs_members_in_at_once(
+    app, client, oidc, sso, other_instance
+):
+    """A's snapshot still holds the deleted system's id for the slug; a member who started at
+    B reaches A's callback, which claims the attempt under the new system and signs them in."""
+    assert sso.sign_in(oidc, "jdoe").status_code == 302  # A's snapshot has the system
+    client.post("/logout")
+    old_id = oidc.system.id
+    reconfigure(oidc, scope="openid email profile")
+    assert oidc.system.id != old_id
+    add_member(oidc.idp, "newcomer")
+    with other_instance.app_context():
+        other = other_instance.test_client()
+        start = other.get(f"/sso/{oidc.slug}/login")
+    assert start.status_code == 302
+    back = urlsplit(oidc.idp.authorize_redirect(start.headers["Location"], "newcomer"))
+    client.set_cookie("session", other.get_cookie("session").value, domain="localhost")
+
+    resp = client.get(f"{back.path}?{back.query}")
+
+    assert resp.status_code == 302, resp.get_data(as_text=True)[:300]
+    assert db.session.scalar(sa.select(User.username).where(User.username == "newcomer"))
