@@ -47,3 +47,13 @@ def redirect_url_for(slug: str) -> str:
 def initiate_url_for(slug: str) -> str:
     """Return the Sign-in Initiation URL of the system with this slug (a provider starts there)."""
     return absolute_url(f"/sso/{slug}/initiate")
+
+
+def backchannel_logout_url_for(slug: str) -> str:
+    """Return the Back-Channel Logout URL of the system with this slug (the provider POSTs)."""
+    return absolute_url(f"/sso/{slug}/backchannel-logout")
+
+
+def webhook_url_for(slug: str) -> str:
+    """Return the Deprovisioning Webhook URL of the system with this slug."""
+    return absolute_url(f"/sso/{slug}/webhook")

@@ -83,6 +83,7 @@ class AuthSystemForm(FlaskForm):
     vendor_username = StringField(LABELS["vendor_username"])
     vendor_password = PasswordField(LABELS["vendor_password"], render_kw=_WRITE_ONLY)
     vendor_block = PasswordField(LABELS["vendor_block"], render_kw=_WRITE_ONLY)
+    webhook_secret = PasswordField(LABELS["webhook_secret"], render_kw=_WRITE_ONLY)
     sso_web_service_url = StringField(LABELS["sso_web_service_url"])
     ims_web_service_url = StringField(LABELS["ims_web_service_url"])
     data_services_url = StringField(LABELS["data_services_url"])

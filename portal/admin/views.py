@@ -37,7 +37,12 @@ from portal.sso.profile_fields import (
     SUPPLIED_BY_DEFAULT,
     UPGRADE_FIELDS,
 )
-from portal.urls import initiate_url_for, redirect_url_for
+from portal.urls import (
+    backchannel_logout_url_for,
+    initiate_url_for,
+    redirect_url_for,
+    webhook_url_for,
+)
 
 
 @bp.route("/")
@@ -110,6 +115,10 @@ def _render_auth_system_form(
         redirect_url_pattern=redirect_url_for("__SLUG__"),
         initiate_url=initiate_url_for(slug) if slug else "",
         initiate_url_pattern=initiate_url_for("__SLUG__"),
+        backchannel_logout_url=backchannel_logout_url_for(slug) if slug else "",
+        backchannel_logout_url_pattern=backchannel_logout_url_for("__SLUG__"),
+        webhook_url=webhook_url_for(slug) if slug else "",
+        webhook_url_pattern=webhook_url_for("__SLUG__"),
         placeholders={key: sorted(names) for key, names in TEMPLATE_FIELDS.items()},
         presets=preset_choices(),
         start=start,

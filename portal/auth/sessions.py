@@ -24,6 +24,7 @@ from flask_login import current_user, logout_user
 from portal.database import single_statements
 from portal.extensions import db, login_manager
 from portal.models import User
+from portal.services.provider_logout import provider_session_ended
 
 #: Session keys: when the session was signed in and when it last made a request (epoch s).
 SIGNED_IN_AT = "signed_in_at"
@@ -35,6 +36,8 @@ ID_TOKEN = "sso_id_token"  # the ID token, encrypted, kept only for the logout r
 SYSTEM_ID = "sso_system"  # the system the user signed in with
 AFTER_PROFILE = "after_profile"  # where to go once the profile is complete
 PENDING_LINK = "sso_pending_link"  # an upgrade waiting for the account's password, encrypted
+PROVIDER_SID = "sso_sid"  # the provider's session id (the ID token's ``sid``), if it gave one
+PROVIDER_SINCE = "sso_since"  # when the SSO sign-in happened (epoch s, float)
 #: The random key naming this session's server-side tokens (`models.SSOSession`), and when
 #: (epoch s) its membership re-check is due: before then a request costs no SQL for it.
 SSO_SESSION = "sso_session"
@@ -125,6 +128,11 @@ def end_expired_session() -> None:
         message = (
             f"You were signed out after {_duration(idle)} without activity. Please sign in again."
         )
+    elif _ended_by_provider(current_user._get_current_object(), signed_in_at):
+        message = (
+            "You were signed out because your identity provider ended your session. "
+            "Please sign in again."
+        )
     if message is None:
         if moment - seen_at >= SEEN_RESOLUTION:
             session[SEEN_AT] = moment
@@ -132,6 +140,14 @@ def end_expired_session() -> None:
     logout_user()
     session.clear()
     flash(message, "info")
+
+
+def _ended_by_provider(user: User, signed_in_at: int) -> bool:
+    """Tell whether back-channel logout or the webhook ended this SSO session."""
+    since = session.get(PROVIDER_SINCE)
+    if not isinstance(since, int | float):
+        since = signed_in_at
+    return provider_session_ended(user, session.get(SYSTEM_ID), session.get(PROVIDER_SID), since)
 
 
 def _duration(seconds: int) -> str:

@@ -14,6 +14,8 @@ from portal.auth.sessions import (
     AFTER_PROFILE,
     ID_TOKEN,
     PENDING_LINK,
+    PROVIDER_SID,
+    PROVIDER_SINCE,
     RECHECK_DUE,
     SSO_SESSION,
     SYSTEM_ID,
@@ -21,7 +23,7 @@ from portal.auth.sessions import (
 from portal.auth.views import sign_in_paused, start_session
 from portal.errors import render_error
 from portal.extensions import csrf
-from portal.services import audit, membership_recheck, throttle
+from portal.services import audit, membership_recheck, provider_logout, throttle
 from portal.services.account_resolution import LinkConfirmationRequired
 from portal.services.login_attempts import (
     StateOfTestRun,
@@ -50,6 +52,7 @@ from portal.services.sso_login import (
 from portal.services.sso_testing import complete_test_login, record_failed_test_run
 from portal.sso.errors import SSOError
 from portal.sso.fields import TYPE_OAUTH2
+from portal.sso.logout_token import provider_sid
 from portal.sso.profile_fields import FIELD_LABEL
 from portal.urls import safe_next, site_path
 
@@ -189,6 +192,12 @@ def _finish_sso_sign_in(signed_in: SignIn, *, platform_started: bool = False):
         " created" if signed_in.created else "",
     )
     session[SYSTEM_ID] = system.id
+    # Back-channel logout may name this session by the provider's sid (provider_logout.py).
+    session[PROVIDER_SINCE] = provider_logout.now()
+    sid = provider_sid(signed_in.id_token)
+    if sid:
+        session[PROVIDER_SID] = sid
+        provider_logout.record_provider_session(signed_in.user, system.id, sid)
     if signed_in.result is not None:
         # Tokens stay on the server; the cookie names them and says when to re-check.
         moment = sessions.now()

@@ -5,6 +5,7 @@ from portal.models.auth_system import AuthSystem, ProfileParamRow, ProfileReques
 from portal.models.content import ContentItem, content_groups
 from portal.models.group import GroupMappingSettings, GroupMembership, GroupRule, MemberGroup
 from portal.models.identity import Identity, LoginAttempt
+from portal.models.lifecycle import ProviderSession, ProviderSessionEnd, UsedToken
 from portal.models.settings_version import SettingsVersion
 from portal.models.sso_session import SSOSession
 from portal.models.user import ROLE_MANAGER, ROLE_MEMBER, Team, User
@@ -24,8 +25,11 @@ __all__ = [
     "LoginAttempt",
     "ProfileParamRow",
     "ProfileRequestRow",
+    "ProviderSession",
+    "ProviderSessionEnd",
     "SettingsVersion",
     "SSOSession",
     "Team",
+    "UsedToken",
     "User",
 ]

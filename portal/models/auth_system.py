@@ -77,6 +77,8 @@ class AuthSystem(db.Model):
     vendor_password_encrypted: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
     #: Fernet token of the Vendor Block (hex AES initialization block).
     vendor_block_encrypted: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    #: Fernet token of the Webhook Signing Secret (HMAC key of the deprovisioning webhook).
+    webhook_secret_encrypted: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
     #: Personify SSO: the SSO web service (``service.asmx``).
     sso_web_service_url: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
     #: Personify SSO: the IMS web service (``IMService.asmx``), which gives the roles.

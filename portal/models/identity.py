@@ -34,6 +34,9 @@ class Identity(db.Model):
     locked_fields: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    #: Set when the provider's deprovisioning webhook deleted this member: no sign-in
+    #: through this binding any more (a manager unlinks it to let the member back).
+    disabled_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
     user: Mapped[User] = relationship(back_populates="identities")
     auth_system: Mapped[AuthSystem] = relationship()

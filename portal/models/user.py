@@ -58,6 +58,10 @@ class User(UserMixin, db.Model):
     session_generation: Mapped[int] = mapped_column(sa.Integer, default=0)
     #: Set when a community manager disables the account: it can no longer sign in.
     disabled_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    #: When a provider last ended sessions of this user (back-channel logout, webhook), as
+    #: epoch seconds: a session signed in through a system before it is checked against
+    #: ``provider_session_ends`` (``portal/auth/sessions.py``). Null: nothing to check.
+    provider_logout_at: Mapped[float | None] = mapped_column(sa.Float)
     #: Profile fields the member still has to supply on *Complete your profile*.
     pending_fields: Mapped[list[str] | None] = mapped_column(sa.JSON)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)

@@ -460,6 +460,10 @@ def _resolve_once(
     fields = group_sync_fields(values, result)
 
     if plan.identity is not None:
+        if plan.identity.disabled_at is not None:
+            # The provider's deprovisioning webhook deleted this member (provider_logout.py).
+            log.warning("Sign-in refused: the binding %s was deprovisioned", plan.identity.id)
+            raise AccountDisabled()
         user = plan.identity.user
         _apply_fields(user, values, locked, fill_only=True)
         _touch_binding(plan.identity, user, fields, locked, now)

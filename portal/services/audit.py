@@ -47,6 +47,9 @@ SESSIONS_REVOKED = "sessions.revoked"
 ACCOUNT_LINKED = "account.linked"
 EMAIL_CONFIRMED = "email.confirmed"
 MEMBERSHIP_RECHECK_ENDED = "membership.recheck_ended"
+PROVIDER_LOGOUT = "provider.logout"
+WEBHOOK_MEMBER_UPDATED = "webhook.member_updated"
+WEBHOOK_MEMBER_DELETED = "webhook.member_deleted"
 
 #: Every kind of event, with the label the audit screen shows, in the screen's order.
 KINDS: tuple[tuple[str, str], ...] = (
@@ -70,6 +73,9 @@ KINDS: tuple[tuple[str, str], ...] = (
     (ACCOUNT_LINKED, "Account linked after confirmation"),
     (EMAIL_CONFIRMED, "Email address confirmed"),
     (MEMBERSHIP_RECHECK_ENDED, "Signed out by a membership re-check"),
+    (PROVIDER_LOGOUT, "Back-channel logout"),
+    (WEBHOOK_MEMBER_UPDATED, "Member updated by webhook"),
+    (WEBHOOK_MEMBER_DELETED, "Member deleted by webhook"),
 )
 KIND_LABELS: dict[str, str] = dict(KINDS)
 #: Kinds that record a manager's configuration change (they trigger the opportunistic purge).

@@ -145,6 +145,9 @@ def _check_values(
         limit = FIELDS[key].length
         if limit is not None and len(clean[key]) > limit:
             add(key, f"{LABELS[key]} must be at most {limit} characters.")
+        shortest = FIELDS[key].min_length
+        if clean[key] and len(clean[key]) < shortest:
+            add(key, f"{LABELS[key]} must be at least {shortest} characters.")
     for key in CHOICE_FIELDS:
         field = FIELDS[key]
         if clean[key] not in (field.choices or {}):

@@ -288,6 +288,7 @@ def sync_member_groups(
     *,
     new_account: bool = False,
     membership_written: bool = False,
+    keep_groups_claim: bool = False,
 ) -> None:
     """Make ``user``'s groups from ``system`` match what the provider says now (no commit).
 
@@ -300,6 +301,8 @@ def sync_member_groups(
     (`membership_values`) and holds no membership yet: the groups are inserted in one
     statement, and ``user.group_memberships`` is left to load from the database if read.
     ``membership_written``: the caller wrote the membership columns already.
+    ``keep_groups_claim``: ``fields`` carries no Groups (a webhook event that left them out):
+    memberships a *Groups contains* rule gave are kept as they are.
     """
     system = settings_of(system)
     wanted = resolve_member_groups(system, fields)
@@ -318,6 +321,9 @@ def sync_member_groups(
     # Loaded with the member's binding at sign-in.
     memberships = user.group_memberships
     current = {m.group_id: m for m in memberships if m.auth_system_id == system.id}
+    if keep_groups_claim:
+        claimed = {r.group_id for r in system.group_policy.rules if r.kind == RULE_GROUPS_CONTAINS}
+        wanted |= claimed & current.keys()
     for group_id, membership in current.items():
         if group_id not in wanted:
             memberships.remove(membership)

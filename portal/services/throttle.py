@@ -60,6 +60,14 @@ sso_callback_per_ip = limiter.limit(
 #: POSTs to a Sign-in Initiation URL, per address: each token POST costs a call to the
 #: provider's token API, and a flood of them is what a login-CSRF campaign looks like.
 sso_initiate_per_ip = limiter.limit(_setting("PORTAL_RATELIMIT_SSO_INITIATE"), methods=["POST"])
+#: POSTs a provider sends server to server (back-channel logout, deprovisioning webhook), per
+#: address and with the same budget: only refused ones count, since a provider's legitimate
+#: bursts (everyone logged out at once) all come from its few addresses.
+provider_notice_per_ip = limiter.limit(
+    _setting("PORTAL_RATELIMIT_SSO_INITIATE"),
+    methods=["POST"],
+    deduct_when=lambda response: response.status_code >= 400,
+)
 #: *Test this configuration* starts and imports, per manager and per action.
 per_manager = limiter.limit(
     _setting("PORTAL_RATELIMIT_MANAGER"), key_func=manager_key, methods=["POST"]

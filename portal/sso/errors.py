@@ -205,6 +205,24 @@ class IDTokenInvalid(SSOError):
         super().__init__(reason)
 
 
+class LogoutTokenInvalid(SSOError):
+    """A back-channel logout token failed validation (OpenID Connect Back-Channel Logout 2.6).
+
+    The provider, not a member, sees this one: the answer is a 400 with a JSON ``error``
+    (``error`` below, 2.8); ``reason`` names the check that failed, never a claim's value.
+    """
+
+    code = "logout_token_invalid"
+    page_status = 400
+    title = "Logout refused"
+    default_user_message = "The logout token could not be verified."
+
+    def __init__(self, reason: str, *, error: str = "invalid_request") -> None:
+        self.reason = reason
+        self.error = error
+        super().__init__(reason)
+
+
 class SubjectMismatch(SSOError):
     """The profile's `sub` differs from the ID token's `sub`."""
 

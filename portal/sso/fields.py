@@ -136,6 +136,8 @@ class Field:
     #: Column length (``String(length)``); None for Text and non-string columns.
     #: For the secret, the longest value accepted (it is stored encrypted, as Text).
     length: int | None = None
+    #: The shortest value accepted when one is typed (a key Portal verifies signatures with).
+    min_length: int = 0
     #: Value a new system starts from.
     default: Any = ""
     #: Empty is refused (a write-only secret: unless one is stored, which a blank keeps).
@@ -528,6 +530,16 @@ FIELDS: dict[str, Field] = {
             default=LOGIN_LOCAL_ONLY,
             choices=LOGIN_MODES,
             invalid_choice="Choose one of the Alternate Login modes.",
+        ),
+        # Issue 9 item 4: the association signs its deprovisioning webhook with this
+        # (HMAC-SHA256, docs/membership-lifecycle.md); it is never sent anywhere.
+        Field(
+            "webhook_secret",
+            "Webhook Signing Secret",
+            SECRET,
+            length=256,
+            min_length=32,
+            exported=False,
         ),
         Field("onboarding_team_id", "Onboarding Team", TEAM, default=None),
         Field("enabled", "Enabled", FLAG, default=False),

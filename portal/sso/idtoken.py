@@ -172,15 +172,18 @@ def validate_id_token(
     allowed = [alg for alg in algorithms if alg.lower() != "none"]
     if nonce is not None and not nonce:
         raise IDTokenInvalid("no nonce to check the token against")
-    kid = _check_header(id_token, allowed)
-    token = _check_signature(id_token, kid, allowed, jwks_url, http, cache, trace)
+    kid = check_token_header(id_token, allowed).get("kid")
+    token = check_token_signature(id_token, kid, allowed, jwks_url, http, cache, trace)
     claims = dict(token.claims)
     _check_claims(claims, issuer=issuer, client_id=client_id, nonce=nonce, leeway=leeway)
     return claims
 
 
-def _check_header(id_token: str, allowed: list[str]) -> str | None:
-    """Check that the token is a compact JWS with an allowed algorithm; return its key id."""
+def check_token_header(id_token: str, allowed: list[str]) -> dict[str, Any]:
+    """Check that a token is a compact JWS with an allowed algorithm; return its header.
+
+    Shared with the back-channel logout token (``portal.sso.logout_token``).
+    """
     try:
         header = jws.extract_compact(id_token.encode("ascii")).protected
     except (JoseError, ValueError, TypeError, UnicodeError):
@@ -191,7 +194,7 @@ def _check_header(id_token: str, allowed: list[str]) -> str | None:
     kid = header.get("kid")
     if kid is not None and not isinstance(kid, str):
         raise IDTokenInvalid("malformed key id")
-    return kid
+    return dict(header)
 
 
 def _signing_keys(
@@ -208,16 +211,19 @@ def _signing_keys(
     return key_set, True
 
 
-def _check_signature(
+def check_token_signature(
     id_token: str,
     kid: str | None,
     allowed: list[str],
     jwks_url: str,
     http: HttpClient,
     cache: JWKSCache,
-    trace: Trace | None,
+    trace: Trace | None = None,
 ) -> jwt.Token:
-    """Verify the signature with the provider's keys and return the decoded token."""
+    """Verify a token's signature with the provider's keys and return the decoded token.
+
+    Shared with the back-channel logout token (``portal.sso.logout_token``).
+    """
     key_set, refetched = _signing_keys(kid, jwks_url, http, cache, trace)
     try:
         try:
