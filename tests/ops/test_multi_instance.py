@@ -498,6 +498,7 @@ def test_an_instance_killed_in_a_storm_loses_only_its_requests_in_flight(cluster
             finished.release()
 
     served_by_a_before = cluster.a.requests_served("GET", f"/sso/{SLUG}/callback")
+    served_by_b_before = cluster.b.requests_served("GET", f"/sso/{SLUG}/login")
     began = time.monotonic()
     kill_thread = threading.Thread(target=killer, daemon=True)
     kill_thread.start()
@@ -512,6 +513,9 @@ def test_an_instance_killed_in_a_storm_loses_only_its_requests_in_flight(cluster
     after = [o for o in outcomes if o.started > kill]
     in_flight = [o for o in outcomes if o.started <= kill <= o.ended]
     assert after, "no sign-in started after the kill"
+    assert in_flight, "no sign-in was in flight at the kill"
+    served_by_b = cluster.b.requests_served("GET", f"/sso/{SLUG}/login") - served_by_b_before
+    assert served_by_b > 0, "nginx sent B nothing of the storm before the kill"
     assert all(o.ok for o in after), [o.failure for o in after if not o.ok]
     assert all(o.started <= kill <= o.ended for o in failed), [
         (o.failure, round(o.started - kill, 3), round(o.ended - kill, 3)) for o in failed
