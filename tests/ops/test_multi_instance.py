@@ -8,8 +8,9 @@ a scratch PostgreSQL database (created and dropped here), a Redis database of th
 generated here around the shipped deploy/nginx/portal-proxy.conf, round robin over the two).
 The loopback OIDC provider runs in this process.
 
-Runs in CI's PostgreSQL pass (PORTAL_TEST_DATABASE_URL names the server); skipped on SQLite,
-where there is nothing shared to test. In CI (``CI=true``) a missing Redis or nginx fails.
+The cluster runs in CI's PostgreSQL pass (PORTAL_TEST_DATABASE_URL names the server) and is
+skipped on SQLite, where there is nothing shared to test. In CI (``CI=true``) a missing Redis or
+nginx fails. The last test (Redis gone) needs neither and runs on both passes.
 """
 
 from __future__ import annotations
@@ -56,14 +57,6 @@ STORM = 60
 STORM_CONCURRENCY = 8
 KILL_AFTER = 16
 HTTP_TIMEOUT = httpx.Timeout(30.0)
-
-pytestmark = [
-    pytest.mark.skipif(
-        not SERVER_URL.startswith("postgres"),
-        reason="several instances share a PostgreSQL database: runs in CI's PostgreSQL pass "
-        "(PORTAL_TEST_DATABASE_URL)",
-    ),
-]
 
 
 def _require(ok: bool, what: str) -> None:
@@ -285,6 +278,11 @@ def _gunicorn(name: str, tmp: Path, env: dict[str, str]) -> Instance:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Start the database, Redis db, provider, two instances and nginx; stop them all after."""
+    if not SERVER_URL.startswith("postgres"):
+        pytest.skip(
+            "several instances share a PostgreSQL database: runs in CI's PostgreSQL pass "
+            "(PORTAL_TEST_DATABASE_URL)"
+        )
     _require(_redis_answers(), f"Redis does not answer at {REDIS_HOST}:{REDIS_PORT}")
     _require(bool(NGINX), "nginx (Debian's package) is not installed")
     tmp = tmp_path_factory.mktemp("multi")
@@ -527,3 +525,26 @@ def test_an_instance_killed_in_a_storm_loses_only_its_requests_in_flight(cluster
     assert served_by_a >= len(after)
     assert httpx.get(f"{cluster.lb}/readyz", timeout=10).status_code == 200
     assert cluster.b.proc.poll() is not None
+
+
+def test_with_redis_gone_each_instance_still_limits_wrong_passwords(app, app_config, monkeypatch):
+    """REDIS_URL names a Redis that does not answer: wrong passwords are still refused with 429
+    after the limit (each instance counting in its own memory), never answered with an error
+    page, and /readyz says the instance is not ready. (``app`` empties the tables after.)"""
+    config = {k: v for k, v in app_config.items() if k != "RATELIMIT_STORAGE_URI"}
+    config["PORTAL_RATELIMIT_LOGIN_IP"] = f"{LOGIN_IP_LIMIT} per minute"
+    monkeypatch.setenv("REDIS_URL", f"redis://{LOOPBACK}:{_free_port()}/0")  # nothing listens
+    from portal import create_app
+
+    for _instance in range(2):
+        client = create_app(config).test_client()
+        statuses = [
+            client.post(
+                "/login/local", data={"email": f"guess{n}@example.org", "password": "wrong"}
+            ).status_code
+            for n in range(LOGIN_IP_LIMIT + 2)
+        ]
+        assert statuses == [200] * LOGIN_IP_LIMIT + [429, 429]
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.get_json()["checks"]["redis"] == "unavailable"
