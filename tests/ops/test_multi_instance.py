@@ -150,6 +150,16 @@ class Instance:
         pattern = re.compile(rf'"{method} {re.escape(path)} HTTP/')
         return sum(1 for line in self.access_log.read_text().splitlines() if pattern.search(line))
 
+    def served_at_least(self, method: str, path: str, count: int, timeout: float = 5.0) -> int:
+        """Wait until the access log shows ``count`` such requests (gunicorn writes the line
+        once the response is sent, a moment after the client has it); return how many."""
+        deadline = time.monotonic() + timeout
+        while (served := self.requests_served(method, path)) < count:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        return served
+
     def kill(self) -> None:
         """SIGKILL the master and its workers at once, as a crashed host would lose them."""
         os.killpg(self.proc.pid, signal.SIGKILL)
@@ -401,7 +411,7 @@ def test_a_sign_in_started_on_one_instance_finishes_on_the_other(cluster):
         with httpx.Client(timeout=HTTP_TIMEOUT) as http:
             outcome = sign_in(cluster, cluster.member("roamer"), start_at.url, finish_at.url, http)
         assert outcome.ok, f"started at {start_at.name}, back at {finish_at.name}: {outcome}"
-        assert finish_at.requests_served("GET", f"/sso/{SLUG}/callback") == before + 1
+        assert finish_at.served_at_least("GET", f"/sso/{SLUG}/callback", before + 1) == before + 1
 
 
 def _sign_in_manager(http: httpx.Client, base: str) -> None:
@@ -462,6 +472,8 @@ def test_wrong_passwords_spread_over_both_instances_are_throttled_together(clust
                 data={"csrf_token": token, "email": f"guess{n}@example.org", "password": "wrong"},
             )
             statuses.append(answer.status_code)
+    for i, before in zip((cluster.a, cluster.b), served_before, strict=True):
+        i.served_at_least("POST", "/login/local", before + 2)
     served = [
         i.requests_served("POST", "/login/local") - before
         for i, before in zip((cluster.a, cluster.b), served_before, strict=True)
@@ -476,7 +488,11 @@ def test_wrong_passwords_spread_over_both_instances_are_throttled_together(clust
 
 def test_an_instance_killed_in_a_storm_loses_only_its_requests_in_flight(cluster):
     """60 sign-ins through nginx, 8 at a time; B is SIGKILLed after 16 finished. Only sign-ins
-    in flight at that moment may fail; every one started after it succeeds, served by A."""
+    in flight at that moment may fail; every one started after it succeeds, served by A.
+
+    nginx hands a GET that B could not answer to A (`proxy_next_upstream error`), so a sign-in
+    in flight usually survives; one whose callback B had already claimed when it died ends on
+    A's failure page (the attempt was used), and that is the loss allowed here."""
     _flush_redis()
     usernames = [cluster.member("storm") for _ in range(STORM)]
     finished = threading.Semaphore(0)
@@ -521,7 +537,10 @@ def test_an_instance_killed_in_a_storm_loses_only_its_requests_in_flight(cluster
     assert len(failed) <= len(in_flight) <= STORM_CONCURRENCY
     assert sum(o.ok for o in outcomes) >= STORM - STORM_CONCURRENCY
     # A served everything after the kill, and still answers.
-    served_by_a = cluster.a.requests_served("GET", f"/sso/{SLUG}/callback") - served_by_a_before
+    served_by_a = (
+        cluster.a.served_at_least("GET", f"/sso/{SLUG}/callback", served_by_a_before + len(after))
+        - served_by_a_before
+    )
     assert served_by_a >= len(after)
     assert httpx.get(f"{cluster.lb}/readyz", timeout=10).status_code == 200
     assert cluster.b.proc.poll() is not None
