@@ -8,15 +8,25 @@ How a profile maps onto groups (see ``docs/groups-and-content.md``):
   ``Code`` gives ``gold``; key lookup is case-insensitive too) and, without a key or when the
   key is missing, compared as its compact JSON with sorted keys (``{"code":"gold"}``);
 * numbers and booleans are compared as their text (``42``, ``true``).
+
+The same settings hold the system's access rules, applied at sign-in and at every membership
+re-check by ``sign_in_refusal`` (and to newcomers by ``new_account_refusal``): *Sign in only
+when Membership Status is one of*, **Allowed Email Domains** (exact domains after the last
+``@``, case-insensitive; a subdomain passes only when listed itself), **Required Claim** (a
+JMESPath over the profile that must be truthy, as JMESPath defines it: not null, false, or an
+empty text, list or object) and **Existing Accounts Only**.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from jmespath.exceptions import JMESPathError
 
 from portal.extensions import db
 from portal.models import AuthSystem, GroupMembership, User
@@ -32,6 +42,7 @@ from portal.models.group import (
 from portal.services import audit
 from portal.services.groups import GroupError, get_group, normalize_value, parse_values, rule_text
 from portal.services.settings_snapshot import SystemSettings, settings_of
+from portal.sso.paths import path_limit_problem, search_path, validate_path
 
 DEFAULT_DENY_MESSAGE = (
     "Your membership does not allow you to sign in here at the moment. "
@@ -53,8 +64,79 @@ def get_mapping_settings(system: AuthSystem) -> GroupMappingSettings:
             allowed_statuses_display=[],
             deny_message="",
             group_object_key="",
+            allowed_email_domains=[],
+            required_claim="",
+            required_claim_message="",
+            existing_accounts_only=False,
+            existing_accounts_message="",
         )
     return settings
+
+
+class AccessRuleError(GroupError):
+    """Bad input for one access rule; ``field`` names the setting (a ``SETTINGS_LABELS`` key)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+#: A domain name as DNS writes it (IDNA labels included): letters, digits, hyphens, dots.
+_DOMAIN = re.compile(r"(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}")
+
+
+def normalize_domain(text: str) -> str | None:
+    """Return a domain in its comparable form (lower case, ASCII/IDNA), or None if it is none."""
+    domain = text.strip().lower().removesuffix(".")
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
+    return domain if _DOMAIN.fullmatch(domain) else None
+
+
+def parse_email_domains(text: str) -> list[str]:
+    """Read *Allowed Email Domains* (one per line, or separated by commas); raise on a bad one."""
+    domains: list[str] = []
+    for part in re.split(r"[\n,]", text or ""):
+        typed = part.strip().removeprefix("@")
+        if not typed:
+            continue
+        domain = normalize_domain(typed)
+        if domain is None:
+            raise AccessRuleError(
+                "allowed_email_domains",
+                f"\u201c{typed[:80]}\u201d is not a domain name. Type one domain per line, "
+                "such as example.org (no @, no wildcards; list each subdomain itself).",
+            )
+        if domain not in domains:
+            domains.append(domain)
+    return domains
+
+
+def email_domain(email: Any) -> str | None:
+    """Return the comparable domain of an email address (after its last ``@``), or None."""
+    if not isinstance(email, str):
+        return None
+    text = email.strip()
+    if not text or any(c.isspace() or ord(c) < 32 for c in text) or "@" not in text:
+        return None
+    local, _, domain = text.rpartition("@")
+    return normalize_domain(domain) if local and domain else None
+
+
+def required_claim_problem(expr: str) -> str | None:
+    """Return why a Required Claim expression cannot be saved, or None."""
+    problem = validate_path(expr)
+    if problem is not None:
+        return f"The Required Claim is not a valid JMESPath expression: {problem}"
+    limit = path_limit_problem(expr)
+    return f"The Required Claim {limit}" if limit else None
+
+
+def is_truthy(value: Any) -> bool:
+    """Tell whether a JMESPath result is true as JMESPath defines it (0 is true, [] is not)."""
+    return value is not None and value is not False and value not in ("", [], {})
 
 
 #: Labels of the mapping settings, as the mapping screen shows them (for the audit log).
@@ -64,6 +146,11 @@ SETTINGS_LABELS: dict[str, str] = {
     "allowed_statuses": "Allowed Membership Status values",
     "deny_message": "Message shown when sign-in is not allowed",
     "group_object_key": "Key read from Groups values that are objects",
+    "allowed_email_domains": "Allowed Email Domains",
+    "required_claim": "Required Claim",
+    "required_claim_message": "Message shown when the Required Claim is not met",
+    "existing_accounts_only": "Existing Accounts Only",
+    "existing_accounts_message": "Message shown to newcomers when Existing Accounts Only is on",
 }
 
 
@@ -76,6 +163,11 @@ def settings_shown(settings: GroupMappingSettings) -> dict[str, str]:
         "allowed_statuses": ", ".join(settings.allowed_statuses_display or []),
         "deny_message": settings.deny_message or "",
         "group_object_key": settings.group_object_key or "",
+        "allowed_email_domains": ", ".join(settings.allowed_email_domains or []),
+        "required_claim": settings.required_claim or "",
+        "required_claim_message": settings.required_claim_message or "",
+        "existing_accounts_only": "Yes" if settings.existing_accounts_only else "No",
+        "existing_accounts_message": settings.existing_accounts_message or "",
     }
 
 
@@ -96,6 +188,11 @@ def apply_mapping_settings(
     statuses: list[str],
     deny_message: str,
     group_object_key: str,
+    allowed_email_domains: list[str] = (),  # type: ignore[assignment]
+    required_claim: str = "",
+    required_claim_message: str = "",
+    existing_accounts_only: bool = False,
+    existing_accounts_message: str = "",
 ) -> None:
     """Set a system's mapping settings (checked values; statuses as typed, one per item)."""
     settings.default_group_id = default_group_id
@@ -104,6 +201,11 @@ def apply_mapping_settings(
     settings.allowed_statuses = [normalize_value(s) or "" for s in statuses]
     settings.deny_message = deny_message.strip()
     settings.group_object_key = group_object_key.strip()
+    settings.allowed_email_domains = list(allowed_email_domains)
+    settings.required_claim = required_claim.strip()
+    settings.required_claim_message = required_claim_message.strip()
+    settings.existing_accounts_only = existing_accounts_only
+    settings.existing_accounts_message = existing_accounts_message.strip()
 
 
 def new_rule(system: AuthSystem, kind: str, values: list[str], group_id: int) -> GroupRule:
@@ -125,9 +227,17 @@ def save_mapping_settings(
     allowed_statuses: str,
     deny_message: str,
     group_object_key: str,
+    allowed_email_domains: str = "",
+    required_claim: str = "",
+    required_claim_message: str = "",
+    existing_accounts_only: bool = False,
+    existing_accounts_message: str = "",
     actor: User | None = None,
 ) -> GroupMappingSettings:
-    """Save the default group, the sign-in restriction and the object key of ``system``."""
+    """Save the default group, the sign-in restriction, access rules and object key of ``system``.
+
+    Raises GroupError (AccessRuleError naming the setting) on bad input, changing nothing.
+    """
     if default_group_id is not None and get_group(default_group_id) is None:
         raise GroupError("The default group does not exist any more.")
     statuses = parse_values(allowed_statuses)
@@ -135,6 +245,10 @@ def save_mapping_settings(
         raise GroupError(
             "List at least one Membership Status that may sign in, or turn the restriction off."
         )
+    domains = parse_email_domains(allowed_email_domains)
+    problem = required_claim_problem(required_claim.strip()) if required_claim.strip() else None
+    if problem:
+        raise AccessRuleError("required_claim", problem)
     settings = get_mapping_settings(system)
     before = settings_shown(settings)
     apply_mapping_settings(
@@ -144,6 +258,11 @@ def save_mapping_settings(
         statuses=statuses,
         deny_message=deny_message,
         group_object_key=group_object_key,
+        allowed_email_domains=domains,
+        required_claim=required_claim,
+        required_claim_message=required_claim_message,
+        existing_accounts_only=existing_accounts_only,
+        existing_accounts_message=existing_accounts_message,
     )
     after = settings_shown(settings)
     changes = settings_changes(before, after)
@@ -217,20 +336,62 @@ def get_rule(system: AuthSystem, rule_id: int) -> GroupRule | None:
 # --- the two functions the SSO flow calls -------------------------------------------------
 
 
-def check_sign_in_allowed(
-    system: AuthSystem | SystemSettings, fields: Mapping[str, Any]
-) -> str | None:
-    """Return the message to show when ``system`` does not let this profile sign in, else None.
+@dataclass(frozen=True, slots=True)
+class SignInRefusal:
+    """Why an access rule refuses a profile: ``reason`` for the log, ``message`` for the member."""
 
-    ``fields`` is the mapped profile (``SSOResult.fields``); only ``membership_status`` is read.
+    reason: str
+    message: str
+
+
+def sign_in_refusal(
+    system: AuthSystem | SystemSettings,
+    fields: Mapping[str, Any],
+    profile: Any = None,
+) -> SignInRefusal | None:
+    """Return why ``system``'s access rules refuse this profile, or None when they let it in.
+
+    ``fields`` is the mapped profile (``SSOResult.fields``); ``profile`` the document the
+    fields were read from, which the Required Claim searches. Reads no database: the rules
+    come from the settings snapshot. The reason names no value of the profile.
     """
     policy = settings_of(system).group_policy
-    if not policy.restrict_sign_in:
+    fallback = policy.deny_message or DEFAULT_DENY_MESSAGE
+    if policy.restrict_sign_in:
+        status = normalize_value(fields.get("membership_status"))
+        if status is None or status not in policy.allowed_statuses:
+            return SignInRefusal("membership status is not one of those allowed", fallback)
+    if policy.allowed_email_domains:
+        if email_domain(fields.get("email")) not in policy.allowed_email_domains:
+            return SignInRefusal("email address domain is not an Allowed Email Domain", fallback)
+    if policy.required_claim:
+        message = policy.required_claim_message or fallback
+        try:
+            met = is_truthy(search_path(policy.required_claim, profile or {}))
+        except JMESPathError as exc:
+            return SignInRefusal(
+                f"Required Claim could not be evaluated ({type(exc).__name__})", message
+            )
+        if not met:
+            return SignInRefusal("Required Claim is not met", message)
+    return None
+
+
+def check_sign_in_allowed(
+    system: AuthSystem | SystemSettings, fields: Mapping[str, Any], profile: Any = None
+) -> str | None:
+    """Return the message to show when ``system`` does not let this profile sign in, else None."""
+    refusal = sign_in_refusal(system, fields, profile)
+    return refusal.message if refusal else None
+
+
+def new_account_refusal(system: AuthSystem | SystemSettings) -> SignInRefusal | None:
+    """Return the refusal of a newcomer when the system has *Existing Accounts Only*, else None."""
+    policy = settings_of(system).group_policy
+    if not policy.existing_accounts_only:
         return None
-    status = normalize_value(fields.get("membership_status"))
-    if status is not None and status in policy.allowed_statuses:
-        return None
-    return policy.deny_message or DEFAULT_DENY_MESSAGE
+    message = policy.existing_accounts_message or policy.deny_message or DEFAULT_DENY_MESSAGE
+    return SignInRefusal("Existing Accounts Only: no new account through this system", message)
 
 
 def group_values(raw: Any, object_key: str = "") -> set[str]:

@@ -104,7 +104,8 @@ def _account_outcome(system: SystemSettings, result: SSOResult) -> dict[str, str
     except SSOError as exc:
         action, summary = "refused", f"{exc.user_message} ({exc.log_detail})"
         if isinstance(exc, MembershipDenied):
-            summary = f"Sign-in would be refused by the sign-in restriction: {exc.user_message}"
+            rule = (exc.log_detail or "").removeprefix("access rule: ")
+            summary = f"Sign-in would be refused ({rule}): {exc.user_message}"
         elif isinstance(exc, EmailNotVerified | UsernameNotTrusted | LinkNotAllowed):
             summary = f"Sign-in would be refused: {summary}"
         else:  # AccountConflict, and whatever else account resolution refuses
