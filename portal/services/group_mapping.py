@@ -19,6 +19,7 @@ empty text, list or object) and **Existing Accounts Only**.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,13 +30,15 @@ import sqlalchemy as sa
 from jmespath.exceptions import JMESPathError
 
 from portal.extensions import db
-from portal.models import AuthSystem, GroupMembership, User
+from portal.models import ROLE_MANAGER, ROLE_MEMBER, AuthSystem, GroupMembership, User
 from portal.models.base import utcnow
 from portal.models.group import (
+    ROLE_KINDS,
     RULE_GROUPS_CONTAINS,
     RULE_KINDS,
     RULE_STATUS_IN,
     RULE_TYPE_IN,
+    SINGLE_VALUE_KINDS,
     GroupMappingSettings,
     GroupRule,
 )
@@ -43,6 +46,8 @@ from portal.services import audit
 from portal.services.groups import GroupError, get_group, normalize_value, parse_values, rule_text
 from portal.services.settings_snapshot import SystemSettings, settings_of
 from portal.sso.paths import path_limit_problem, search_path, validate_path
+
+log = logging.getLogger(__name__)
 
 DEFAULT_DENY_MESSAGE = (
     "Your membership does not allow you to sign in here at the moment. "
@@ -208,8 +213,13 @@ def apply_mapping_settings(
     settings.existing_accounts_message = existing_accounts_message.strip()
 
 
-def new_rule(system: AuthSystem, kind: str, values: list[str], group_id: int) -> GroupRule:
-    """Return a mapping rule (not added to the session) for checked values, as typed."""
+def new_rule(system: AuthSystem, kind: str, values: list[str], group_id: int | None) -> GroupRule:
+    """Return a mapping rule (not added to the session) for checked values, as typed.
+
+    A rule of ``ROLE_KINDS`` gives the community manager role, never a group.
+    """
+    if kind in ROLE_KINDS:
+        group_id = None
     return GroupRule(
         auth_system_id=system.id,
         kind=kind,
@@ -285,25 +295,28 @@ def list_rules(system: AuthSystem) -> list[GroupRule]:
 
 
 def add_rule(
-    system: AuthSystem, kind: str, values: str, group_id: int, *, actor: User | None = None
+    system: AuthSystem, kind: str, values: str, group_id: int | None, *, actor: User | None = None
 ) -> list[GroupRule]:
-    """Add mapping rules to ``system``; return them.
+    """Add mapping rules to ``system``; return them (audited).
 
-    "Groups contains" takes one value per rule, so several values typed at once make
-    several rules (each then shows and deletes on its own).
+    "Groups contains" (and its manager-role kind) takes one value per rule, so several values
+    typed at once make several rules (each then shows and deletes on its own). A rule of
+    ``ROLE_KINDS`` ignores ``group_id``: it gives the community manager role.
     """
     if kind not in RULE_KINDS:
         raise GroupError("Choose what the rule looks at.")
-    group = get_group(group_id)
-    if group is None:
-        raise GroupError("Choose the member group the rule puts people in.")
+    group = None
+    if kind not in ROLE_KINDS:
+        group = get_group(group_id) if group_id else None
+        if group is None:
+            raise GroupError("Choose the member group the rule puts people in.")
     shown = parse_values(values)
     if not shown:
         raise GroupError("Type at least one value.")
-    batches = [[v] for v in shown] if kind == RULE_GROUPS_CONTAINS else [shown]
+    batches = [[v] for v in shown] if kind in SINGLE_VALUE_KINDS else [shown]
     rules = []
     for batch in batches:
-        rule = new_rule(system, kind, batch, group.id)
+        rule = new_rule(system, kind, batch, group.id if group else None)
         rule.group = group
         db.session.add(rule)
         rules.append(rule)
@@ -412,6 +425,8 @@ def resolve_member_groups(
     if policy.default_group_id is not None:
         wanted.add(policy.default_group_id)
     for rule in policy.rules:
+        if rule.group_id is None:  # a manager-role rule (sync_manager_role)
+            continue
         if rule.kind == RULE_GROUPS_CONTAINS:
             hit = bool(rule.values & groups)
         elif rule.kind == RULE_STATUS_IN:
@@ -453,7 +468,8 @@ def sync_member_groups(
     """Make ``user``'s groups from ``system`` match what the provider says now (no commit).
 
     Adds and removes only memberships whose source is ``system``; groups a manager assigned
-    by hand and groups from other systems are kept. Also records the membership status and
+    by hand and groups from other systems are kept. The community manager role follows the
+    system's manager-role rules (``sync_manager_role``). Also records the membership status and
     type (when the profile carries those keys) and the sync time. Writes only what changed;
     the caller commits, in the same transaction as the rest of the sign-in.
 
@@ -464,6 +480,7 @@ def sync_member_groups(
     """
     system = settings_of(system)
     wanted = resolve_member_groups(system, fields)
+    sync_manager_role(user, system, fields)
     if new_account:
         if wanted:
             now = user.membership_synced_at or utcnow()
@@ -484,6 +501,84 @@ def sync_member_groups(
             memberships.remove(membership)
     for group_id in sorted(wanted - current.keys()):
         memberships.append(GroupMembership(group_id=group_id, auth_system_id=system.id))
+
+
+def provider_grants_manager(system: AuthSystem | SystemSettings, fields: Mapping[str, Any]) -> bool:
+    """Tell whether a "Groups contains V -> community manager" rule of ``system`` matches."""
+    policy = settings_of(system).group_policy
+    rules = [r for r in policy.rules if r.kind in ROLE_KINDS]
+    if not rules:
+        return False
+    groups = group_values(fields.get("groups"), policy.group_object_key)
+    return any(rule.values & groups for rule in rules)
+
+
+def _keeps_last_manager(user: User) -> bool:
+    """Tell whether taking ``user``'s role would leave no active manager, or none who can
+    sign in locally (with a local password) while ``user`` can."""
+    others = sa.select(User.id).where(
+        User.role == ROLE_MANAGER, User.disabled_at.is_(None), User.id != user.id
+    )
+    # Lock the managers' rows (PostgreSQL) so two removals can't both see "another one left".
+    if db.session.scalars(others.limit(1).with_for_update()).first() is None:
+        return True
+    if user.password_hash and user.is_active:
+        local = others.where(User.password_hash.is_not(None), User.password_hash != "")
+        return db.session.scalars(local.limit(1)).first() is None
+    return False
+
+
+def _record_role(user: User, system: SystemSettings, old: str, new: str, **extra: Any) -> None:
+    labels = {ROLE_MANAGER: "Community manager", ROLE_MEMBER: "Member"}
+    audit.record_event(
+        audit.ROLE_CHANGED,
+        system=system,  # type: ignore[arg-type]
+        details={
+            "user_id": user.id,
+            "user": (user.email or user.display_name)[:255],
+            "old_role": old,
+            "new_role": new,
+            "old_label": labels.get(old, old),
+            "new_label": labels.get(new, new),
+            "source": "provider groups",
+            **extra,
+        },
+    )
+
+
+def sync_manager_role(
+    user: User, system: AuthSystem | SystemSettings, fields: Mapping[str, Any]
+) -> None:
+    """Give or take the community manager role as ``system``'s manager-role rules say (no commit).
+
+    Grants the role when a rule matches the member's Groups, remembering which system gave
+    it. Takes it back only when that system gave it and no rule matches any more (a role a
+    manager gave by hand is never taken), and never from the last active manager, nor from
+    the last one who can sign in locally. Each change is audited. Reads nothing when the
+    system has no such rule and did not give this account the role.
+    """
+    system = settings_of(system)
+    if provider_grants_manager(system, fields):
+        if user.role != ROLE_MANAGER:
+            _record_role(user, system, user.role, ROLE_MANAGER)
+            user.role = ROLE_MANAGER
+            user.manager_role_system_id = system.id
+        return
+    if user.manager_role_system_id != system.id:
+        return
+    if user.role != ROLE_MANAGER:
+        user.manager_role_system_id = None
+        return
+    if _keeps_last_manager(user):
+        log.warning(
+            "Manager role of user %s kept: the provider no longer grants it, but this is the "
+            "last community manager who can sign in",
+            user.id,
+        )
+        return
+    _record_role(user, system, ROLE_MANAGER, ROLE_MEMBER)
+    user.role = ROLE_MEMBER
+    user.manager_role_system_id = None
 
 
 def _text_or_none(value: Any) -> str | None:

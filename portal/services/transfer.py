@@ -132,7 +132,11 @@ def export_auth_system(system: AuthSystem, *, include_secret: bool = False) -> d
         "existing_accounts_only": bool(settings.existing_accounts_only),
         "existing_accounts_message": settings.existing_accounts_message or "",
         "rules": [
-            {"kind": rule.kind, "values": list(rule.values_display or []), "group": rule.group.name}
+            {
+                "kind": rule.kind,
+                "values": list(rule.values_display or []),
+                "group": rule.group.name if rule.group else None,
+            }
             for rule in list_rules(system)
         ],
     }

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import MemberGroup, Team
-from portal.models.group import RULE_GROUPS_CONTAINS, RULE_KINDS
+from portal.models.group import ROLE_KINDS, RULE_KINDS, SINGLE_VALUE_KINDS
 from portal.services.auth_system_validation import param_error_key
 from portal.services.group_mapping import parse_email_domains, required_claim_problem
 from portal.services.groups import GroupError, parse_values
@@ -330,11 +330,16 @@ def _read_rule(rule: Any, where: str, add: Add) -> dict[str, Any] | None:
         if not shown:
             add(f"{where}: type at least one value.")
             ok = False
-        elif kind == RULE_GROUPS_CONTAINS and len(shown) != 1:
+        elif kind in SINGLE_VALUE_KINDS and len(shown) != 1:
             add(f'{where}: "{RULE_KINDS[kind]}" takes exactly one value per rule.')
             ok = False
     group_name = rule.get("group")
     group = None
+    if kind in ROLE_KINDS:
+        if group_name is not None:
+            add(f'{where}: "{RULE_KINDS[kind]}" gives the manager role; its group must be null.')
+            ok = False
+        return {"kind": kind, "values_display": shown, "group_id": None} if ok else None
     if not isinstance(group_name, str) or not group_name.strip():
         add(f"{where}: group must be a member group's name.")
         ok = False

@@ -312,3 +312,21 @@ def test_bad_access_rules_in_a_file_are_reported_and_nothing_is_written(configur
     for text in expected:
         assert any(text in p for p in problems), f"missing: {text} in {problems}"
     assert count_rows() == before
+
+
+def test_a_manager_role_rule_survives_the_round_trip(configured):
+    """A "Groups contains V → community manager" rule travels with a null group."""
+    from portal.models.group import RULE_GROUPS_MANAGER
+    from portal.services.group_mapping import add_rule, provider_grants_manager
+
+    add_rule(configured, RULE_GROUPS_MANAGER, "Board", None)
+    doc = export_auth_system(configured)
+    assert {"kind": RULE_GROUPS_MANAGER, "values": ["Board"], "group": None} in (
+        doc["group_mapping"]["rules"]
+    )
+    delete_auth_system(configured)
+
+    system = import_auth_system(doc, client_secret=SECRET)
+
+    assert provider_grants_manager(system, {"groups": ["board"]}) is True
+    assert provider_grants_manager(system, {"groups": ["gold"]}) is False
