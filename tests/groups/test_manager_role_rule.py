@@ -178,3 +178,16 @@ def test_the_recheck_grants_and_removes_the_role(oidc, sso, client, manager, mon
     assert client.get("/library").status_code == 200
     assert _jane().role == ROLE_MEMBER
     assert client.get("/admin/auth-systems").status_code == 403
+
+
+def test_the_test_screen_says_the_role_would_be_given(oidc, manager_client, manager):
+    """Test this configuration lists the role beside the groups, and gives it to nobody."""
+    from tests.auth.test_test_screen import run_test
+
+    add_rule(oidc.system, RULE_GROUPS_MANAGER, "staff-admins", None)
+    oidc.idp.members.update("jdoe", groups=["STAFF-ADMINS"])
+
+    _url, page = run_test(manager_client, oidc)
+
+    assert "Community manager (role)" in page
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 1
