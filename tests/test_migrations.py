@@ -141,3 +141,67 @@ def test_existing_systems_keep_signing_in_as_before_after_0010_and_back(
         assert "sso_sessions" not in sa.inspect(db.engine).get_table_names()
         db.session.remove()
         db.engine.dispose()
+
+
+def test_existing_mapping_rules_and_restriction_are_unchanged_after_0012_and_back(
+    empty_database_url, tmp_path, monkeypatch
+):
+    """Upgrade to 0012 keeps a system's rules and status restriction as they were and adds no
+    access rule and no manager role; downgrade drops the new columns and keeps the rules."""
+    from portal.services.group_mapping import new_account_refusal, sign_in_refusal
+
+    monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path))
+    app = create_app(
+        {"SQLALCHEMY_DATABASE_URI": empty_database_url, "PORTAL_ENCRYPTION_KEYS": [TEST_KEY]}
+    )
+    with app.app_context():
+        upgrade(revision="0010")
+        db.session.execute(_SYSTEM_AT_0009, {"name": "Old", "key": "old", "false": False})
+        system_id = db.session.scalar(sa.text("SELECT id FROM auth_systems WHERE slug = 'old'"))
+        db.session.execute(
+            sa.text(
+                "INSERT INTO member_groups (name, name_key, description, created_at)"
+                " VALUES ('Gold', 'gold', '', '2026-01-01')"
+            )
+        )
+        group_id = db.session.scalar(sa.text("SELECT id FROM member_groups"))
+        db.session.execute(
+            sa.text(
+                'INSERT INTO group_rules (auth_system_id, kind, "values", values_display,'
+                " group_id, created_at) VALUES (:s, 'groups_contains', '[\"gold\"]',"
+                " '[\"GOLD\"]', :g, '2026-01-01')"
+            ),
+            {"s": system_id, "g": group_id},
+        )
+        db.session.execute(
+            sa.text(
+                "INSERT INTO group_mapping_settings (auth_system_id, restrict_sign_in,"
+                " allowed_statuses, allowed_statuses_display, deny_message, group_object_key)"
+                " VALUES (:s, :true, '[\"active\"]', '[\"Active\"]', 'Renew first.', '')"
+            ),
+            {"s": system_id, "true": True},
+        )
+        db.session.commit()
+
+        upgrade()
+        old = db.session.scalar(sa.select(AuthSystem).where(AuthSystem.slug == "old"))
+        policy = compile_system(old).group_policy
+        assert [(r.kind, r.values, r.group_id) for r in policy.rules] == [
+            ("groups_contains", frozenset({"gold"}), group_id)
+        ]
+        assert (policy.allowed_email_domains, policy.required_claim) == (frozenset(), "")
+        assert policy.existing_accounts_only is False
+        active = {"membership_status": "Active", "email": "a@anywhere.test"}
+        assert sign_in_refusal(compile_system(old), active, {}) is None
+        lapsed = sign_in_refusal(compile_system(old), {"membership_status": "Lapsed"}, {})
+        assert lapsed is not None and lapsed.message == "Renew first."
+        assert new_account_refusal(compile_system(old)) is None
+        db.session.remove()
+
+        downgrade(revision="0010")
+        columns = {c["name"] for c in sa.inspect(db.engine).get_columns("group_mapping_settings")}
+        assert not columns & {"allowed_email_domains", "required_claim", "existing_accounts_only"}
+        with db.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM group_rules")).scalar() == 1
+        db.session.remove()
+        db.engine.dispose()

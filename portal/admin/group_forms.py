@@ -14,6 +14,7 @@ from wtforms.validators import DataRequired, Length, Optional
 
 from portal.models.content import CONTENT_KINDS, KIND_LABELS, VISIBILITIES
 from portal.models.group import RULE_KINDS
+from portal.services.group_mapping import SETTINGS_LABELS
 
 
 class GroupForm(FlaskForm):
@@ -59,6 +60,17 @@ class MappingSettingsForm(FlaskForm):
     )
     group_object_key = StringField(
         "Key read from Groups values that are objects", validators=[Length(max=120)]
+    )
+    allowed_email_domains = TextAreaField(
+        SETTINGS_LABELS["allowed_email_domains"], validators=[Length(max=20000)]
+    )
+    required_claim = StringField(SETTINGS_LABELS["required_claim"], validators=[Length(max=255)])
+    required_claim_message = TextAreaField(
+        SETTINGS_LABELS["required_claim_message"], validators=[Length(max=2000)]
+    )
+    existing_accounts_only = BooleanField(SETTINGS_LABELS["existing_accounts_only"])
+    existing_accounts_message = TextAreaField(
+        SETTINGS_LABELS["existing_accounts_message"], validators=[Length(max=2000)]
     )
     submit = SubmitField("Save settings")
 

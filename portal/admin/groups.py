@@ -96,6 +96,11 @@ def _forms(system: AuthSystem, submitted: str = "") -> tuple[RuleForm, MappingSe
             "allowed_statuses": "\n".join(settings.allowed_statuses_display or []),
             "deny_message": settings.deny_message,
             "group_object_key": settings.group_object_key,
+            "allowed_email_domains": "\n".join(settings.allowed_email_domains or []),
+            "required_claim": settings.required_claim,
+            "required_claim_message": settings.required_claim_message,
+            "existing_accounts_only": settings.existing_accounts_only,
+            "existing_accounts_message": settings.existing_accounts_message,
         },
     )
     settings_form.default_group.choices = _group_choices("No default group")
@@ -156,8 +161,15 @@ def save_group_settings(system_id: int):
                 allowed_statuses=settings_form.allowed_statuses.data or "",
                 deny_message=settings_form.deny_message.data or "",
                 group_object_key=settings_form.group_object_key.data or "",
+                allowed_email_domains=settings_form.allowed_email_domains.data or "",
+                required_claim=settings_form.required_claim.data or "",
+                required_claim_message=settings_form.required_claim_message.data or "",
+                existing_accounts_only=bool(settings_form.existing_accounts_only.data),
+                existing_accounts_message=settings_form.existing_accounts_message.data or "",
                 actor=current_user._get_current_object(),
             )
+        except group_mapping.AccessRuleError as exc:
+            getattr(settings_form, exc.field).errors.append(str(exc))
         except svc.GroupError as exc:
             settings_form.allowed_statuses.errors.append(str(exc))
         else:

@@ -18,11 +18,18 @@ RULE_GROUPS_CONTAINS = "groups_contains"
 RULE_STATUS_IN = "status_in"
 #: "Membership Type is one of [..] -> G".
 RULE_TYPE_IN = "type_in"
+#: "Groups contains V -> community manager": one value per rule, no member group.
+RULE_GROUPS_MANAGER = "groups_contains_manager"
 RULE_KINDS = {
     RULE_GROUPS_CONTAINS: "Groups contains",
     RULE_STATUS_IN: "Membership Status is one of",
     RULE_TYPE_IN: "Membership Type is one of",
+    RULE_GROUPS_MANAGER: "Groups contains V → community manager",
 }
+#: Kinds that take one value per rule (several values typed at once make several rules).
+SINGLE_VALUE_KINDS = frozenset({RULE_GROUPS_CONTAINS, RULE_GROUPS_MANAGER})
+#: Kinds that give the community manager role instead of a member group.
+ROLE_KINDS = frozenset({RULE_GROUPS_MANAGER})
 
 
 class MemberGroup(db.Model):
@@ -112,12 +119,13 @@ class GroupRule(db.Model):
     values: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
     #: The values as the manager typed them, for display.
     values_display: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
-    group_id: Mapped[int] = mapped_column(
+    #: The group the rule gives; ``None`` for a rule that gives the manager role (``ROLE_KINDS``).
+    group_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("member_groups.id", ondelete="CASCADE"), index=True
     )
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
 
-    group: Mapped[MemberGroup] = relationship(back_populates="rules")
+    group: Mapped[MemberGroup | None] = relationship(back_populates="rules")
     auth_system: Mapped[AuthSystem] = relationship(
         backref=backref("group_rules", cascade="all, delete-orphan", order_by="GroupRule.id")
     )
@@ -126,6 +134,13 @@ class GroupRule(db.Model):
     def kind_label(self) -> str:
         """Return the rule's condition in the admin's words."""
         return RULE_KINDS.get(self.kind, self.kind)
+
+    @property
+    def target_label(self) -> str:
+        """Return what the rule gives, in the admin's words."""
+        if self.kind in ROLE_KINDS:
+            return "Community manager"
+        return self.group.name if self.group else ""
 
 
 class GroupMappingSettings(db.Model):
@@ -150,6 +165,17 @@ class GroupMappingSettings(db.Model):
     deny_message: Mapped[str] = mapped_column(sa.Text, default="")
     #: Key read from a groups value that is an object (e.g. ``code``); empty: its JSON string.
     group_object_key: Mapped[str] = mapped_column(sa.String(120), default="")
+    #: "Allowed Email Domains": lower-cased domains the Email Address must end in exactly
+    #: (after its last ``@``); empty: any address.
+    allowed_email_domains: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    #: "Required Claim": a JMESPath over the profile that must be truthy; empty: none.
+    required_claim: Mapped[str] = mapped_column(sa.Text, default="")
+    #: What a member whose profile fails the Required Claim reads (empty: ``deny_message``).
+    required_claim_message: Mapped[str] = mapped_column(sa.Text, default="")
+    #: "Existing Accounts Only": nobody gets a new account through this system.
+    existing_accounts_only: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    #: What a newcomer refused by ``existing_accounts_only`` reads (empty: ``deny_message``).
+    existing_accounts_message: Mapped[str] = mapped_column(sa.Text, default="")
 
     default_group: Mapped[MemberGroup | None] = relationship()
     auth_system: Mapped[AuthSystem] = relationship(

@@ -43,6 +43,9 @@ class User(UserMixin, db.Model):
     password_hash: Mapped[str | None] = mapped_column(sa.String(255))
     #: ``member`` or ``manager`` (community manager).
     role: Mapped[str] = mapped_column(sa.String(20), default=ROLE_MEMBER)
+    #: The authentication system whose "Groups contains V -> community manager" rule gave the
+    #: manager role (its sync may take the role back); ``None`` when a manager gave it, or none.
+    manager_role_system_id: Mapped[int | None] = mapped_column(sa.Integer)
     #: Membership status and type as the identity provider last reported them.
     membership_status: Mapped[str | None] = mapped_column(sa.String(120))
     membership_type: Mapped[str | None] = mapped_column(sa.String(120))

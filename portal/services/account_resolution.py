@@ -21,8 +21,9 @@ from portal.models.base import utcnow
 from portal.services import audit
 from portal.services.accounts import identifier_key
 from portal.services.group_mapping import (
-    check_sign_in_allowed,
     membership_values,
+    new_account_refusal,
+    sign_in_refusal,
     sync_member_groups,
 )
 from portal.services.settings_snapshot import SystemSettings, settings_of
@@ -305,7 +306,7 @@ def plan_account(
         del matches["username"]
     if not matches:
         # username_holder, if any, typed its username here: the provider's value takes it.
-        return AccountPlan("create", None, None, None, values, username_holder)
+        return _plan_new_account(system, values, username_holder)
     # The same person signing in twice at once: the other sign-in committed the account and
     # its binding together after we looked for the binding. Looking again after finding the
     # account is enough to see it (a commit is all or nothing), on every database.
@@ -337,13 +338,20 @@ def plan_account(
 
 
 def check_membership_allowed(system: AuthSystem | SystemSettings, result: SSOResult) -> None:
-    """Raise MembershipDenied when the system's sign-in restriction refuses this profile."""
-    denied = check_sign_in_allowed(settings_of(system), result.fields)
-    if denied:
-        raise MembershipDenied(
-            f"membership status {result.fields.get('membership_status')!r} may not sign in",
-            user_message=denied,
-        )
+    """Raise MembershipDenied when the system's access rules refuse this profile."""
+    refusal = sign_in_refusal(settings_of(system), result.fields, result.profile)
+    if refusal:
+        raise MembershipDenied(f"access rule: {refusal.reason}", user_message=refusal.message)
+
+
+def _plan_new_account(
+    system: SystemSettings, values: dict[str, str | None], displaced: User | None = None
+) -> AccountPlan:
+    """Plan a new account, unless the system has *Existing Accounts Only* (MembershipDenied)."""
+    refusal = new_account_refusal(system)
+    if refusal:
+        raise MembershipDenied(f"access rule: {refusal.reason}", user_message=refusal.message)
+    return AccountPlan("create", None, None, None, values, displaced)
 
 
 # -- resolution: carry the plan out in one transaction ---------------------------------------

@@ -198,8 +198,10 @@ def delete_group(group: MemberGroup, *, actor: User | None = None) -> None:
 
 def rule_text(rule: GroupRule) -> str:
     """Describe a mapping rule in words, as the audit log keeps it."""
-    group = rule.group or get_group(rule.group_id)
     values = ", ".join(rule.values_display or rule.values or [])
+    if rule.group_id is None:
+        return f"{rule.kind_label}: {values}"
+    group = rule.group or get_group(rule.group_id)
     return f"{rule.kind_label} {values} → {group.name if group else 'a deleted group'}"
 
 

@@ -305,7 +305,7 @@ def recheck_membership(
         return _sign_out(user, system, row, SIGN_IN_AGAIN, "no_usable_token")
     if result.subject != row.subject:
         return _sign_out(user, system, row, SIGN_IN_AGAIN, "subject_changed")
-    denied = check_sign_in_allowed(system, result.fields)
+    denied = check_sign_in_allowed(system, result.fields, result.profile)
     if denied:
         return _sign_out(user, system, row, denied, "membership_denied", all_sessions=True)
     # The sign-in's own sync: membership columns and this system's groups, only what changed.

@@ -88,12 +88,13 @@ class RuleSettings:
 
     kind: str
     values: frozenset[str]
-    group_id: int
+    #: None for a rule that gives the community manager role.
+    group_id: int | None
 
 
 @dataclass(frozen=True, slots=True)
 class GroupPolicy:
-    """A system's group mapping: default group, rules, sign-in restriction, object key."""
+    """A system's group mapping: default group, rules, sign-in restriction and access rules."""
 
     default_group_id: int | None = None
     restrict_sign_in: bool = False
@@ -101,6 +102,11 @@ class GroupPolicy:
     deny_message: str = ""
     group_object_key: str = ""
     rules: tuple[RuleSettings, ...] = ()
+    allowed_email_domains: frozenset[str] = frozenset()
+    required_claim: str = ""
+    required_claim_message: str = ""
+    existing_accounts_only: bool = False
+    existing_accounts_message: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +166,11 @@ def group_policy_from(
         deny_message=settings.deny_message or "",
         group_object_key=settings.group_object_key or "",
         rules=compiled,
+        allowed_email_domains=frozenset(settings.allowed_email_domains or []),
+        required_claim=settings.required_claim or "",
+        required_claim_message=settings.required_claim_message or "",
+        existing_accounts_only=bool(settings.existing_accounts_only),
+        existing_accounts_message=settings.existing_accounts_message or "",
     )
 
 

@@ -28,7 +28,7 @@ from portal.services.account_resolution import (
     plan_account,
     provider_values,
 )
-from portal.services.group_mapping import resolve_member_groups
+from portal.services.group_mapping import provider_grants_manager, resolve_member_groups
 from portal.services.login_attempts import attempt_of_browser, claim_login_attempt
 from portal.services.settings_snapshot import SystemSettings, settings_of
 from portal.services.sso_login import finish_attempt, start_sso_login
@@ -104,7 +104,8 @@ def _account_outcome(system: SystemSettings, result: SSOResult) -> dict[str, str
     except SSOError as exc:
         action, summary = "refused", f"{exc.user_message} ({exc.log_detail})"
         if isinstance(exc, MembershipDenied):
-            summary = f"Sign-in would be refused by the sign-in restriction: {exc.user_message}"
+            rule = (exc.log_detail or "").removeprefix("access rule: ")
+            summary = f"Sign-in would be refused ({rule}): {exc.user_message}"
         elif isinstance(exc, EmailNotVerified | UsernameNotTrusted | LinkNotAllowed):
             summary = f"Sign-in would be refused: {summary}"
         else:  # AccountConflict, and whatever else account resolution refuses
@@ -141,11 +142,13 @@ def _account_outcome(system: SystemSettings, result: SSOResult) -> dict[str, str
 
 
 def _granted_groups(system: SystemSettings, result: SSOResult) -> list[str]:
-    ids = resolve_member_groups(system, group_sync_fields(provider_values(system, result), result))
+    fields = group_sync_fields(provider_values(system, result), result)
+    ids = resolve_member_groups(system, fields)
+    role = ["Community manager (role)"] if provider_grants_manager(system, fields) else []
     if not ids:
-        return []
+        return role
     query = sa.select(MemberGroup.name).where(MemberGroup.id.in_(ids)).order_by(MemberGroup.name)
-    return list(db.session.scalars(query))
+    return [*db.session.scalars(query), *role]
 
 
 def _report(

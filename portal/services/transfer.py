@@ -7,7 +7,10 @@ The document (see ``docs/export-import.md``)::
       "auth_system": {"type": ..., "name": ..., ..., "onboarding_team": "Staff" | null,
                       "params": {"user_id": {"path": ..., "can_upgrade": ..., ...}, ...}},
       "group_mapping": {"default_group": ..., "restrict_sign_in": ..., "allowed_statuses": [...],
-                        "deny_message": ..., "group_object_key": ..., "rules": [...]}
+                        "deny_message": ..., "group_object_key": ...,
+                        "allowed_email_domains": [...], "required_claim": ...,
+                        "required_claim_message": ..., "existing_accounts_only": ...,
+                        "existing_accounts_message": ..., "rules": [...]}
     }
 
 Teams and member groups travel by *name* (ids differ between sites). The client secret is
@@ -123,8 +126,17 @@ def export_auth_system(system: AuthSystem, *, include_secret: bool = False) -> d
         "allowed_statuses": list(settings.allowed_statuses_display or []),
         "deny_message": settings.deny_message or "",
         "group_object_key": settings.group_object_key or "",
+        "allowed_email_domains": list(settings.allowed_email_domains or []),
+        "required_claim": settings.required_claim or "",
+        "required_claim_message": settings.required_claim_message or "",
+        "existing_accounts_only": bool(settings.existing_accounts_only),
+        "existing_accounts_message": settings.existing_accounts_message or "",
         "rules": [
-            {"kind": rule.kind, "values": list(rule.values_display or []), "group": rule.group.name}
+            {
+                "kind": rule.kind,
+                "values": list(rule.values_display or []),
+                "group": rule.group.name if rule.group else None,
+            }
             for rule in list_rules(system)
         ],
     }
@@ -318,6 +330,11 @@ def _write(
         statuses=mapping["allowed_statuses"],
         deny_message=mapping["deny_message"],
         group_object_key=mapping["group_object_key"],
+        allowed_email_domains=mapping["allowed_email_domains"],
+        required_claim=mapping["required_claim"],
+        required_claim_message=mapping["required_claim_message"],
+        existing_accounts_only=mapping["existing_accounts_only"],
+        existing_accounts_message=mapping["existing_accounts_message"],
     )
     db.session.add(settings)
 

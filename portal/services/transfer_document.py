@@ -13,9 +13,10 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import MemberGroup, Team
-from portal.models.group import RULE_GROUPS_CONTAINS, RULE_KINDS
+from portal.models.group import ROLE_KINDS, RULE_KINDS, SINGLE_VALUE_KINDS
 from portal.services.auth_system_validation import param_error_key
-from portal.services.groups import parse_values
+from portal.services.group_mapping import parse_email_domains, required_claim_problem
+from portal.services.groups import GroupError, parse_values
 from portal.sso.fields import (
     EXPORTED_FIELDS,
     FIELDS,
@@ -53,6 +54,11 @@ MAPPING_KEYS: tuple[str, ...] = (
     "allowed_statuses",
     "deny_message",
     "group_object_key",
+    "allowed_email_domains",
+    "required_claim",
+    "required_claim_message",
+    "existing_accounts_only",
+    "existing_accounts_message",
     "rules",
 )
 RULE_KEYS: tuple[str, ...] = ("kind", "values", "group")
@@ -221,6 +227,11 @@ def read_mapping(raw: Any, add: Add) -> dict[str, Any]:
         "allowed_statuses": [],
         "deny_message": "",
         "group_object_key": "",
+        "allowed_email_domains": [],
+        "required_claim": "",
+        "required_claim_message": "",
+        "existing_accounts_only": False,
+        "existing_accounts_message": "",
         "rules": [],
     }
     if raw is None:
@@ -251,7 +262,14 @@ def read_mapping(raw: Any, add: Add) -> dict[str, Any]:
         mapping["allowed_statuses"] = parse_values("\n".join(statuses))
         if restrict and not mapping["allowed_statuses"]:
             add(f"{where}: {RESTRICT_WITHOUT_STATUS}")
-    for key, limit in (("deny_message", None), ("group_object_key", 120)):
+    texts = (
+        ("deny_message", None),
+        ("group_object_key", 120),
+        ("required_claim", None),
+        ("required_claim_message", None),
+        ("existing_accounts_message", None),
+    )
+    for key, limit in texts:
         value = raw.get(key, "")
         if not isinstance(value, str):
             add(f"{where}: {key} must be text (a JSON string).")
@@ -259,6 +277,7 @@ def read_mapping(raw: Any, add: Add) -> dict[str, Any]:
             add(f"{where}: {key} must be at most {limit} characters.")
         else:
             mapping[key] = value.strip()
+    _read_access_rules(raw, mapping, where, add)
     rules = raw.get("rules", [])
     if not isinstance(rules, list):
         add(f"{where}: rules must be a list.")
@@ -268,6 +287,27 @@ def read_mapping(raw: Any, add: Add) -> dict[str, Any]:
         if checked is not None:
             mapping["rules"].append(checked)
     return mapping
+
+
+def _read_access_rules(raw: dict[str, Any], mapping: dict[str, Any], where: str, add: Add) -> None:
+    """Check the access rules with the mapping screen's own checks and messages."""
+    domains = raw.get("allowed_email_domains", [])
+    if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):
+        add(f"{where}: allowed_email_domains must be a list of texts.")
+    else:
+        try:
+            mapping["allowed_email_domains"] = parse_email_domains("\n".join(domains))
+        except GroupError as exc:
+            add(f"{where}: allowed_email_domains: {exc}")
+    if mapping["required_claim"]:
+        problem = required_claim_problem(mapping["required_claim"])
+        if problem:
+            add(f"{where}: {problem}")
+    only = raw.get("existing_accounts_only", False)
+    if not isinstance(only, bool):
+        add(f"{where}: existing_accounts_only must be true or false.")
+    else:
+        mapping["existing_accounts_only"] = only
 
 
 def _read_rule(rule: Any, where: str, add: Add) -> dict[str, Any] | None:
@@ -290,11 +330,16 @@ def _read_rule(rule: Any, where: str, add: Add) -> dict[str, Any] | None:
         if not shown:
             add(f"{where}: type at least one value.")
             ok = False
-        elif kind == RULE_GROUPS_CONTAINS and len(shown) != 1:
+        elif kind in SINGLE_VALUE_KINDS and len(shown) != 1:
             add(f'{where}: "{RULE_KINDS[kind]}" takes exactly one value per rule.')
             ok = False
     group_name = rule.get("group")
     group = None
+    if kind in ROLE_KINDS:
+        if group_name is not None:
+            add(f'{where}: "{RULE_KINDS[kind]}" gives the manager role; its group must be null.')
+            ok = False
+        return {"kind": kind, "values_display": shown, "group_id": None} if ok else None
     if not isinstance(group_name, str) or not group_name.strip():
         add(f"{where}: group must be a member group's name.")
         ok = False

@@ -153,6 +153,8 @@ def change_password(user: User, password: str, *, actor: User | None = None) -> 
 def _change_role(user: User, role: str, actor: User | None) -> None:
     old = user.role
     user.role = role
+    # A manager's own decision: no provider's manager-role rule takes it back later.
+    user.manager_role_system_id = None
     audit.record_event(
         audit.ROLE_CHANGED,
         actor=actor,

@@ -14,7 +14,11 @@ from portal.services.auth_systems import (
     get_system_by_slug,
     read_client_secret,
 )
-from portal.services.group_mapping import check_sign_in_allowed, resolve_member_groups
+from portal.services.group_mapping import (
+    check_sign_in_allowed,
+    get_mapping_settings,
+    resolve_member_groups,
+)
 from portal.services.groups import list_groups
 from portal.services.secrets import encrypt_secret
 from portal.services.transfer import (
@@ -252,3 +256,77 @@ def test_an_import_is_in_the_audit_log_without_the_secret(configured, manager):
     added = [c["new"] for c in events[1].details["changes"] if c["label"] == "Rule added"]
     assert len(added) == 3
     assert SECRET not in json.dumps([e.details for e in events]), "the secret is in the log"
+
+
+def test_access_rules_survive_the_round_trip_and_refuse_as_before(configured):
+    """Allowed Email Domains, Required Claim and Existing Accounts Only travel in the file."""
+    from portal.services.group_mapping import new_account_refusal, save_mapping_settings
+
+    settings = get_mapping_settings(configured)
+    save_mapping_settings(
+        configured,
+        default_group_id=settings.default_group_id,
+        restrict_sign_in=False,
+        allowed_statuses="",
+        deny_message="Staff only.",
+        group_object_key="",
+        allowed_email_domains="acme.test",
+        required_claim="email_verified",
+        required_claim_message="Verify your address first.",
+        existing_accounts_only=True,
+        existing_accounts_message="Ask IT for an account.",
+    )
+    text = dump_export(export_auth_system(configured))
+    delete_auth_system(configured)
+
+    system = import_auth_system(parse_export(text), client_secret=SECRET)
+
+    assert dump_export(export_auth_system(system)) == text
+    verified = {"email_verified": True}
+    assert check_sign_in_allowed(system, {"email": "a@acme.test"}, verified) is None
+    assert check_sign_in_allowed(system, {"email": "a@acme.test.evil"}, verified) == "Staff only."
+    assert check_sign_in_allowed(system, {"email": "a@acme.test"}, {}) == (
+        "Verify your address first."
+    )
+    assert new_account_refusal(system).message == "Ask IT for an account."
+
+
+def test_bad_access_rules_in_a_file_are_reported_and_nothing_is_written(configured, count_rows):
+    """A bad domain, an unparsable Required Claim and a non-boolean flag: all reported."""
+    doc = export_auth_system(configured)
+    delete_auth_system(configured)
+    doc["group_mapping"].update(
+        allowed_email_domains=["acme.test", "not a domain"],
+        required_claim="roles[?",
+        existing_accounts_only="yes",
+    )
+    before = count_rows()
+
+    problems = _problems(doc, client_secret=SECRET)
+
+    expected = [
+        "allowed_email_domains: “not a domain” is not a domain name",
+        "The Required Claim is not a valid JMESPath expression",
+        "existing_accounts_only must be true or false.",
+    ]
+    for text in expected:
+        assert any(text in p for p in problems), f"missing: {text} in {problems}"
+    assert count_rows() == before
+
+
+def test_a_manager_role_rule_survives_the_round_trip(configured):
+    """A "Groups contains V → community manager" rule travels with a null group."""
+    from portal.models.group import RULE_GROUPS_MANAGER
+    from portal.services.group_mapping import add_rule, provider_grants_manager
+
+    add_rule(configured, RULE_GROUPS_MANAGER, "Board", None)
+    doc = export_auth_system(configured)
+    assert {"kind": RULE_GROUPS_MANAGER, "values": ["Board"], "group": None} in (
+        doc["group_mapping"]["rules"]
+    )
+    delete_auth_system(configured)
+
+    system = import_auth_system(doc, client_secret=SECRET)
+
+    assert provider_grants_manager(system, {"groups": ["board"]}) is True
+    assert provider_grants_manager(system, {"groups": ["gold"]}) is False
