@@ -7,7 +7,7 @@ manager role instead of a member group (``group_rules.group_id`` becomes nullabl
 existing rule changes), and an account records which system gave it that role (none yet).
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-03 08:00:00
 
 """
@@ -17,7 +17,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
