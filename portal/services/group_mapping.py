@@ -361,12 +361,17 @@ def sign_in_refusal(
     system: AuthSystem | SystemSettings,
     fields: Mapping[str, Any],
     profile: Any = None,
+    *,
+    without_profile: bool = False,
 ) -> SignInRefusal | None:
     """Return why ``system``'s access rules refuse this profile, or None when they let it in.
 
     ``fields`` is the mapped profile (``SSOResult.fields``); ``profile`` the document the
     fields were read from, which the Required Claim searches. Reads no database: the rules
     come from the settings snapshot. The reason names no value of the profile.
+    ``without_profile``: the caller holds no provider document (the deprovisioning webhook
+    carries status, type and groups only), so the Required Claim is left to the next sign-in
+    or membership re-check instead of refusing everyone.
     """
     policy = settings_of(system).group_policy
     fallback = policy.deny_message or DEFAULT_DENY_MESSAGE
@@ -377,7 +382,7 @@ def sign_in_refusal(
     if policy.allowed_email_domains:
         if email_domain(fields.get("email")) not in policy.allowed_email_domains:
             return SignInRefusal("email address domain is not an Allowed Email Domain", fallback)
-    if policy.required_claim:
+    if policy.required_claim and not without_profile:
         message = policy.required_claim_message or fallback
         try:
             met = is_truthy(search_path(policy.required_claim, profile or {}))
@@ -391,10 +396,14 @@ def sign_in_refusal(
 
 
 def check_sign_in_allowed(
-    system: AuthSystem | SystemSettings, fields: Mapping[str, Any], profile: Any = None
+    system: AuthSystem | SystemSettings,
+    fields: Mapping[str, Any],
+    profile: Any = None,
+    *,
+    without_profile: bool = False,
 ) -> str | None:
     """Return the message to show when ``system`` does not let this profile sign in, else None."""
-    refusal = sign_in_refusal(system, fields, profile)
+    refusal = sign_in_refusal(system, fields, profile, without_profile=without_profile)
     return refusal.message if refusal else None
 
 

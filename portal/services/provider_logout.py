@@ -362,10 +362,13 @@ def _update_member(system: AuthSystem, identity: Identity, given: dict[str, Any]
     fields = {
         "membership_status": user.membership_status,
         "membership_type": user.membership_type,
+        # The event names no address: the account's (the one its sign-ins supplied) is
+        # checked against Allowed Email Domains.
+        "email": user.email,
         **given,
     }
     sync_member_groups(user, settings, fields, keep_groups_claim="groups" not in given)
-    denied = check_sign_in_allowed(settings, fields)
+    denied = check_sign_in_allowed(settings, fields, without_profile=True)
     if denied:
         end_provider_sessions(user, system.id)
     audit.record_event(

@@ -183,6 +183,58 @@ def test_a_member_the_restriction_now_refuses_is_signed_out(
     assert not is_signed_in(jane)
 
 
+def test_access_rules_the_event_cannot_speak_to_do_not_sign_a_member_out(
+    oidc: Provider, jane: FlaskClient, app: Flask
+):
+    """An Allowed Email Domain Jane's account matches and a Required Claim (over a profile the
+    webhook does not carry): an update of her type leaves her signed in; her groups re-sync."""
+    save_mapping_settings(
+        oidc.system,
+        default_group_id=None,
+        restrict_sign_in=False,
+        allowed_statuses="",
+        deny_message="",
+        group_object_key="",
+        allowed_email_domains="example.org",
+        required_claim="email_verified",
+        required_claim_message="Verify your address first.",
+    )
+
+    resp = signed_request(
+        app.test_client(),
+        oidc,
+        {"event": "member.updated", "user_id": jane_id(), "type": "Student"},
+    )
+
+    assert resp.get_json()["result"] == "updated"
+    assert is_signed_in(jane)
+    assert jane_user().membership_type == "Student"
+
+
+def test_a_member_whose_account_address_is_outside_the_allowed_domains_is_signed_out(
+    oidc: Provider, jane: FlaskClient, app: Flask
+):
+    """Allowed Email Domains no longer lists Jane's domain: the next update signs her out."""
+    save_mapping_settings(
+        oidc.system,
+        default_group_id=None,
+        restrict_sign_in=False,
+        allowed_statuses="",
+        deny_message="Members of partner associations only.",
+        group_object_key="",
+        allowed_email_domains="partner.example",
+    )
+
+    resp = signed_request(
+        app.test_client(),
+        oidc,
+        {"event": "member.updated", "user_id": jane_id(), "status": "Active"},
+    )
+
+    assert resp.get_json()["result"] == "signed_out"
+    assert not is_signed_in(jane)
+
+
 def test_a_deleted_member_without_a_password_is_signed_out_and_disabled(
     oidc: Provider, jane: FlaskClient, app: Flask, sso: SSO
 ):
