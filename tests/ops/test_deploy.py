@@ -131,7 +131,10 @@ def test_the_nginx_site_never_logs_a_query_and_sets_the_forwarded_headers():
         assert re.findall(r"access_log (\S+) (\S+);", text)[0][1] == "portal_noquery"
 
 
-@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not here")
+@pytest.mark.skipif(
+    not shutil.which("systemd-analyze") and os.environ.get("CI") != "true",
+    reason="systemd-analyze is not here (CI has it: there a missing one fails)",
+)
 def test_the_systemd_units_verify(tmp_path):
     """`systemd-analyze verify` finds nothing to say (binaries pointed at this venv)."""
     bin_dir = str(Path(sys.executable).parent) + "/"
