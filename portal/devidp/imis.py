@@ -38,15 +38,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import Flask, Response, redirect, request
-from markupsafe import escape
+from flask import Flask, Response, request
 
 from portal.devidp.faults import GENERIC_FAULTS
 from portal.devidp.grants import Grant, Grants
 from portal.devidp.members import Member
 from portal.devidp.provider import BaseProvider, Route, endpoint_url
-from portal.devidp.responses import add_query, html_page, json_response
-from portal.devidp.signin import sign_in
+from portal.devidp.responses import json_response
+from portal.devidp.signin import code_sign_in
 
 BRAND = "iMIS"
 _CONTRACTS = "Asi.Contracts"
@@ -210,24 +209,7 @@ def _unauthorized() -> Response:
 
 def sso_login(idp: IMISProvider) -> Response:
     """The partner's sign-in page; back with ``code`` and ``state``."""
-    args = dict(request.args.items())
-    client_id, redirect_uri = args.get("client_id", ""), args.get("redirect_uri", "")
-    if client_id != idp.client.client_id or redirect_uri not in idp.client.redirect_uris:
-        return html_page(
-            BRAND,
-            f"<h1>Unknown client</h1><p>Client {escape(client_id)!s} or redirect "
-            f"{escape(redirect_uri)!s} is not registered.</p>",
-            400,
-        )
-
-    def back(**params: str | None) -> Response:
-        return redirect(add_query(redirect_uri, {**params, "state": args.get("state")}))
-
-    def signed_in(member: Member) -> Response:
-        grant = Grant(member.username, time.time() + idp.code_ttl, client_id, redirect_uri)
-        return back(code=idp._codes.issue("imiscode", grant))
-
-    return sign_in(idp, BRAND, cancelled=lambda: back(error="access_denied"), signed_in=signed_in)
+    return code_sign_in(idp, BRAND, idp._codes, "imiscode", "Unknown client")
 
 
 def token(idp: IMISProvider) -> Response:

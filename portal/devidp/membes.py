@@ -27,15 +27,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Flask, Response, redirect, request
-from markupsafe import escape
+from flask import Flask, Response, request
 
 from portal.devidp.faults import GENERIC_FAULTS
 from portal.devidp.grants import Grant, Grants
 from portal.devidp.members import Member
 from portal.devidp.provider import BaseProvider, Route, endpoint_url
-from portal.devidp.responses import add_query, html_page, json_response
-from portal.devidp.signin import sign_in
+from portal.devidp.responses import json_response
+from portal.devidp.signin import code_sign_in
 
 BRAND = "membes"
 #: The member-details path this fake chose (Membes does not document one).
@@ -96,24 +95,7 @@ def _failed(message: str, status: int) -> Response:
 
 def oauthlogin(idp: MembesProvider) -> Response:
     """The SSO login form; back to the callback URL with ``code`` and ``state``."""
-    args = dict(request.args.items())
-    client_id, redirect_uri = args.get("client_id", ""), args.get("redirect_uri", "")
-    if client_id != idp.client.client_id or redirect_uri not in idp.client.redirect_uris:
-        return html_page(
-            BRAND,
-            f"<h1>Invalid SSO request</h1><p>Client {escape(client_id)!s} or callback "
-            f"{escape(redirect_uri)!s} is not registered.</p>",
-            400,
-        )
-
-    def back(**params: str | None) -> Response:
-        return redirect(add_query(redirect_uri, {**params, "state": args.get("state")}))
-
-    def signed_in(member: Member) -> Response:
-        grant = Grant(member.username, time.time() + idp.code_ttl, client_id, redirect_uri)
-        return back(code=idp.codes.issue("mbcode", grant))
-
-    return sign_in(idp, BRAND, cancelled=lambda: back(error="access_denied"), signed_in=signed_in)
+    return code_sign_in(idp, BRAND, idp.codes, "mbcode", "Invalid SSO request")
 
 
 def oauth2(idp: MembesProvider) -> Response:

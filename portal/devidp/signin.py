@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from typing import Any
 
-from flask import Response, request
+from flask import Response, redirect, request
 from markupsafe import escape
 
+from portal.devidp.grants import Grant, Grants
 from portal.devidp.members import Member
 from portal.devidp.provider import BaseProvider
-from portal.devidp.responses import html_page
+from portal.devidp.responses import add_query, html_page
 
 
 def login_form(
@@ -70,3 +73,29 @@ def sign_in(
             status=401,
         )
     return signed_in(member)
+
+
+def code_sign_in(idp: Any, brand: str, codes: Grants, prefix: str, refused: str) -> Response:
+    """A platform's sign-in page: back to the registered redirect with ``code`` and ``state``.
+
+    ``idp`` has a ``client`` (id and redirect URIs) and a ``code_ttl``; an unregistered client
+    or redirect gets a 400 page headed ``refused``.
+    """
+    args = dict(request.args.items())
+    client_id, redirect_uri = args.get("client_id", ""), args.get("redirect_uri", "")
+    if client_id != idp.client.client_id or redirect_uri not in idp.client.redirect_uris:
+        return html_page(
+            brand,
+            f"<h1>{escape(refused)}</h1><p>Client {escape(client_id)!s} or redirect "
+            f"{escape(redirect_uri)!s} is not registered.</p>",
+            400,
+        )
+
+    def back(**params: str | None) -> Response:
+        return redirect(add_query(redirect_uri, {**params, "state": args.get("state")}))
+
+    def signed_in(member: Member) -> Response:
+        grant = Grant(member.username, time.time() + idp.code_ttl, client_id, redirect_uri)
+        return back(code=codes.issue(prefix, grant))
+
+    return sign_in(idp, brand, cancelled=lambda: back(error="access_denied"), signed_in=signed_in)
