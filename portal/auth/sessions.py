@@ -21,7 +21,7 @@ from flask import Flask, current_app, flash, g, request, session
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user, logout_user
 
-from portal.database import single_statements
+from portal.database import attach_loaded, single_statements
 from portal.extensions import db, login_manager
 from portal.models import User
 from portal.services.provider_logout import provider_session_ended
@@ -49,9 +49,11 @@ def now() -> float:
     return time.time()
 
 
-#: Every signed-in request loads its user: one statement built once (``Session.get`` builds
-#: its query per call).
-_USER_BY_ID = sa.select(User).where(User.id == sa.bindparam("user_id"))
+#: Every signed-in request loads its user: one Core statement built once (``Session.get``
+#: builds its query per call; an ORM query costs twice the statement), made an object by
+#: `attach_loaded`.
+_USERS = User.__table__
+_USER_BY_ID = sa.select(_USERS).where(_USERS.c.id == sa.bindparam("user_id"))
 
 
 class CookieSessions(SecureCookieSessionInterface):
@@ -83,10 +85,15 @@ def load_user(token: str) -> User | None:
     user_id, sep, generation = (token or "").partition(":")
     if not sep or not user_id.isdigit() or not generation.isdigit():
         return None
-    user = db.session.execute(
-        _USER_BY_ID, {"user_id": int(user_id)}, bind_arguments=single_statements()
-    ).scalar_one_or_none()
-    if user is None or (user.session_generation or 0) != int(generation) or not user.is_active:
+    row = (
+        db.session.connection(bind_arguments=single_statements())
+        .execute(_USER_BY_ID, {"user_id": int(user_id)})
+        .one_or_none()
+    )
+    if row is None:
+        return None
+    user = attach_loaded(User, row)
+    if (user.session_generation or 0) != int(generation) or not user.is_active:
         return None
     return user
 

@@ -10,13 +10,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from portal.database import commit_keeping_loaded
+from portal.database import attach_loaded, commit_keeping_loaded
 from portal.errors import AccountDisabled
 from portal.extensions import db
-from portal.models import AuthSystem, Identity, Team, User
+from portal.models import AuthSystem, GroupMembership, Identity, Team, User
 from portal.models.base import utcnow
 from portal.services import audit
 from portal.services.accounts import identifier_key
@@ -188,20 +187,43 @@ def _find_matches(values: Mapping[str, Any]) -> dict[str, User]:
     return found
 
 
+_identities, _users = Identity.__table__, User.__table__
+_memberships = GroupMembership.__table__
+#: A binding with its account and the account's group memberships, in one Core statement
+#: (an ORM query with joined loads costs three times as much): one row per membership.
 _IDENTITY_WITH_USER_AND_GROUPS = (
-    sa.select(Identity)
-    .where(
-        Identity.auth_system_id == sa.bindparam("system_id"),
-        Identity.subject == sa.bindparam("subject"),
+    sa.select(_identities, _users, _memberships)
+    .select_from(
+        _identities.join(_users, _users.c.id == _identities.c.user_id).outerjoin(
+            _memberships, _memberships.c.user_id == _users.c.id
+        )
     )
-    .options(joinedload(Identity.user).joinedload(User.group_memberships))
+    .where(
+        _identities.c.auth_system_id == sa.bindparam("system_id"),
+        _identities.c.subject == sa.bindparam("subject"),
+    )
 )
 
 
 def _find_identity(system_id: int, subject: str) -> Identity | None:
     """Return the binding of ``subject`` at the system, with its user and the user's groups."""
     params = {"system_id": system_id, "subject": subject}
-    return db.session.scalars(_IDENTITY_WITH_USER_AND_GROUPS, params).unique().one_or_none()
+    rows = db.session.connection().execute(_IDENTITY_WITH_USER_AND_GROUPS, params).all()
+    if not rows:
+        return None
+    identity = attach_loaded(Identity, rows[0])
+    user = attach_loaded(User, rows[0])
+    # What a joined load sets, unless the session held these objects loaded already.
+    if "user" not in identity.__dict__:
+        set_committed_value(identity, "user", user)
+    if "group_memberships" not in user.__dict__:
+        memberships = [
+            attach_loaded(GroupMembership, row)
+            for row in rows
+            if row._mapping[_memberships.c.id] is not None
+        ]
+        set_committed_value(user, "group_memberships", memberships)
+    return identity
 
 
 def _locked_fields(system: SystemSettings, values: Mapping[str, Any]) -> list[str]:
@@ -391,15 +413,18 @@ def _create_user(
     # Fields the provider did not supply are asked once, on *Complete your profile*.
     row["pending_fields"] = [key for key in ACCOUNT_FIELDS if not values.get(key)] or None
     row.update(membership_values(fields, now), last_login_at=now)
-    user = db.session.scalars(sa.insert(User).returning(User), [row]).one()
+    user = attach_loaded(User, db.session.connection().execute(_INSERT_USER, row).one())
     if system.onboarding_team_id is not None:
         team = db.session.get(Team, system.onboarding_team_id)
         if team is not None:
+            set_committed_value(user, "teams", [])
             user.teams.append(team)
     return user
 
 
-_users, _identities = User.__table__, Identity.__table__
+#: A new account as a plain row, every column back (an ORM INSERT .. RETURNING of the
+#: entity costs five times as much).
+_INSERT_USER = sa.insert(_users).returning(*_users.c)
 #: What every returning sign-in writes, built once: the binding's and the account's sign-in
 #: time, the provider-owned fields and the membership columns of the group sync.
 _TOUCH_IDENTITY = (
