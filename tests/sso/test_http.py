@@ -358,3 +358,42 @@ def test_parse_accepts_json_with_bom_and_charset():
         1.0,
     )
     assert parse_json_or_form(resp, allow_form=False) == {"a": "é"}
+
+
+# -- keep-alive: one connection for a sign-in's calls, a dropped one replaced ------------------
+
+_KEEP_ALIVE_ANSWER = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+)
+
+
+def test_calls_to_one_provider_share_a_kept_alive_connection(http, raw_server):
+    """A sign-in's token and profile calls reuse one connection: the server sees one accept."""
+    accepted: list[int] = []
+
+    def keep_alive(conn):
+        accepted.append(1)
+        while read_request_head(conn):
+            conn.sendall(_KEEP_ALIVE_ANSWER)
+
+    url = raw_server(keep_alive)
+    for _ in range(3):
+        assert http.request("POST", url + "/token", body=b"code=x").content == b"{}"
+    assert len(accepted) == 1
+
+
+def test_a_connection_the_provider_closed_while_idle_is_replaced(http, raw_server):
+    """A provider that closes idle connections costs a new connection, never a failed sign-in."""
+    accepted: list[int] = []
+
+    def one_answer_then_close(conn):
+        accepted.append(1)
+        read_request_head(conn)
+        conn.sendall(_KEEP_ALIVE_ANSWER)
+        conn.close()
+
+    url = raw_server(one_answer_then_close)
+    assert http.request("GET", url + "/userinfo").status == 200
+    time.sleep(0.2)  # the server's close reaches this side
+    assert http.request("GET", url + "/userinfo").status == 200
+    assert len(accepted) == 2
