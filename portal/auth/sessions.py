@@ -24,6 +24,7 @@ from flask_login import current_user, logout_user
 from portal.database import attach_loaded, single_statements
 from portal.extensions import db, login_manager
 from portal.models import User
+from portal.services import membership_recheck
 from portal.services.provider_logout import provider_session_ended
 
 #: Session keys: when the session was signed in and when it last made a request (epoch s).
@@ -144,6 +145,10 @@ def end_expired_session() -> None:
         if moment - seen_at >= SEEN_RESOLUTION:
             session[SEEN_AT] = moment
         return
+    if session.get(SSO_SESSION):
+        # The tokens kept on the server for this session have no more use.
+        membership_recheck.forget_sso_session(session[SSO_SESSION])
+        db.session.commit()
     logout_user()
     session.clear()
     flash(message, "info")

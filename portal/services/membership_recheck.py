@@ -195,9 +195,19 @@ def _read_tokens(row: SSOSession) -> tuple[str, dict[str, Any]]:
     return refresh, doc
 
 
-def forget_sso_sessions(user: User) -> None:
-    """Delete the server-side tokens of every session of ``user`` (not committed)."""
-    db.session.execute(sa.delete(SSOSession).where(SSOSession.user_id == user.id))
+def forget_sso_sessions(user: User, system_id: int | None = None) -> None:
+    """Delete the server-side tokens of every session of ``user`` (through ``system_id``
+    only, if given); not committed."""
+    query = sa.delete(SSOSession).where(SSOSession.user_id == user.id)
+    if system_id is not None:
+        query = query.where(SSOSession.auth_system_id == system_id)
+    db.session.execute(query)
+
+
+def forget_sso_session(key: str | None) -> None:
+    """Delete the server-side tokens of the session named ``key``, if any; not committed."""
+    if key:
+        db.session.execute(sa.delete(SSOSession).where(SSOSession.id == _row_id(key)))
 
 
 # -- the re-check -------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from portal.models import (
     User,
 )
 from portal.models.base import utcnow
-from portal.services import audit
+from portal.services import audit, membership_recheck
 from portal.services.group_mapping import check_sign_in_allowed, sync_member_groups
 from portal.services.secrets import SecretUnreadable, decrypt_secret
 from portal.services.settings_snapshot import SystemSettings, settings_of
@@ -107,6 +107,10 @@ def end_provider_sessions(user: User, system_id: int, sid: str | None = None) ->
         ProviderSessionEnd(user_id=user.id, auth_system_id=system_id, sid=sid, ended_at=moment)
     )
     user.provider_logout_at = moment
+    if sid is None:
+        # Every session through the system ends: the tokens kept for them are of no more use.
+        # (A session ended by sid drops its own at its next request, in end_expired_session.)
+        membership_recheck.forget_sso_sessions(user, system_id)
 
 
 def provider_session_ended(

@@ -14,11 +14,11 @@ from flask.testing import FlaskClient
 
 from portal.devidp.oidc_authority import _new_key
 from portal.extensions import db
-from portal.models import AuditEvent, Identity, ProviderSessionEnd, UsedToken
+from portal.models import AuditEvent, Identity, ProviderSessionEnd, SSOSession, UsedToken
 from portal.services import audit
 from portal.urls import backchannel_logout_url_for
 from tests.auth.test_throttling import first_limit
-from tests.support.providers import CLIENT_ID, SSO, Provider
+from tests.support.providers import CLIENT_ID, SSO, Provider, reconfigure
 
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
@@ -352,3 +352,46 @@ def test_used_jtis_are_forgotten_once_their_tokens_could_no_longer_be_accepted(
 
     digests = db.session.scalars(sa.select(UsedToken.digest)).all()
     assert len(digests) == 1 and digests[0] != "0" * 64
+
+
+def _kept_token_rows() -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(SSOSession))
+
+
+def test_a_logout_by_sub_drops_the_tokens_kept_for_those_sessions(
+    oidc: Provider, app: Flask, client: FlaskClient, sso: SSO
+):
+    """The provider ends every session of Jane: the refresh tokens Portal kept for them go too.
+
+    Kept tokens are only of use to a live session; a provider that logged the member out
+    should not leave a refresh token behind in Portal's database.
+    """
+    reconfigure(oidc, recheck_minutes=15)
+    sso.sign_in(oidc)
+    phone = app.test_client()
+    SSO(phone).sign_in(oidc)
+    assert _kept_token_rows() == 2
+
+    post_logout(app.test_client(), oidc, oidc.idp.make_logout_token(CLIENT_ID, sub=jane_subject()))
+
+    db.session.expire_all()
+    assert _kept_token_rows() == 0
+    assert not is_signed_in(client)
+
+
+def test_a_logout_by_sid_drops_that_sessions_tokens_at_its_next_request(
+    oidc: Provider, app: Flask, client: FlaskClient, sso: SSO
+):
+    """One provider session ends (sid): its kept tokens go at its sign-out; the other's stay."""
+    reconfigure(oidc, recheck_minutes=15)
+    sso.sign_in(oidc)
+    phone = app.test_client()
+    SSO(phone).sign_in(oidc)
+    laptop_sid = jane_sids(oidc)[0]
+
+    post_logout(app.test_client(), oidc, oidc.idp.make_logout_token(CLIENT_ID, sid=laptop_sid))
+    assert not is_signed_in(client)
+
+    db.session.expire_all()
+    assert _kept_token_rows() == 1
+    assert is_signed_in(phone)
