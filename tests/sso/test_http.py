@@ -2,6 +2,7 @@
 
 import datetime
 import json
+import socket
 import time
 
 import pytest
@@ -397,3 +398,31 @@ def test_a_connection_the_provider_closed_while_idle_is_replaced(http, raw_serve
     time.sleep(0.2)  # the server's close reaches this side
     assert http.request("GET", url + "/userinfo").status == 200
     assert len(accepted) == 2
+
+
+def test_a_token_request_goes_out_in_one_write(http, raw_server, monkeypatch):
+    """Head and form body leave in one write: one segment and one wake-up of the provider."""
+    received: list[bytes] = []
+
+    def keep_alive(conn):
+        while head := read_request_head(conn):
+            received.append(head)
+            conn.sendall(_KEEP_ALIVE_ANSWER)
+
+    url = raw_server(keep_alive)
+    writes: list[int] = []
+    real_sendall = socket.socket.sendall
+
+    port = int(url.rsplit(":", 1)[1])
+
+    def counting_sendall(sock, data, *args):
+        if sock.getpeername()[1] == port:  # Portal's side, not the server's answer
+            writes.append(len(data))
+        return real_sendall(sock, data, *args)
+
+    monkeypatch.setattr(socket.socket, "sendall", counting_sendall)
+    body = b"grant_type=authorization_code&code=abc"
+    http.request("POST", url + "/token", body=body)
+
+    assert len(writes) == 1
+    assert received[0].endswith(b"\r\n\r\n" + body)
