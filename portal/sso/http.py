@@ -138,6 +138,7 @@ class _DeadlineReader(io.RawIOBase):
     def __init__(self, sock: socket.socket, read_timeout: float, holder: Any) -> None:
         self._sock = sock
         self._read_timeout = read_timeout
+        self._applied: float | None = None
         # http.client's own file over the socket: while it is open the socket stays open,
         # even once the connection is closed (a response the server ends by closing).
         self._holder = holder
@@ -150,7 +151,10 @@ class _DeadlineReader(io.RawIOBase):
         super().close()
 
     def readinto(self, buffer: Any) -> int:
-        self._sock.settimeout(_bounded(self._read_timeout))
+        timeout = _bounded(self._read_timeout)
+        if timeout != self._applied:  # each change is a system call: only when it changes
+            self._sock.settimeout(timeout)
+            self._applied = timeout
         return self._sock.recv_into(buffer)
 
 
@@ -380,7 +384,9 @@ class HttpClient:
         try:
             connection = self._pool.checkout(url.scheme, url.host, url.port)
             if connection.sock is not None:
-                connection.sock.settimeout(_bounded(self.settings.read_timeout))
+                timeout = _bounded(self.settings.read_timeout)
+                if connection.sock.gettimeout() != timeout:
+                    connection.sock.settimeout(timeout)
             given = {name.lower() for name, _value in headers}
             connection.putrequest(
                 method.upper(),
