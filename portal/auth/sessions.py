@@ -13,13 +13,15 @@ time is written at most once a minute, so the cookie isn't re-signed on every re
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask, current_app, flash, g, request, session
-from flask.sessions import SecureCookieSessionInterface
+from flask.sessions import SecureCookieSessionInterface, session_json_serializer
 from flask_login import current_user, logout_user
+from itsdangerous import TimestampSigner
 
 from portal.database import attach_loaded, single_statements
 from portal.extensions import db, login_manager
@@ -57,14 +59,58 @@ _USERS = User.__table__
 _USER_BY_ID = sa.select(_USERS).where(_USERS.c.id == sa.bindparam("user_id"))
 
 
+class _KeyKeepingSigner(TimestampSigner):
+    """itsdangerous' signer, deriving each key once instead of at every signature.
+
+    The derived key depends only on the secret key, the salt and the method; itsdangerous
+    derives it again for every cookie it reads or writes.
+    """
+
+    _derived: dict[tuple[Any, ...], bytes] = {}
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        cache_key = (secret_key, tuple(self.secret_keys), self.salt, self.key_derivation)
+        derived = self._derived.get(cache_key)
+        if derived is None:
+            derived = self._derived[cache_key] = super().derive_key(secret_key)
+        return derived
+
+
+class _SessionJSON:
+    """Session contents as plain JSON, read back by Flask's tagged JSON.
+
+    Flask's tagged serializer walks the whole session in Python to tag bytes, tuples or
+    dates; Portal's session holds strings, numbers and lists only, which the standard
+    library's C encoder writes directly (a tuple, as in flashed messages, becomes a list).
+    Anything else falls back to the tagged form; reading takes either form.
+    """
+
+    @staticmethod
+    def dumps(value: Any) -> str:
+        try:
+            return json.dumps(value, separators=(",", ":"), default=_not_plain_json)
+        except TypeError:
+            return session_json_serializer.dumps(value)
+
+    @staticmethod
+    def loads(value: str | bytes) -> Any:
+        return session_json_serializer.loads(value)
+
+
+def _not_plain_json(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not plain JSON")
+
+
 class CookieSessions(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions, with the signing serializer built once per key.
 
     Flask builds a new serializer to read the cookie and another to write it, on every
     request; it depends only on the secret key (and its fallbacks), so it is kept until
-    those change.
+    those change. Its signer keeps derived keys (`_KeyKeepingSigner`) and the contents are
+    written as plain JSON (`_SessionJSON`).
     """
 
+    serializer = _SessionJSON()  # type: ignore[assignment]
     _built: tuple[tuple[Any, ...], Any] | None = None
 
     def get_signing_serializer(self, app: Flask) -> Any:
@@ -73,6 +119,8 @@ class CookieSessions(SecureCookieSessionInterface):
         if built is not None and built[0] == key:
             return built[1]
         serializer = super().get_signing_serializer(app)
+        if serializer is not None:
+            serializer.signer = _KeyKeepingSigner
         self._built = (key, serializer)
         return serializer
 

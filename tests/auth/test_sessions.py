@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
 from flask.testing import FlaskClient
+from itsdangerous import BadSignature
 
 from portal.auth import sessions
 from portal.extensions import db
@@ -424,3 +427,39 @@ def test_a_session_without_sign_in_stamps_is_refused(client, member):
     with client.session_transaction() as sess:
         sess["_user_id"] = member.get_id()
     assert is_signed_out(client)
+
+
+# -- the session cookie's encoding: plain JSON, derived keys kept ------------------------------
+
+
+def test_a_cookie_written_in_flasks_tagged_form_is_still_read(app: Flask):
+    """Cookies issued before the plain-JSON encoding (tuples, tagged) open as they were."""
+    contents = {"_user_id": "7:0", "_flashes": [("info", "Saved.")], "ids": [1, 2]}
+    old = SecureCookieSessionInterface().get_signing_serializer(app)
+    assert old is not None
+    cookie = old.dumps(contents)
+
+    read = sessions.CookieSessions().get_signing_serializer(app).loads(cookie)
+
+    assert read == contents
+
+
+def test_a_value_that_is_not_plain_json_keeps_its_type(app: Flask):
+    """Should a library put bytes or a date in the session, it comes back as it went in."""
+    contents = {"when": datetime(2026, 12, 3, 9, 0, tzinfo=UTC), "raw": b"\x00\xff"}
+    serializer = sessions.CookieSessions().get_signing_serializer(app)
+
+    assert serializer.loads(serializer.dumps(contents)) == contents
+
+
+def test_a_cookie_signed_with_another_key_is_refused(app: Flask):
+    """Keeping derived keys must not let a cookie signed with another secret key through."""
+    forged = sessions.CookieSessions()
+    app.secret_key, real_key = "an-attackers-guess-of-the-key-0123456789", app.secret_key
+    try:
+        cookie = forged.get_signing_serializer(app).dumps({"_user_id": "1:0"})
+    finally:
+        app.secret_key = real_key
+
+    with pytest.raises(BadSignature):
+        sessions.CookieSessions().get_signing_serializer(app).loads(cookie)
