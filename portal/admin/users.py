@@ -11,6 +11,7 @@ from portal.admin.forms import ConfirmForm
 from portal.admin.group_forms import AssignGroupForm
 from portal.lookups import found_or_404
 from portal.models import User
+from portal.services import audit
 from portal.services import groups as group_svc
 from portal.services import users as svc
 
@@ -51,6 +52,12 @@ def unlink_user_identity(user_id: int, identity_id: int):
     identity = found_or_404(svc.get_identity(person, identity_id))
     if ConfirmForm().validate_on_submit():
         name = identity.auth_system.name
+        audit.record_event(
+            audit.IDENTITY_UNLINKED,
+            actor=current_user._get_current_object(),
+            system=identity.auth_system,
+            details={"user_id": person.id, "by": "manager"},
+        )
         svc.unlink_identity(person, identity)
         flash(f"{person.display_name} is no longer linked to {name}.", "success")
     return _back_to(person)
