@@ -48,9 +48,14 @@ def sso_link(slug: str):
     return redirect(url)
 
 
-def wants_link() -> bool:
-    """Tell whether this callback belongs to a link flow (read from the session: no SQL)."""
-    return LINK_INTENT in session and current_user.is_authenticated
+def wants_link(slug: str) -> bool:
+    """Tell whether this callback belongs to a link flow (read from the session: no SQL).
+
+    Only a callback of the system the member chose to link: any other callback (a manager's
+    test run of another system, say) goes on as it would without the link.
+    """
+    intent = session.get(LINK_INTENT)
+    return isinstance(intent, dict) and intent.get("slug") == slug and current_user.is_authenticated
 
 
 def finish_link(slug: str, params: dict[str, str]):

@@ -138,7 +138,7 @@ def _platform_token_sign_in(system: SystemSettings, refresh_token: str):
 def sso_callback(slug: str):
     """Finish an SSO sign-in at the Redirect URL (or a manager's test run's)."""
     params = read_appended_ct(request.args.to_dict(flat=True))
-    if wants_link():
+    if wants_link(slug):
         # A signed-in member linking another sign-in method (account page): link_views.py.
         return finish_link(slug, params)
     is_manager = _is_manager()

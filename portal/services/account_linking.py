@@ -141,6 +141,7 @@ def make_link_intent(user: User, system: SystemSettings, session: Mapping[str, A
     return {
         "user": user.get_id(),
         "system": system.id,
+        "slug": system.slug,
         "attempt": opened[-1] if opened else None,
         "expires": time.time() + ATTEMPT_LIFETIME.total_seconds(),
     }

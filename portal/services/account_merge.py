@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
 from portal.extensions import db
@@ -67,6 +68,8 @@ class MergePreview:
     fills: list[tuple[str, str, str]] = field(default_factory=list)
     #: The source is a manager and the kept account is not: the role is not carried.
     role_not_carried: bool = False
+    #: The kept account is disabled: nobody signs in to it until a manager enables it.
+    kept_disabled: bool = False
     #: Why the merge is refused (empty: it may proceed).
     refusals: list[str] = field(default_factory=list)
     #: A digest of everything above: a merge of a preview that changed is refused.
@@ -186,6 +189,7 @@ def preview_merge(kept: User, source: User, *, actor: User | None = None) -> Mer
         if value and not getattr(kept, key):
             preview.fills.append((key, FIELD_LABEL[key], value))
     preview.role_not_carried = source.is_manager and not kept.is_manager
+    preview.kept_disabled = kept.disabled_at is not None
     if _last_local_manager(source):
         preview.refusals.append(
             f"{source.display_name} is the last community manager who can sign in with a "
@@ -206,6 +210,12 @@ def merge_accounts(kept: User, source: User, *, actor: User, expected_digest: st
     Refused (MergeRefused, nothing written) when the preview refuses, or when the accounts
     changed since the preview the manager confirmed (``expected_digest``).
     """
+    # Lock both rows (PostgreSQL) so two merges, or a merge and a role change, don't interleave;
+    # the preview is then computed again from what the database holds now.
+    db.session.execute(
+        sa.select(User.id).where(User.id.in_([kept.id, source.id])).with_for_update()
+    )
+    db.session.expire_all()
     preview = preview_merge(kept, source, actor=actor)
     if preview.refusals:
         raise MergeRefused(" ".join(preview.refusals))
@@ -270,6 +280,13 @@ def merge_accounts(kept: User, source: User, *, actor: User, expected_digest: st
         if kept.pending_fields:
             kept.pending_fields = [f for f in kept.pending_fields if f not in fills] or None
         db.session.commit()
+    except IntegrityError:
+        # A binding or membership written meanwhile (e.g. a sign-in) collides: nothing moved.
+        db.session.rollback()
+        raise MergeRefused(
+            "The accounts changed while merging. Review the new preview and merge again; "
+            "nothing was changed."
+        ) from None
     except BaseException:
         db.session.rollback()
         raise

@@ -312,3 +312,32 @@ def test_anonymous_merge_goes_to_sign_in(client, create_user):
     resp = client.post(f"/admin/users/{a.id}/merge/{b.id}")
     assert resp.status_code == 302 and "/login" in resp.headers["Location"]
     assert count(User) == 2
+
+
+def test_the_kept_accounts_empty_email_and_username_are_filled_from_the_source(
+    manager_client, create_user, system
+):
+    """An SSO-only account with no email takes the source's address and username (freed by
+    deleting the source in the same transaction); its own name is never overwritten."""
+    kept = User(first_name="Janet", last_name="", pending_fields=["email", "username"])
+    db.session.add(kept)
+    db.session.commit()
+    db.session.add(Identity(user_id=kept.id, auth_system_id=system.id, subject="m-1"))
+    db.session.commit()
+    source = create_user(email="jane@example.com", username="JaneD", first_name="Jane")
+
+    merge(manager_client, kept, source)
+
+    db.session.expire_all()
+    kept = db.session.get(User, kept.id)
+    assert (kept.email, kept.username, kept.username_key) == ("jane@example.com", "JaneD", "janed")
+    assert kept.first_name == "Janet" and kept.pending_fields is None
+    assert count(User) == 2  # the kept account and the manager
+
+
+def test_the_preview_warns_when_the_kept_account_is_disabled(manager_client, create_user):
+    kept = create_user(email="kept@example.com")
+    source = create_user(email="source@example.com")
+    manager_client.post(f"/admin/users/{kept.id}/disable")
+    _, page = preview_page(manager_client, kept, source)
+    assert "is disabled:</strong>" in page

@@ -4,6 +4,7 @@ mistake it stops, and checks that nothing was written and who is still signed in
 
 from __future__ import annotations
 
+import re
 import time
 from urllib.parse import urlsplit
 
@@ -209,7 +210,8 @@ def test_a_callback_of_another_attempt_than_the_links_is_refused(client, auth, m
         pytest.param(lambda i, other: {**i, "expires": time.time() - 1}, id="expired"),
         pytest.param(lambda i, other: {**i, "user": f"{other.id}:0"}, id="another-user"),
         pytest.param(lambda i, other: {**i, "system": i["system"] + 1}, id="another-system"),
-        pytest.param(lambda i, other: "yes", id="not-an-intent"),
+        pytest.param(lambda i, other: {**i, "attempt": i["attempt"] + 1}, id="another-attempt"),
+        pytest.param(lambda i, other: {**i, "attempt": None}, id="no-attempt"),
     ],
 )
 def test_a_link_intent_that_does_not_match_the_callback_links_nothing(
@@ -405,3 +407,36 @@ def test_a_member_cannot_unlink_someone_elses_identity(client, auth, member, cre
 
     assert "not linked to your account" in client.get("/account").get_data(as_text=True)
     assert len(identities_of(other)) == 1
+
+
+def test_unlinking_the_system_that_gave_the_manager_role_takes_the_role_back(
+    client, auth, member, manager, oidc
+):
+    """A role from the provider's groups does not outlive the binding that gave it."""
+    auth.login_member()
+    link(client, oidc)
+    member = db.session.get(User, member.id)
+    member.role, member.manager_role_system_id = "manager", oidc.system.id
+    db.session.commit()
+    identity = _linked_identity(member)
+
+    client.post(f"/account/sign-in-methods/{identity.id}/unlink")
+
+    db.session.expire_all()
+    assert db.session.get(User, member.id).role == "member"
+    assert identities_of(member) == []
+
+
+def test_a_refused_link_names_a_reference_and_leaks_no_code_or_token(
+    app, client, auth, member, provider, logs
+):
+    """The refusal's page text carries a reference found in the log, and no issued secret."""
+    SSO(app.test_client()).sign_in(provider)
+    auth.login_member()
+
+    link(client, provider)
+
+    page = client.get("/account").get_data(as_text=True)
+    reference = re.search(r"reference ([0-9a-f]{8})", page).group(1)
+    assert f"SSO link failed ref={reference}" in logs.text
+    assert_no_secret(provider, page, logs.text)
