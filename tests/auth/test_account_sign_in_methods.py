@@ -440,3 +440,19 @@ def test_a_refused_link_names_a_reference_and_leaks_no_code_or_token(
     reference = re.search(r"reference ([0-9a-f]{8})", page).group(1)
     assert f"SSO link failed ref={reference}" in logs.text
     assert_no_secret(provider, page, logs.text)
+
+
+def test_a_managers_unlink_on_the_users_page_is_audited_with_the_manager_as_actor(
+    manager_client, manager, create_user, oidc
+):
+    """The admin's unlink (reused by the member's) now leaves an audit event too."""
+    person = create_user(email="other@example.com")
+    db.session.add(Identity(user_id=person.id, auth_system_id=oidc.system.id, subject="x-1"))
+    db.session.commit()
+    identity = _linked_identity(person)
+
+    manager_client.post(f"/admin/users/{person.id}/identities/{identity.id}/unlink")
+
+    assert identities_of(person) == []
+    (event,) = events(audit.IDENTITY_UNLINKED)
+    assert event.actor_id == manager.id and event.details == {"user_id": person.id, "by": "manager"}
