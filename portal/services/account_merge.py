@@ -217,6 +217,8 @@ def merge_accounts(kept: User, source: User, *, actor: User, expected_digest: st
     )
     db.session.expire_all()
     preview = preview_merge(kept, source, actor=actor)
+    if preview.refusals or preview.digest != expected_digest:
+        db.session.rollback()  # release the row locks: nothing was written
     if preview.refusals:
         raise MergeRefused(" ".join(preview.refusals))
     if preview.digest != expected_digest:
