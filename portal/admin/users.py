@@ -11,6 +11,8 @@ from portal.admin.forms import ConfirmForm
 from portal.admin.group_forms import AssignGroupForm
 from portal.lookups import found_or_404
 from portal.models import User
+from portal.services import account_merge as merge_svc
+from portal.services import audit
 from portal.services import groups as group_svc
 from portal.services import users as svc
 
@@ -51,6 +53,12 @@ def unlink_user_identity(user_id: int, identity_id: int):
     identity = found_or_404(svc.get_identity(person, identity_id))
     if ConfirmForm().validate_on_submit():
         name = identity.auth_system.name
+        audit.record_event(
+            audit.IDENTITY_UNLINKED,
+            actor=current_user._get_current_object(),
+            system=identity.auth_system,
+            details={"user_id": person.id, "by": "manager"},
+        )
         svc.unlink_identity(person, identity)
         flash(f"{person.display_name} is no longer linked to {name}.", "success")
     return _back_to(person)
@@ -128,3 +136,49 @@ def enable_user(user_id: int):
         svc.enable_user(person, actor=current_user._get_current_object())
         flash(f"{person.display_name} can sign in again.", "success")
     return _back_to(person)
+
+
+# --- merging accounts ---------------------------------------------------------------------
+
+
+@bp.route("/users/<int:user_id>/merge")
+def merge_user_search(user_id: int):
+    """Pick the account to merge into this one: search by email, username, name or id."""
+    kept = found_or_404(svc.get_user(user_id))
+    search = request.args.get("q", "")
+    return render_template(
+        "admin/users_merge.html",
+        kept=kept,
+        search=search,
+        candidates=merge_svc.find_merge_candidates(kept, search),
+    )
+
+
+@bp.route("/users/<int:user_id>/merge/<int:source_id>", methods=["GET", "POST"])
+def merge_user(user_id: int, source_id: int):
+    """Preview what merging ``source_id`` into this account moves; merge on confirmation."""
+    kept = found_or_404(svc.get_user(user_id))
+    source = found_or_404(svc.get_user(source_id))
+    actor = current_user._get_current_object()
+    form = ConfirmForm()
+    if request.method == "POST" and form.validate_on_submit():
+        source_label = source.email or source.display_name
+        try:
+            done = merge_svc.merge_accounts(
+                kept, source, actor=actor, expected_digest=request.form.get("digest", "")
+            )
+        except merge_svc.MergeRefused as exc:
+            flash(str(exc), "error")
+            return redirect(url_for("admin.merge_user", user_id=user_id, source_id=source_id))
+        flash(
+            f"{source_label} is merged into {kept.display_name}: "
+            f"{len(done.identities)} sign-in method(s), {len(done.memberships)} group "
+            f"membership(s) and {len(done.teams)} team(s) moved; the other account is deleted.",
+            "success",
+        )
+        return _back_to(kept)
+    return render_template(
+        "admin/users_merge_preview.html",
+        preview=merge_svc.preview_merge(kept, source, actor=actor),
+        confirm=form,
+    )

@@ -10,6 +10,7 @@ from flask_login import current_user
 
 from portal import metrics
 from portal.auth import bp, sessions
+from portal.auth.link_views import finish_link, wants_link
 from portal.auth.sessions import (
     AFTER_PROFILE,
     ID_TOKEN,
@@ -137,6 +138,9 @@ def _platform_token_sign_in(system: SystemSettings, refresh_token: str):
 def sso_callback(slug: str):
     """Finish an SSO sign-in at the Redirect URL (or a manager's test run's)."""
     params = read_appended_ct(request.args.to_dict(flat=True))
+    if wants_link(slug):
+        # A signed-in member linking another sign-in method (account page): link_views.py.
+        return finish_link(slug, params)
     is_manager = _is_manager()
     try:
         system = get_callback_system(slug, is_manager=is_manager)

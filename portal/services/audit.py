@@ -50,6 +50,9 @@ MEMBERSHIP_RECHECK_ENDED = "membership.recheck_ended"
 PROVIDER_LOGOUT = "provider.logout"
 WEBHOOK_MEMBER_UPDATED = "webhook.member_updated"
 WEBHOOK_MEMBER_DELETED = "webhook.member_deleted"
+IDENTITY_LINKED = "identity.linked"
+IDENTITY_UNLINKED = "identity.unlinked"
+USER_MERGED = "user.merged"
 
 #: Every kind of event, with the label the audit screen shows, in the screen's order.
 KINDS: tuple[tuple[str, str], ...] = (
@@ -76,6 +79,9 @@ KINDS: tuple[tuple[str, str], ...] = (
     (PROVIDER_LOGOUT, "Back-channel logout"),
     (WEBHOOK_MEMBER_UPDATED, "Member updated by webhook"),
     (WEBHOOK_MEMBER_DELETED, "Member deleted by webhook"),
+    (IDENTITY_LINKED, "Sign-in method linked"),
+    (IDENTITY_UNLINKED, "Sign-in method unlinked"),
+    (USER_MERGED, "Accounts merged"),
 )
 KIND_LABELS: dict[str, str] = dict(KINDS)
 #: Kinds that record a manager's configuration change (they trigger the opportunistic purge).
@@ -91,6 +97,7 @@ CONFIG_KINDS: frozenset[str] = frozenset(
         ROLE_CHANGED,
         USER_DISABLED,
         USER_ENABLED,
+        USER_MERGED,
     }
 )
 

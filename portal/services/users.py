@@ -16,11 +16,13 @@ REVOKE_SIGN_OUT_EVERYWHERE = "sign_out_everywhere"
 REVOKE_PASSWORD_CHANGED = "password_changed"
 REVOKE_ROLE_CHANGED = "role_changed"
 REVOKE_DISABLED = "disabled"
+REVOKE_MERGED = "merged"
 REVOKE_REASONS: dict[str, str] = {
     REVOKE_SIGN_OUT_EVERYWHERE: "Sign out everywhere",
     REVOKE_PASSWORD_CHANGED: "Password changed",
     REVOKE_ROLE_CHANGED: "Role changed",
     REVOKE_DISABLED: "Account disabled",
+    REVOKE_MERGED: "Account merged into another",
 }
 ROLE_LABELS = {ROLE_MANAGER: "Community manager", ROLE_MEMBER: "Member"}
 

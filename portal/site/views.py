@@ -5,6 +5,13 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, logout_user
 
+from portal.services.account_linking import (
+    UnlinkRefused,
+    get_own_identity,
+    linkable_systems,
+    list_sign_in_methods,
+    unlink_own_identity,
+)
 from portal.services.profiles import (
     cancel_email_change,
     locked_fields_for,
@@ -72,7 +79,27 @@ def account():
         values=values,
         errors=errors,
         edit_links=edit_links,
+        methods=list_sign_in_methods(user),
+        linkable=linkable_systems(user),
     )
+
+
+@bp.route("/account/sign-in-methods/<int:identity_id>/unlink", methods=["POST"])
+@login_required
+def unlink_sign_in_method(identity_id: int):
+    """Unlink one of the member's own systems, unless it is their only way to sign in."""
+    user = current_user._get_current_object()
+    identity = get_own_identity(user, identity_id)
+    if identity is None:
+        flash("That sign-in method is not linked to your account. Nothing was changed.", "error")
+        return redirect(url_for("site.account"))
+    try:
+        name = unlink_own_identity(user, identity)
+    except UnlinkRefused as exc:
+        flash(f"{exc} Nothing was changed.", "error")
+    else:
+        flash(f"{name} is no longer linked to your account.", "success")
+    return redirect(url_for("site.account"))
 
 
 @bp.route("/account/email/resend", methods=["POST"])

@@ -349,6 +349,46 @@ class MembershipDenied(SSOError):
     title = "Sign-in not allowed"
 
 
+# -- linking another sign-in method from the account page (portal/services/account_linking.py) --
+
+
+class LinkRequestInvalid(SSOError):
+    """A callback in a link flow whose link request is missing, expired or for another sign-in."""
+
+    code = "link_request_invalid"
+    page_status = 400
+    title = "Link request expired"
+    default_user_message = (
+        "This request to link a sign-in method has expired or was already used. Nothing was "
+        "linked; start again from your account page."
+    )
+
+
+class IdentityLinkedElsewhere(SSOError):
+    """The provider's identity is already bound to a different account: no takeover, no move."""
+
+    code = "identity_linked_elsewhere"
+    page_status = 409
+    title = "Linked to another account"
+    default_user_message = (
+        "This identity provider account is already linked to a different account on this "
+        "site. Nothing was changed. If both accounts are yours, ask the community team to "
+        "merge them."
+    )
+
+
+class SystemLinkedOtherwise(SSOError):
+    """The account is already bound to the system under another User ID (one per system)."""
+
+    code = "system_linked_otherwise"
+    page_status = 409
+    title = "Already linked"
+    default_user_message = (
+        "Your account is already linked to a different account at this identity provider. "
+        "Unlink it first; nothing was changed."
+    )
+
+
 # -- Personify SSO: the vendor token / customer token protocol (portal/sso/personify.py) -------
 
 
