@@ -103,7 +103,8 @@ def _init_logging(app: Flask) -> None:
     # Alembic announces each of its plugins at INFO on every command: not a manager's concern.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     # One line per sign-in (portal.auth.sso_views); each call to a provider only at DEBUG
-    # (portal.sso.http), so httpx's own line per request stays out.
+    # (portal.sso.http). httpx and httpcore no longer carry provider calls; kept quiet should
+    # an extension use them.
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
     from portal import request_log
