@@ -487,8 +487,9 @@ def test_wrong_passwords_spread_over_both_instances_are_throttled_together(clust
 
 
 def test_an_instance_killed_in_a_storm_loses_only_its_requests_in_flight(cluster):
-    """60 sign-ins through nginx, 8 at a time; B is SIGKILLed after 16 finished. Only sign-ins
-    in flight at that moment may fail; every one started after it succeeds, served by A.
+    """60 sign-ins through nginx, 8 at a time; B is SIGKILLed after 16 finished, while some are
+    in flight. Only sign-ins in flight at that moment may fail; every one started after it
+    succeeds, served by A.
 
     nginx hands a GET that B could not answer to A (`proxy_next_upstream error`), so a sign-in
     in flight usually survives; one whose callback B had already claimed when it died ends on
@@ -497,19 +498,37 @@ def test_an_instance_killed_in_a_storm_loses_only_its_requests_in_flight(cluster
     usernames = [cluster.member("storm") for _ in range(STORM)]
     finished = threading.Semaphore(0)
     killed_at: list[float] = []
+    # Sign-ins in flight, counted under a lock with their start and end times, so "in flight
+    # at the kill" is exact: they come in waves, and between two waves none may be.
+    lock = threading.Lock()
+    running = [0]
 
     def killer() -> None:
         for _ in range(KILL_AFTER):
             finished.acquire(timeout=30)
-        killed_at.append(time.monotonic())
+        give_up = time.monotonic() + 10
+        while True:
+            with lock:
+                if running[0] or time.monotonic() > give_up:
+                    killed_at.append(time.monotonic())
+                    break
+            time.sleep(0.001)
         cluster.b.kill()
 
     def one(username: str) -> SignIn:
+        with lock:
+            running[0] += 1
+            started = time.monotonic()
         try:
             with httpx.Client(timeout=HTTP_TIMEOUT) as http:
-                return sign_in(cluster, username, cluster.lb, cluster.lb, http)
+                outcome = sign_in(cluster, username, cluster.lb, cluster.lb, http)
         finally:
+            with lock:
+                running[0] -= 1
+                ended = time.monotonic()
             finished.release()
+        outcome.started, outcome.ended = started, ended
+        return outcome
 
     served_by_a_before = cluster.a.requests_served("GET", f"/sso/{SLUG}/callback")
     served_by_b_before = cluster.b.requests_served("GET", f"/sso/{SLUG}/login")
