@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import secrets
 
-from flask import flash, redirect, request, session, url_for
+from flask import flash, redirect, session, url_for
 from flask_login import current_user, login_required
 
 from portal import metrics
 from portal.auth import bp
+from portal.auth.failures import record_sso_failure
 from portal.errors import render_error
-from portal.services import audit, throttle
+from portal.services import throttle
 from portal.services.account_linking import (
     LINK_INTENT,
     complete_link,
@@ -97,31 +98,8 @@ def finish_link(slug: str, params: dict[str, str]):
     return redirect(url_for("site.account"))
 
 
-def _one_line(text: str) -> str:
-    return text.replace("\r", "\\r").replace("\n", "\\n")
-
-
 def link_failed(exc: SSOError, slug: str, reference: str | None = None):
     """Log and audit a refused link under a reference; tell the member on the account page."""
-    reference = reference or secrets.token_hex(4)
-    metrics.count_sign_in(slug, exc.code)
-    log.warning(
-        "SSO link failed ref=%s system=%s code=%s detail=%s",
-        reference,
-        slug,
-        exc.code,
-        _one_line(exc.log_detail or "-"),
-    )
-    # As a failed sign-in's: the code and our own words, never the provider's text.
-    audit.record_failed_sign_in(
-        slug,
-        reference=reference,
-        code=exc.code,
-        summary=exc.title,
-        source=request.remote_addr,
-        provider_error=getattr(exc, "error", None),
-        http_status=getattr(exc, "status", None),
-        field=getattr(exc, "field_label", None),
-    )
+    reference = record_sso_failure(exc, slug, action="link", reference=reference)
     flash(f"{exc.title}: {exc.user_message} (reference {reference})", "error")
     return redirect(url_for("site.account"))

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import secrets
 
 from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
 from portal import metrics
 from portal.auth import bp, sessions
+from portal.auth.failures import record_sso_failure
 from portal.auth.link_views import finish_link, wants_link
 from portal.auth.sessions import (
     AFTER_PROFILE,
@@ -311,32 +311,9 @@ def _system_not_found():
     )
 
 
-def _one_line(text: str) -> str:
-    return text.replace("\r", "\\r").replace("\n", "\\n")
-
-
 def _sso_failure(exc: SSOError, slug: str):
     """Log and audit the failure once under a short reference, then show its page."""
-    reference = secrets.token_hex(4)
-    metrics.count_sign_in(slug, exc.code)
-    log.warning(
-        "SSO sign-in failed ref=%s system=%s code=%s detail=%s",
-        reference,
-        slug,
-        exc.code,
-        _one_line(exc.log_detail or "-"),
-    )
-    # The audit log keeps the code and our own words, never log_detail (it can quote the IdP).
-    audit.record_failed_sign_in(
-        slug,
-        reference=reference,
-        code=exc.code,
-        summary=exc.title,
-        source=request.remote_addr,
-        provider_error=getattr(exc, "error", None),
-        http_status=getattr(exc, "status", None),
-        field=getattr(exc, "field_label", None),
-    )
+    reference = record_sso_failure(exc, slug)
     return _failure_page(exc, reference, offer_retry=exc.retryable)
 
 
