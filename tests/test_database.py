@@ -1,10 +1,18 @@
-"""Pooled server connections: a connection that died while idle in the pool is replaced."""
+"""Pooled server connections: a connection that died while idle in the pool is replaced.
+
+Statements run on the driver's cursor (`PlainStatement`): values convert as through the ORM,
+the engine's listeners see them, and a loan leaves no transaction, lock or autocommit behind.
+"""
+
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
 from portal import database
+from portal.database import PlainStatement, plain_connection
 from portal.extensions import db
+from portal.models import LoginAttempt
 
 
 @pytest.fixture
@@ -30,3 +38,112 @@ def test_connection_killed_while_idle_is_replaced_before_use(server_db, monkeypa
     monkeypatch.setattr(database, "IDLE_PING_SECONDS", 0.0)
     second = _backend_pid()
     assert second != first
+
+
+_ATTEMPTS = LoginAttempt.__table__
+_WRITE = PlainStatement(
+    sa.insert(_ATTEMPTS)
+    .values(
+        state_hash=sa.bindparam("p_state"),
+        browser_hash="b" * 64,
+        auth_system_id=sa.bindparam("p_system"),
+        issuer="",
+        nonce="n",
+        code_verifier_encrypted="v",
+        next_path="/library",
+        is_test=sa.bindparam("p_test"),
+        test_result=sa.bindparam("p_result"),
+        created_at=sa.bindparam("p_created"),
+    )
+    .returning(_ATTEMPTS.c.id),
+    columns=[_ATTEMPTS.c.id],
+)
+_READ = PlainStatement(
+    sa.select(
+        _ATTEMPTS.c.id, _ATTEMPTS.c.is_test, _ATTEMPTS.c.test_result, _ATTEMPTS.c.created_at
+    ).where(_ATTEMPTS.c.state_hash == sa.bindparam("p_state")),
+    columns=[_ATTEMPTS.c.id, _ATTEMPTS.c.is_test, _ATTEMPTS.c.test_result, _ATTEMPTS.c.created_at],
+)
+
+
+def _write(connection, state: str, system_id: int) -> int:
+    values = {
+        "p_state": state,
+        "p_system": system_id,
+        "p_test": True,
+        "p_result": {"steps": ["token", "profile"], "ok": True},
+        "p_created": datetime(2026, 12, 3, 9, 30, 15, 123456, tzinfo=UTC),
+    }
+    (row,) = connection.run(_WRITE, values)
+    return row["id"]
+
+
+def test_plain_statements_convert_values_as_the_orm_does(app, create_auth_system):
+    """A date, a boolean and JSON written on the driver's cursor read back the same both ways."""
+    system = create_auth_system()
+    with plain_connection() as connection:
+        new_id = _write(connection, "s" * 64, system.id)
+        connection.commit()
+        (read,) = connection.run(_READ, {"p_state": "s" * 64})
+    assert read == {
+        "id": new_id,
+        "is_test": True,
+        "test_result": {"steps": ["token", "profile"], "ok": True},
+        "created_at": read["created_at"],
+    }
+    assert read["created_at"].replace(tzinfo=UTC) == datetime(2026, 12, 3, 9, 30, 15, 123456, UTC)
+    through_orm = db.session.get(LoginAttempt, new_id)
+    assert through_orm.is_test is True
+    assert through_orm.test_result == {"steps": ["token", "profile"], "ok": True}
+    assert through_orm.created_at == read["created_at"]
+    assert through_orm.next_path == "/library"
+
+
+def test_plain_statements_are_seen_by_the_engines_listeners(app, create_auth_system):
+    """Statement counters (the sign-in's budget test) count them like any other statement."""
+    system_id = create_auth_system().id
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        with plain_connection() as connection:
+            _write(connection, "t" * 64, system_id)
+            connection.commit()
+            connection.run(_READ, {"p_state": "t" * 64})
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+    assert [sql.split()[0] for sql in seen] == ["INSERT", "SELECT"]
+
+
+def test_a_failed_loan_leaves_no_lock_and_no_autocommit_behind(app, create_auth_system):
+    """An error inside a loan: nothing half-done stays open, and the next session works as usual."""
+    system_id = create_auth_system().id
+    db.session.remove()
+    db.engine.dispose()  # one pooled connection from here on: the loan's is the session's next
+    with pytest.raises(RuntimeError), plain_connection() as connection:
+        _write(connection, "u" * 64, system_id)
+        raise RuntimeError("the request failed after the write")
+    queue = database._WRITER_QUEUES.get(db.engine)
+    assert queue is None or not queue.locked(), "the SQLite writer queue is still held"
+    # SQLite: the uncommitted write was rolled back; a server database committed it alone.
+    kept = db.session.scalar(sa.select(sa.func.count()).select_from(LoginAttempt))
+    assert kept == (0 if db.engine.dialect.name == "sqlite" else 1)
+    # The connection is back in a transaction: a session's rolled-back write leaves nothing.
+    db.session.add(
+        LoginAttempt(
+            state_hash="w" * 64,
+            browser_hash="b" * 64,
+            auth_system_id=system_id,
+            nonce="n",
+            code_verifier_encrypted="v",
+        )
+    )
+    db.session.flush()
+    db.session.rollback()
+    assert (
+        db.session.scalar(sa.select(LoginAttempt).where(LoginAttempt.state_hash == "w" * 64))
+        is None
+    )

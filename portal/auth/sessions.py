@@ -23,7 +23,7 @@ from flask.sessions import SecureCookieSessionInterface, session_json_serializer
 from flask_login import current_user, logout_user
 from itsdangerous import TimestampSigner
 
-from portal.database import attach_loaded, single_statements
+from portal.database import PlainStatement, attach_loaded, plain_connection
 from portal.extensions import db, login_manager
 from portal.models import User
 from portal.services import membership_recheck
@@ -56,7 +56,9 @@ def now() -> float:
 #: builds its query per call; an ORM query costs twice the statement), made an object by
 #: `attach_loaded`.
 _USERS = User.__table__
-_USER_BY_ID = sa.select(_USERS).where(_USERS.c.id == sa.bindparam("user_id"))
+_USER_BY_ID = PlainStatement(
+    sa.select(_USERS).where(_USERS.c.id == sa.bindparam("user_id")), columns=list(_USERS.c)
+)
 
 
 class _KeyKeepingSigner(TimestampSigner):
@@ -134,14 +136,11 @@ def load_user(token: str) -> User | None:
     user_id, sep, generation = (token or "").partition(":")
     if not sep or not user_id.isdigit() or not generation.isdigit():
         return None
-    row = (
-        db.session.connection(bind_arguments=single_statements())
-        .execute(_USER_BY_ID, {"user_id": int(user_id)})
-        .one_or_none()
-    )
-    if row is None:
+    with plain_connection() as connection:
+        rows = connection.run(_USER_BY_ID, {"user_id": int(user_id)})
+    if not rows:
         return None
-    user = attach_loaded(User, row)
+    user = attach_loaded(User, rows[0])
     if (user.session_generation or 0) != int(generation) or not user.is_active:
         return None
     return user

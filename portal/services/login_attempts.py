@@ -14,7 +14,12 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from flask import session
 
-from portal.database import commit_keeping_loaded, single_statements
+from portal.database import (
+    PlainStatement,
+    commit_keeping_loaded,
+    plain_connection,
+    single_statements,
+)
 from portal.extensions import db
 from portal.models import AuthSystem, LoginAttempt, SettingsVersion
 from portal.models.base import utcnow
@@ -76,35 +81,49 @@ def record_login_attempt(
     sign-in path (`purge_expired_attempts`).
     """
     browser_hash = _digest(browser_key)
-    # Core, not the unit of work: one INSERT that hands back the new id, committed by itself.
-    new_id = (
-        db.session.connection(bind_arguments=single_statements())
-        .execute(
+    # One INSERT that hands back the new id, committed by itself, on the driver's cursor.
+    with plain_connection() as connection:
+        (row,) = connection.run(
             _INSERT_ATTEMPT,
             {
-                "state_hash": _digest(state),
-                "browser_hash": browser_hash,
-                "auth_system_id": system.id,
-                "issuer": system.issuer or "",
-                "nonce": nonce,
-                "code_verifier_encrypted": encrypt_secret(code_verifier),
-                "next_path": safe_next(next_path, default=""),
-                "is_test": is_test,
-                "created_at": utcnow(),
+                "p_state_hash": _digest(state),
+                "p_browser_hash": browser_hash,
+                "p_auth_system_id": system.id,
+                "p_issuer": system.issuer or "",
+                "p_nonce": nonce,
+                "p_code_verifier_encrypted": encrypt_secret(code_verifier),
+                "p_next_path": safe_next(next_path, default=""),
+                "p_is_test": is_test,
+                "p_created_at": utcnow(),
             },
         )
-        .scalar_one()
-    )
-    _drop_oldest_open_attempts(new_id, browser_hash=browser_hash)
-    _purge_now_and_then()
-    commit_keeping_loaded()
+        connection.commit()
+    # Rarely anything to do: a browser past the cap, or the purge's turn.
+    if _drop_oldest_open_attempts(row["id"], browser_hash=browser_hash) | _purge_now_and_then():
+        commit_keeping_loaded()
 
 
 _ATTEMPTS = LoginAttempt.__table__
-_INSERT_ATTEMPT = sa.insert(_ATTEMPTS).returning(_ATTEMPTS.c.id)
+_INSERTED_COLUMNS = (
+    "state_hash",
+    "browser_hash",
+    "auth_system_id",
+    "issuer",
+    "nonce",
+    "code_verifier_encrypted",
+    "next_path",
+    "is_test",
+    "created_at",
+)
+_INSERT_ATTEMPT = PlainStatement(
+    sa.insert(_ATTEMPTS)
+    .values({name: sa.bindparam(f"p_{name}") for name in _INSERTED_COLUMNS})
+    .returning(_ATTEMPTS.c.id),
+    columns=[_ATTEMPTS.c.id],
+)
 
 
-def _drop_oldest_open_attempts(new_id: int, *, browser_hash: str) -> None:
+def _drop_oldest_open_attempts(new_id: int, *, browser_hash: str) -> bool:
     """Keep this browser's open attempts to the cap: the oldest goes when a new one is started.
 
     The session lists the ids of the attempts this browser started, so a member with a few
@@ -128,6 +147,7 @@ def _drop_oldest_open_attempts(new_id: int, *, browser_hash: str) -> None:
             bind_arguments=single_statements(),
         )
     session[OPEN_ATTEMPTS_SESSION_KEY] = keep
+    return bool(stale)
 
 
 def _forget_open_attempt(attempt_id: int) -> None:
@@ -142,16 +162,17 @@ _next_purge = time.monotonic() + PURGE_INTERVAL_S
 _purge_lock = threading.Lock()
 
 
-def _purge_now_and_then() -> None:
+def _purge_now_and_then() -> bool:
     """Delete attempts a day old, at most once per interval per process (not per sign-in)."""
     global _next_purge
     with _purge_lock:
         if time.monotonic() < _next_purge:
-            return
+            return False
         _next_purge = time.monotonic() + PURGE_INTERVAL_S
     db.session.execute(
         sa.delete(LoginAttempt).where(LoginAttempt.created_at < utcnow() - timedelta(days=1))
     )
+    return True
 
 
 def purge_expired_attempts(*, older_than: timedelta = timedelta(days=1)) -> int:
@@ -191,9 +212,8 @@ def claim_login_attempt(
     if not browser_key:
         raise _why_unclaimed(system, state, None, is_test=is_test)
     now = utcnow()
-    row = (
-        db.session.connection(bind_arguments=single_statements())
-        .execute(
+    with plain_connection() as connection:
+        rows = connection.run(
             _CLAIM_ATTEMPT,
             {
                 "p_state_hash": _digest(state),
@@ -204,13 +224,11 @@ def claim_login_attempt(
                 "p_now": now,
             },
         )
-        .one_or_none()
-    )
-    if row is None:
-        db.session.rollback()
+        if rows:
+            connection.commit()
+    if not rows:
         raise _why_unclaimed(system, state, browser_key, is_test=is_test)
-    commit_keeping_loaded()
-    claimed = ClaimedAttempt(**row._mapping)
+    claimed = ClaimedAttempt(**rows[0])
     _forget_open_attempt(claimed.id)
     return claimed
 
@@ -245,7 +263,7 @@ _CURRENT_SETTINGS_VERSION = (
 
 #: One conditional UPDATE claims an attempt: its state, this browser, this system, unused and
 #: unexpired, or nothing (Core with bound parameters: built and compiled once).
-_CLAIM_ATTEMPT = (
+_CLAIM_ATTEMPT = PlainStatement(
     sa.update(_ATTEMPTS)
     .where(
         _ATTEMPTS.c.state_hash == sa.bindparam("p_state_hash"),
@@ -256,7 +274,8 @@ _CLAIM_ATTEMPT = (
         _ATTEMPTS.c.created_at >= sa.bindparam("p_not_before"),
     )
     .values(used_at=sa.bindparam("p_now"))
-    .returning(*_CLAIMED_COLUMNS, _CURRENT_SETTINGS_VERSION)
+    .returning(*_CLAIMED_COLUMNS, _CURRENT_SETTINGS_VERSION),
+    columns=[*_CLAIMED_COLUMNS, _CURRENT_SETTINGS_VERSION],
 )
 
 

@@ -27,7 +27,7 @@ from flask import current_app, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.orm import Session, selectinload
 
-from portal.database import single_statements
+from portal.database import PlainStatement, plain_connection
 from portal.extensions import db
 from portal.models import (
     AuthSystem,
@@ -315,14 +315,18 @@ class SnapshotCache:
         return snapshot
 
 
-#: The one read per sign-in request, as plain SQL: no statement to build or compile.
-_READ_VERSION = "SELECT version FROM settings_version WHERE id = 1"  # SETTINGS_VERSION_ID
+#: The one read per sign-in request, on the driver's cursor (`PlainStatement`).
+_READ_VERSION = PlainStatement(
+    sa.select(SettingsVersion.version).where(SettingsVersion.id == SETTINGS_VERSION_ID),
+    columns=[SettingsVersion.__table__.c.version],
+)
 
 
 def read_version() -> int | None:
     """Return the settings version (None when its row is missing)."""
-    bind = single_statements()
-    return db.session.connection(bind_arguments=bind).exec_driver_sql(_READ_VERSION).scalar()
+    with plain_connection() as connection:
+        rows = connection.run(_READ_VERSION, {})
+    return rows[0]["version"] if rows else None
 
 
 #: Read the rows as the database has them, even when this session holds older copies.
