@@ -200,9 +200,13 @@ def attach_loaded(model: type[_Model], row: Row[Any] | dict[str, Any]) -> _Model
     """
     mapper = model.__mapper__  # type: ignore[attr-defined]
     session = db.session()
-    if isinstance(row, dict):  # a `PlainStatement` row: keyed by column name
+    if isinstance(row, dict) and isinstance(next(iter(row), ""), str):
+        # A `PlainStatement` row keyed by column name.
         values = {name: row[column.key] for name, column in _column_attrs(model)}
         pk = [row[c.key] for c in mapper.primary_key]
+    elif isinstance(row, dict):  # keyed by column (``by_column``)
+        values = {name: row[column] for name, column in _column_attrs(model)}
+        pk = [row[c] for c in mapper.primary_key]
     else:
         mapping = row._mapping
         values = {name: mapping[column] for name, column in _column_attrs(model)}
@@ -232,12 +236,16 @@ class PlainStatement:
 
     Parameters are bound by name (``bindparam``); ``columns`` are the result's columns in
     order (their types convert the values read), and each row comes back as a dict keyed
-    by column name.
+    by column name (by the column itself with ``by_column``, for a join of tables that share
+    column names).
     """
 
-    def __init__(self, statement: Any, columns: Sequence[Any] = ()) -> None:
+    def __init__(
+        self, statement: Any, columns: Sequence[Any] = (), *, by_column: bool = False
+    ) -> None:
         self._statement = statement
         self._columns = tuple(columns)
+        self._by_column = by_column
         self._by_dialect: dict[str, tuple[Any, ...]] = {}
         self._results: dict[str, tuple[tuple[str, Any], ...]] = {}
 
@@ -277,7 +285,10 @@ class PlainStatement:
         if results is None:
             # The driver's type codes (the cursor's description) choose some converters.
             results = self._results[dialect.name] = tuple(
-                (column.key, column.type.dialect_impl(dialect).result_processor(dialect, code))
+                (
+                    column if self._by_column else column.key,
+                    column.type.dialect_impl(dialect).result_processor(dialect, code),
+                )
                 for column, (_name, code, *_rest) in zip(self._columns, description, strict=True)
             )
         return [
@@ -303,26 +314,55 @@ class PlainConnection:
 
     def run(self, statement: PlainStatement, values: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Execute ``statement`` with ``values``; return its rows (dicts by column name)."""
-        sql = statement.sql(self.dialect)
-        parameters = statement.parameters(self.dialect, values)
-        cursor = self._fairy.cursor()
-        try:
-            # The engine's listeners see the statement as any other (the SQLite writer queue,
-            # statement counters).
-            self._engine.dispatch.before_cursor_execute(
-                self._fairy, cursor, sql, parameters, None, False
-            )
-            cursor.execute(sql, parameters)
-            description = cursor.description
-            if description is None:
-                return []
-            return statement.rows(self.dialect, description, cursor.fetchall())
-        finally:
-            cursor.close()
+        return _run(
+            self._engine.dispatch, self._fairy, self._fairy, self.dialect, statement, values
+        )
 
     def commit(self) -> None:
         """Commit what the statements wrote (on a server database, each was already)."""
         self._fairy.commit()
+
+
+def _run(
+    dispatch: Any,
+    listened: Any,
+    fairy: Any,
+    dialect: Dialect,
+    statement: PlainStatement,
+    values: Mapping[str, Any],
+) -> list[Any]:
+    sql = statement.sql(dialect)
+    parameters = statement.parameters(dialect, values)
+    cursor = fairy.cursor()
+    try:
+        # The engine's listeners see the statement as any other (the SQLite writer queue,
+        # statement counters).
+        dispatch.before_cursor_execute(listened, cursor, sql, parameters, None, False)
+        cursor.execute(sql, parameters)
+        description = cursor.description
+        if description is None:
+            return []
+        return statement.rows(dialect, description, cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def run_in_session(statement: PlainStatement, values: Mapping[str, Any]) -> list[Any]:
+    """Run ``statement`` on the session's connection, in its transaction, on the driver's cursor.
+
+    For the sign-in's transaction (the binding lookup, the returning member's UPDATEs, the
+    audit event): committed or rolled back with the session. The session does not know the
+    rows it changes: the caller keeps its objects in step (``set_committed_value``).
+    """
+    connection = db.session.connection()
+    return _run(
+        connection.dispatch,
+        connection,
+        connection.connection,
+        connection.dialect,
+        statement,
+        values,
+    )
 
 
 @contextmanager

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.exc import SQLAlchemyError
 
+from portal.database import PlainStatement, run_in_session
 from portal.extensions import db
 from portal.models import AuditEvent, AuthSystem, User
 from portal.models.base import utcnow
@@ -142,7 +143,22 @@ def record_event(
 
 
 #: The sign-in's own event, written as a plain row (nothing else in the session refers to it).
-_INSERT_EVENT = AuditEvent.__table__.insert()
+_EVENT_COLUMNS = (
+    "created_at",
+    "kind",
+    "actor_id",
+    "actor_label",
+    "auth_system_id",
+    "auth_system_name",
+    "reference",
+    "details",
+)
+#: One INSERT on the driver's cursor, in the caller's transaction (`run_in_session`).
+_INSERT_EVENT = PlainStatement(
+    AuditEvent.__table__.insert().values(
+        {name: sa.bindparam(f"p_{name}") for name in _EVENT_COLUMNS}
+    )
+)
 
 
 def insert_event(
@@ -161,17 +177,17 @@ def insert_event(
     """
     if kind not in KIND_LABELS or kind in CONFIG_KINDS:
         raise ValueError(f"Audit event kind {kind!r} is unknown or is a configuration change.")
-    db.session.connection().execute(
+    run_in_session(
         _INSERT_EVENT,
         {
-            "created_at": utcnow(),
-            "kind": kind,
-            "actor_id": actor.id if actor is not None else None,
-            "actor_label": _actor_label(actor) if actor is not None else "",
-            "auth_system_id": system.id if system is not None else None,
-            "auth_system_name": (system.name or "")[:120] if system is not None else "",
-            "reference": reference,
-            "details": dict(details or {}),
+            "p_created_at": utcnow(),
+            "p_kind": kind,
+            "p_actor_id": actor.id if actor is not None else None,
+            "p_actor_label": _actor_label(actor) if actor is not None else "",
+            "p_auth_system_id": system.id if system is not None else None,
+            "p_auth_system_name": (system.name or "")[:120] if system is not None else "",
+            "p_reference": reference,
+            "p_details": dict(details or {}),
         },
     )
 
