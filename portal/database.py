@@ -299,6 +299,11 @@ class PlainStatement:
             for row in fetched
         ]
 
+    @property
+    def columns(self) -> tuple[Any, ...]:
+        """The result's columns (none: the rows, if any, are not read)."""
+        return self._columns
+
     def sql(self, dialect: Dialect) -> str:
         """Return the statement's SQL for ``dialect``."""
         return str(self._compiled(dialect)[0])
@@ -340,7 +345,8 @@ def _run(
         dispatch.before_cursor_execute(listened, cursor, sql, parameters, None, False)
         cursor.execute(sql, parameters)
         description = cursor.description
-        if description is None:
+        if description is None or not statement.columns:
+            # (An INSERT on PostgreSQL hands back its new key unasked: not wanted here.)
             return []
         return statement.rows(dialect, description, cursor.fetchall())
     finally:
