@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect, Engine, Row
@@ -343,7 +344,19 @@ def _run(
         # The engine's listeners see the statement as any other (the SQLite writer queue,
         # statement counters).
         dispatch.before_cursor_execute(listened, cursor, sql, parameters, None, False)
-        cursor.execute(sql, parameters)
+        try:
+            cursor.execute(sql, parameters)
+        except dialect.loaded_dbapi.Error as exc:
+            # As SQLAlchemy raises it (an IntegrityError for a unique constraint: the race of
+            # two first sign-ins is retried on it), the parameters kept out of the message.
+            raise sa.exc.DBAPIError.instance(
+                sql,
+                parameters,
+                exc,
+                dialect.loaded_dbapi.Error,
+                hide_parameters=True,
+                dialect=dialect,
+            ) from exc
         description = cursor.description
         if description is None or not statement.columns:
             # (An INSERT on PostgreSQL hands back its new key unasked: not wanted here.)
@@ -351,6 +364,40 @@ def _run(
         return statement.rows(dialect, description, cursor.fetchall())
     finally:
         cursor.close()
+
+
+def insert_statement(table: Any) -> PlainStatement:
+    """Return a `PlainStatement` inserting every column of ``table`` but its generated key,
+    handing the whole row back (values from `insert_values`)."""
+    return PlainStatement(
+        sa.insert(table)
+        .values({c.key: sa.bindparam(f"p_{c.key}") for c in table.c if not _generated_key(c)})
+        .returning(*table.c),
+        columns=list(table.c),
+    )
+
+
+def insert_values(table: Any, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the parameters of `insert_statement`: each column's value in ``values``, else its
+    Python default (as an ORM or Core INSERT would apply it), else NULL."""
+    found: dict[str, Any] = {}
+    for column in table.c:
+        if _generated_key(column):
+            continue
+        if column.key in values:
+            value = values[column.key]
+        elif column.default is not None and column.default.is_scalar:
+            value = column.default.arg
+        elif column.default is not None and column.default.is_callable:
+            value = column.default.arg(None)
+        else:
+            value = None
+        found[f"p_{column.key}"] = value
+    return found
+
+
+def _generated_key(column: Any) -> bool:
+    return bool(column.primary_key and column.autoincrement in (True, "auto"))
 
 
 def run_in_session(statement: PlainStatement, values: Mapping[str, Any]) -> list[Any]:

@@ -147,3 +147,18 @@ def test_a_failed_loan_leaves_no_lock_and_no_autocommit_behind(app, create_auth_
         db.session.scalar(sa.select(LoginAttempt).where(LoginAttempt.state_hash == "w" * 64))
         is None
     )
+
+
+def test_a_refused_plain_statement_raises_as_sqlalchemy_does_without_its_values(
+    app, create_auth_system
+):
+    """A unique constraint refuses the second row: IntegrityError, its values not in the message."""
+    system_id = create_auth_system().id
+    with plain_connection() as connection:
+        _write(connection, "x" * 64, system_id)
+        connection.commit()
+    with pytest.raises(sa.exc.IntegrityError) as refused, plain_connection() as connection:
+        _write(connection, "x" * 64, system_id)
+    # The statement's values are hidden (the database's own message may name the key).
+    assert "[parameters" not in str(refused.value) and "profile" not in str(refused.value)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(LoginAttempt)) == 1

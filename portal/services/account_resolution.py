@@ -16,6 +16,8 @@ from portal.database import (
     PlainStatement,
     attach_loaded,
     commit_keeping_loaded,
+    insert_statement,
+    insert_values,
     run_in_session,
 )
 from portal.errors import AccountDisabled
@@ -423,7 +425,8 @@ def _create_user(
     # Fields the provider did not supply are asked once, on *Complete your profile*.
     row["pending_fields"] = [key for key in ACCOUNT_FIELDS if not values.get(key)] or None
     row.update(membership_values(fields, now), last_login_at=now)
-    user = attach_loaded(User, db.session.connection().execute(_INSERT_USER, row).one())
+    (inserted,) = run_in_session(_INSERT_USER, insert_values(_users, row))
+    user = attach_loaded(User, inserted)
     if system.onboarding_team_id is not None:
         team = db.session.get(Team, system.onboarding_team_id)
         if team is not None:
@@ -434,7 +437,7 @@ def _create_user(
 
 #: A new account as a plain row, every column back (an ORM INSERT .. RETURNING of the
 #: entity costs five times as much).
-_INSERT_USER = sa.insert(_users).returning(*_users.c)
+_INSERT_USER = insert_statement(_users)
 #: What every returning sign-in writes, built once: the binding's and the account's sign-in
 #: time, the provider-owned fields and the membership columns of the group sync.
 _TOUCH_IDENTITY = PlainStatement(
@@ -487,7 +490,7 @@ def _touch_binding(
 
 
 #: A new binding, written as a plain row (its user is in the database already).
-_INSERT_IDENTITY = Identity.__table__.insert()
+_INSERT_IDENTITY = insert_statement(_identities)
 
 
 def _resolve_once(
@@ -528,16 +531,19 @@ def _resolve_once(
             },
         )
         user.last_login_at = now
-    db.session.connection().execute(
+    run_in_session(
         _INSERT_IDENTITY,
-        {
-            "user_id": user.id,
-            "auth_system_id": system.id,
-            "subject": result.subject,
-            "locked_fields": locked,
-            "created_at": now,
-            "last_login_at": now,
-        },
+        insert_values(
+            _identities,
+            {
+                "user_id": user.id,
+                "auth_system_id": system.id,
+                "subject": result.subject,
+                "locked_fields": locked,
+                "created_at": now,
+                "last_login_at": now,
+            },
+        ),
     )
     if not created:
         # The account's list of bindings, if loaded, lacks the row just written: reload it.
