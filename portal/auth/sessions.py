@@ -13,7 +13,9 @@ time is written at most once a minute, so the cookie isn't re-signed on every re
 
 from __future__ import annotations
 
+import functools
 import json
+import secrets
 import time
 from typing import Any
 
@@ -21,7 +23,7 @@ import sqlalchemy as sa
 from flask import Flask, current_app, flash, g, request, session
 from flask.sessions import SecureCookieSessionInterface, session_json_serializer
 from flask_login import current_user, logout_user
-from itsdangerous import TimestampSigner
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from portal.database import PlainStatement, attach_loaded, plain_connection
 from portal.extensions import db, login_manager
@@ -127,6 +129,53 @@ class CookieSessions(SecureCookieSessionInterface):
         return serializer
 
 
+#: Flask-WTF's names: the salt its ``validate_csrf`` checks and its default field name.
+_CSRF_SALT = "wtf-csrf-token"
+
+
+def _csrf_field() -> str:
+    return current_app.config.get("WTF_CSRF_FIELD_NAME") or "csrf_token"
+
+
+@functools.lru_cache(maxsize=8)
+def _csrf_serializer(secret_key: str | bytes) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret_key, salt=_CSRF_SALT, signer=_KeyKeepingSigner)
+
+
+def csrf_token() -> str:
+    """Return this request's signed CSRF token, as Flask-WTF's ``generate_csrf`` does.
+
+    The same token, in the same form, that ``validate_csrf`` checks; the serializer is built
+    once per key and its signing key derived once, where Flask-WTF builds both for every
+    page that holds a form (the signed-in member's first page has the sign-out form).
+    """
+    field = _csrf_field()
+    token = g.get(field)
+    if token is None:
+        raw = session.get(field)
+        if not isinstance(raw, str) or not raw:
+            raw = session[field] = new_csrf_secret()
+        secret = current_app.config.get("WTF_CSRF_SECRET_KEY") or current_app.secret_key
+        token = _csrf_serializer(secret).dumps(raw)
+        setattr(g, field, token)
+    return token
+
+
+def new_csrf_secret() -> str:
+    """Return a new session CSRF secret, of the shape Flask-WTF mints (40 hex digits)."""
+    return secrets.token_hex(20)
+
+
+def renew_csrf_secret() -> None:
+    """Give the session a new CSRF secret, and forget a token signed this request for the old.
+
+    Only the secret is written: the token is signed when a page asks for it.
+    """
+    field = _csrf_field()
+    g.pop(field, None)
+    session[field] = new_csrf_secret()
+
+
 def load_user(token: str) -> User | None:
     """Return the user a session names, or ``None`` when its generation is stale.
 
@@ -224,6 +273,8 @@ def init_app(app: Flask) -> None:
     """Load users by id and generation, and end idle or expired sessions before each request."""
     login_manager.user_loader(load_user)
     app.session_interface = CookieSessions()
+    # Templates' ``csrf_token()`` (Flask-WTF's CSRFProtect set its own, equivalent, first).
+    app.jinja_env.globals["csrf_token"] = csrf_token
     from portal.auth.recheck import recheck_membership_when_due
 
     # Registered before the blueprints, so they run before their own request checks.

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from flask import current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
-from flask_wtf.csrf import generate_csrf
 
 from portal.auth import bp
 from portal.auth.forms import LoginForm
@@ -15,6 +14,7 @@ from portal.auth.sessions import (
     ID_TOKEN,
     SSO_SESSION,
     SYSTEM_ID,
+    renew_csrf_secret,
     stamp_new_session,
 )
 from portal.errors import AccountDisabled, render_error
@@ -60,11 +60,9 @@ def start_session(user: User, remember: bool = False, *, stamp: bool = True) -> 
     session.clear()
     login_user(user, remember=remember, fresh=True)
     stamp_new_session()
-    # The new session's CSRF token, minted now while the cookie is written anyway: the first
-    # page (its sign-out form) then leaves the session as it is, and sends no new cookie. The
-    # old session's token may be cached for this request: forget it first.
-    g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
-    generate_csrf()
+    # The new session's CSRF secret, minted now while the cookie is written anyway: the first
+    # page (its sign-out form) then leaves the session as it is, and sends no new cookie.
+    renew_csrf_secret()
     if stamp:  # an SSO sign-in stamped it with the account, in the same transaction
         record_login(user)
 

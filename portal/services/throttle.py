@@ -9,6 +9,7 @@ it once), so it is kept here, on the same storage as the route limits: Redis whe
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -103,7 +104,19 @@ def _enabled() -> bool:
 
 def _strategy() -> FixedWindowRateLimiter:
     # limiter.limiter is the in-memory fallback while Redis is unreachable.
-    return FixedWindowRateLimiter(limiter.limiter.storage)
+    return _strategy_of(limiter.limiter.storage)
+
+
+@functools.lru_cache(maxsize=8)
+def _strategy_of(storage: object) -> FixedWindowRateLimiter:
+    """The fixed-window strategy over one storage, built once (every SSO start counts)."""
+    return FixedWindowRateLimiter(storage)  # type: ignore[arg-type]
+
+
+@functools.lru_cache(maxsize=32)
+def _limits_of(text: str) -> tuple[RateLimitItem, ...]:
+    """A setting's rate limits, parsed once per text (it is read at every sign-in)."""
+    return tuple(parse_many(text))
 
 
 def _prefix() -> str:
@@ -123,7 +136,7 @@ def account_key(email: str) -> str:
 
 
 def _account_items() -> list[RateLimitItem]:
-    return parse_many(current_app.config["PORTAL_RATELIMIT_LOGIN_ACCOUNT"])
+    return list(_limits_of(current_app.config["PORTAL_RATELIMIT_LOGIN_ACCOUNT"]))
 
 
 def account_lockout(email: str) -> Lockout | None:
@@ -192,7 +205,7 @@ def _open_sso_ids() -> tuple[str, ...]:
 
 
 def _open_sso_items() -> list[RateLimitItem]:
-    return parse_many(current_app.config["PORTAL_RATELIMIT_SSO_START"])
+    return list(_limits_of(current_app.config["PORTAL_RATELIMIT_SSO_START"]))
 
 
 def start_sso_sign_in() -> int | None:

@@ -463,3 +463,47 @@ def test_a_cookie_signed_with_another_key_is_refused(app: Flask):
 
     with pytest.raises(BadSignature):
         sessions.CookieSessions().get_signing_serializer(app).loads(cookie)
+
+
+def test_a_csrf_token_of_before_the_sign_in_is_refused_after_it(app_config, database_url, member):
+    """Sign-in gives the session a new CSRF secret: a token a page showed before it no longer works.
+
+    An attacker who planted a session (and read its token) before the member signed in
+    cannot post in the member's name afterwards.
+    """
+    from portal import create_app
+
+    app = create_app({**app_config, "WTF_CSRF_ENABLED": True})
+    client = app.test_client()
+    login_page = client.get("/login").get_data(as_text=True)
+    old_token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', login_page).group(1)
+    client.post(
+        "/login",
+        data={"email": "member@example.com", "password": MEMBER_PASSWORD, "csrf_token": old_token},
+    )
+    before = generation(member)
+    resp = client.post("/account/sign-out-everywhere", data={"csrf_token": old_token})
+    assert resp.status_code == 400
+    assert generation(member) == before
+    assert client.get("/account").status_code == 200
+
+
+def test_the_csrf_token_templates_show_is_the_one_flask_wtf_checks(app):
+    """Portal's ``csrf_token()`` signs as Flask-WTF does: its ``validate_csrf`` accepts the token,
+    and refuses it under another secret key or for another session."""
+    from flask import session
+    from flask_wtf.csrf import generate_csrf, validate_csrf
+    from wtforms.validators import ValidationError
+
+    from portal.auth.sessions import csrf_token
+
+    with app.test_request_context("/"):
+        token = csrf_token()
+        assert token == csrf_token() == generate_csrf()  # one token per request
+        validate_csrf(token)
+        with pytest.raises(ValidationError):
+            validate_csrf(token, secret_key="another key")
+        session["csrf_token"] = "0" * 40  # another session's secret
+        with pytest.raises(ValidationError):
+            validate_csrf(token)
+    assert app.jinja_env.globals["csrf_token"] is csrf_token
