@@ -278,12 +278,25 @@ class PlainStatement:
             converted[name] = process(value) if process is not None and value is not None else value
         return tuple(converted[name] for name in order) if order is not None else converted
 
+    def knows_results(self, dialect: Dialect) -> bool:
+        """Tell whether the result's converters for ``dialect`` are known (`rows` needs no
+        description then)."""
+        return dialect.name in self._results
+
     def rows(
-        self, dialect: Dialect, description: Sequence[Any], fetched: Sequence[Sequence[Any]]
+        self,
+        dialect: Dialect,
+        description: Sequence[Any] | None,
+        fetched: Sequence[Sequence[Any]],
     ) -> list[dict[str, Any]]:
-        """Return the fetched rows as dicts by column name, their values converted."""
+        """Return the fetched rows as dicts by column name, their values converted.
+
+        ``description`` (the cursor's) is needed the first time only.
+        """
         results = self._results.get(dialect.name)
         if results is None:
+            if description is None:
+                raise ValueError("the first rows of a statement need the cursor's description")
             # The driver's type codes (the cursor's description) choose some converters.
             results = self._results[dialect.name] = tuple(
                 (
@@ -339,31 +352,54 @@ def _run(
 ) -> list[Any]:
     sql = statement.sql(dialect)
     parameters = statement.parameters(dialect, values)
-    cursor = fairy.cursor()
+    cursor = _plain_cursor(fairy)
+    # The engine's listeners see the statement as any other (the SQLite writer queue,
+    # statement counters).
+    dispatch.before_cursor_execute(listened, cursor, sql, parameters, None, False)
     try:
-        # The engine's listeners see the statement as any other (the SQLite writer queue,
-        # statement counters).
-        dispatch.before_cursor_execute(listened, cursor, sql, parameters, None, False)
-        try:
-            cursor.execute(sql, parameters)
-        except dialect.loaded_dbapi.Error as exc:
-            # As SQLAlchemy raises it (an IntegrityError for a unique constraint: the race of
-            # two first sign-ins is retried on it), the parameters kept out of the message.
-            raise sa.exc.DBAPIError.instance(
-                sql,
-                parameters,
-                exc,
-                dialect.loaded_dbapi.Error,
-                hide_parameters=True,
-                dialect=dialect,
-            ) from exc
-        description = cursor.description
-        if description is None or not statement.columns:
-            # (An INSERT on PostgreSQL hands back its new key unasked: not wanted here.)
-            return []
-        return statement.rows(dialect, description, cursor.fetchall())
-    finally:
-        cursor.close()
+        cursor.execute(sql, parameters)
+    except dialect.loaded_dbapi.Error as exc:
+        # As SQLAlchemy raises it (an IntegrityError for a unique constraint: the race of
+        # two first sign-ins is retried on it), the parameters kept out of the message.
+        raise sa.exc.DBAPIError.instance(
+            sql,
+            parameters,
+            exc,
+            dialect.loaded_dbapi.Error,
+            hide_parameters=True,
+            dialect=dialect,
+        ) from exc
+    if not statement.columns:
+        # (An INSERT on PostgreSQL hands back its new key unasked: not wanted here.) On SQLite a
+        # statement with rows stays open until they are read: finished here, as closing the
+        # cursor would (psycopg has read its whole result already).
+        if dialect.name == "sqlite" and cursor.description is not None:
+            cursor.fetchall()
+        return []
+    # The description is read once per statement and dialect, for its type codes: psycopg
+    # builds it anew at each access (a column object per column).
+    description = None if statement.knows_results(dialect) else cursor.description
+    return statement.rows(dialect, description, cursor.fetchall())
+
+
+#: The driver's cursor that `PlainStatement` runs use on a connection, kept with it.
+_PLAIN_CURSOR = "portal.plain_cursor"
+
+
+def _plain_cursor(fairy: Any) -> Any:
+    """Return the connection's cursor for `PlainStatement` runs, made at its first.
+
+    A cursor can run one statement after another; making and closing one per statement
+    costs psycopg about 20 us. It is kept in the pooled connection's ``info``, which
+    SQLAlchemy clears when the connection is closed or invalidated, so it never outlives
+    its connection; every statement's rows are read whole (or it has none), so a kept
+    cursor holds no statement open (nor, on SQLite, a read lock).
+    """
+    info = fairy.info
+    cursor = info.get(_PLAIN_CURSOR)
+    if cursor is None:
+        cursor = info[_PLAIN_CURSOR] = fairy.dbapi_connection.cursor()
+    return cursor
 
 
 def insert_statement(table: Any) -> PlainStatement:

@@ -162,3 +162,46 @@ def test_a_refused_plain_statement_raises_as_sqlalchemy_does_without_its_values(
     # The statement's values are hidden (the database's own message may name the key).
     assert "[parameters" not in str(refused.value) and "profile" not in str(refused.value)
     assert db.session.scalar(sa.select(sa.func.count()).select_from(LoginAttempt)) == 1
+
+
+def test_plain_statements_share_a_cursor_that_holds_nothing_open(app, create_auth_system):
+    """One cursor per connection runs its plain statements; between two, nothing stays open.
+
+    On SQLite an unfinished read would keep the WAL from being checkpointed (the file grows
+    without end); on PostgreSQL a connection left in a transaction holds its snapshot.
+    """
+    system_id = create_auth_system().id
+    db.session.remove()
+    db.engine.dispose()  # one pooled connection from here on
+    cursors = []
+    with plain_connection() as connection:
+        _write(connection, "k" * 64, system_id)
+        connection.commit()
+        cursors.append(database._plain_cursor(connection._fairy))
+    for _ in range(2):
+        with plain_connection() as connection:
+            [row] = connection.run(_READ, {"p_state": "k" * 64})
+            assert row["is_test"] is True
+            cursors.append(database._plain_cursor(connection._fairy))
+            driver = connection._fairy.dbapi_connection
+    assert cursors[0] is cursors[1] is cursors[2]
+    if db.engine.dialect.name == "sqlite":
+        import sqlite3
+
+        other = sqlite3.connect(db.engine.url.database)
+        try:
+            busy, _log, _done = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            other.close()
+        assert busy == 0, "a reader kept the WAL from being checkpointed"
+    else:
+        watcher = sa.create_engine(db.engine.url, poolclass=sa.pool.NullPool)
+        try:
+            with watcher.connect() as other:
+                state = other.execute(
+                    sa.text("SELECT state FROM pg_stat_activity WHERE pid = :pid"),
+                    {"pid": driver.info.backend_pid},
+                ).scalar_one()
+        finally:
+            watcher.dispose()
+        assert state == "idle"
