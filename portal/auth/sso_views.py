@@ -40,13 +40,14 @@ from portal.services.sso_login import (
     complete_platform_login,
     complete_sso_login,
     confirm_pending_link,
-    get_callback_system,
     get_login_system,
+    peek_login_system,
     pending_link_account,
     read_appended_ct,
     read_initiation_request,
     seal_id_token,
     seal_pending_link,
+    start_current_login,
     start_sso_login,
     unseal_pending_link,
 )
@@ -67,8 +68,9 @@ def _is_manager() -> bool:
 @bp.route("/sso/<slug>/login")
 def sso_login(slug: str):
     """Start an SSO sign-in: record the attempt and send the browser to the provider."""
+    is_manager = _is_manager()
     try:
-        system = get_login_system(slug, is_manager=_is_manager())
+        system = peek_login_system(slug, is_manager=is_manager)
     except SystemUnavailable:
         return _system_not_found()
     wait = throttle.start_sso_sign_in()
@@ -76,7 +78,13 @@ def sso_login(slug: str):
         return render_error(429, retry_after=wait)
     key = ensure_browser_key()
     try:
-        url = start_sso_login(system, browser_key=key, next_path=request.args.get("next", ""))
+        url = start_current_login(
+            system, is_manager=is_manager, browser_key=key, next_path=request.args.get("next", "")
+        )
+    except SystemUnavailable:
+        # Settings saved elsewhere since this process looked no longer offer it: not counted.
+        throttle.finish_sso_sign_in()
+        return _system_not_found()
     except SSOError as exc:
         return _sso_failure(exc, slug)
     return redirect(url)
@@ -143,7 +151,7 @@ def sso_callback(slug: str):
         return finish_link(slug, params)
     is_manager = _is_manager()
     try:
-        system = get_callback_system(slug, is_manager=is_manager)
+        system = peek_login_system(slug, is_manager=is_manager)
     except SystemUnavailable:
         # A test run works while the system is disabled or Local Login Only.
         if is_test_state(params.get("state")):

@@ -10,6 +10,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from flask import session
@@ -73,12 +74,13 @@ def record_login_attempt(
     browser_key: str,
     next_path: str = "",
     is_test: bool = False,
-) -> None:
+) -> RecordedAttempt:
     """Store a new login attempt for this browser: one INSERT, and one DELETE past the cap.
 
     ``is_test`` marks an attempt started from the admin's test screen: its callback
     traces the sign-in instead of signing anyone in. Expired attempts are purged off the
-    sign-in path (`purge_expired_attempts`).
+    sign-in path (`purge_expired_attempts`). The INSERT also reads the settings version,
+    handed back with the new attempt's id.
     """
     browser_hash = _digest(browser_key)
     # One INSERT that hands back the new id, committed by itself, on the driver's cursor.
@@ -101,6 +103,14 @@ def record_login_attempt(
     # Rarely anything to do: a browser past the cap, or the purge's turn.
     if _drop_oldest_open_attempts(row["id"], browser_hash=browser_hash) | _purge_now_and_then():
         commit_keeping_loaded()
+    return RecordedAttempt(row["id"], row["settings_version"])
+
+
+class RecordedAttempt(NamedTuple):
+    """A login attempt just stored, and the settings version its INSERT read."""
+
+    id: int
+    settings_version: int | None
 
 
 _ATTEMPTS = LoginAttempt.__table__
@@ -115,12 +125,34 @@ _INSERTED_COLUMNS = (
     "is_test",
     "created_at",
 )
+#: The settings version, read by the attempt's INSERT and by its claim themselves: neither the
+#: start nor the callback needs a read of its own to know whether its settings snapshot is
+#: current (`confirm_snapshot`).
+_CURRENT_SETTINGS_VERSION = (
+    sa.select(SettingsVersion.version)
+    .where(SettingsVersion.id == SETTINGS_VERSION_ID)
+    .scalar_subquery()
+    .label("settings_version")
+)
 _INSERT_ATTEMPT = PlainStatement(
     sa.insert(_ATTEMPTS)
     .values({name: sa.bindparam(f"p_{name}") for name in _INSERTED_COLUMNS})
-    .returning(_ATTEMPTS.c.id),
-    columns=[_ATTEMPTS.c.id],
+    .returning(_ATTEMPTS.c.id, _CURRENT_SETTINGS_VERSION),
+    columns=[_ATTEMPTS.c.id, _CURRENT_SETTINGS_VERSION],
 )
+_DELETE_OPEN_ATTEMPT = PlainStatement(
+    sa.delete(_ATTEMPTS).where(
+        _ATTEMPTS.c.id == sa.bindparam("p_id"), _ATTEMPTS.c.used_at.is_(None)
+    )
+)
+
+
+def drop_login_attempt(attempt_id: int) -> None:
+    """Delete an attempt nobody used (started on settings that changed meanwhile)."""
+    with plain_connection() as connection:
+        connection.run(_DELETE_OPEN_ATTEMPT, {"p_id": attempt_id})
+        connection.commit()
+    _forget_open_attempt(attempt_id)
 
 
 def _drop_oldest_open_attempts(new_id: int, *, browser_hash: str) -> bool:
@@ -252,15 +284,6 @@ class ClaimedAttempt:
 _CLAIMED_COLUMNS = tuple(
     _ATTEMPTS.c[f.name] for f in dataclasses.fields(ClaimedAttempt) if f.name in _ATTEMPTS.c
 )
-#: The settings version, read by the claim itself: the callback then needs no read of its own
-#: to know whether its settings snapshot is current (`confirm_snapshot`).
-_CURRENT_SETTINGS_VERSION = (
-    sa.select(SettingsVersion.version)
-    .where(SettingsVersion.id == SETTINGS_VERSION_ID)
-    .scalar_subquery()
-    .label("settings_version")
-)
-
 #: One conditional UPDATE claims an attempt: its state, this browser, this system, unused and
 #: unexpired, or nothing (Core with bound parameters: built and compiled once).
 _CLAIM_ATTEMPT = PlainStatement(

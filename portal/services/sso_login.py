@@ -22,8 +22,10 @@ from portal.services.account_resolution import (
 from portal.services.accounts import authenticate_local
 from portal.services.login_attempts import (
     ClaimedAttempt,
+    RecordedAttempt,
     StateOfTestRun,
     claim_login_attempt,
+    drop_login_attempt,
     read_verifier,
     record_login_attempt,
 )
@@ -166,12 +168,13 @@ def _offered(system: SystemSettings | None, slug: str, is_manager: bool) -> Syst
     return system
 
 
-def get_callback_system(slug: str, *, is_manager: bool = False) -> SystemSettings:
-    """Return the system of a callback from this process's snapshot, without a version read.
+def peek_login_system(slug: str, *, is_manager: bool = False) -> SystemSettings:
+    """Return the system of a start or a callback from this process's snapshot, unconfirmed.
 
-    `complete_sso_login` confirms the snapshot with the version its claim reads, before any
-    setting is used. A system the snapshot lacks or refuses is looked up afresh, so an
-    outdated snapshot never turns a member away.
+    No version read: `start_current_login` and `complete_sso_login` confirm the snapshot with
+    the version their first statement reads (the attempt's INSERT, its claim), before the
+    browser is sent anywhere or a code is redeemed. A system the snapshot lacks or refuses
+    is looked up afresh, so an outdated snapshot never turns a member away.
     """
     system = peek_snapshot().by_slug.get(slug)
     try:
@@ -208,6 +211,39 @@ def start_sso_login(
     traces the sign-in instead of signing anyone in. ``login_hint`` (a third-party-initiated
     login's) fills the login URL's ``%LoginHint%``.
     """
+    url, _recorded = _start(
+        system, browser_key=browser_key, next_path=next_path, is_test=is_test, login_hint=login_hint
+    )
+    return url
+
+
+def start_current_login(
+    system: SystemSettings, *, is_manager: bool, browser_key: str, next_path: str = ""
+) -> str:
+    """Start a sign-in with ``system`` as this process's snapshot has it, then confirm it.
+
+    ``system`` comes from `peek_login_system` (no version read): the attempt's INSERT reads
+    the settings version. When the settings changed meanwhile (saved by another process or
+    instance), that attempt is deleted and the sign-in starts again from the settings as they
+    are now, or is refused (`SystemUnavailable`) if they no longer offer the system; the
+    browser is only ever sent to a login URL built from the current settings.
+    """
+    url, recorded = _start(system, browser_key=browser_key, next_path=next_path)
+    if confirm_snapshot(recorded.settings_version):
+        return url
+    drop_login_attempt(recorded.id)
+    current = get_login_system(system.slug, is_manager=is_manager)
+    return start_sso_login(current, browser_key=browser_key, next_path=next_path)
+
+
+def _start(
+    system: AuthSystem | SystemSettings,
+    *,
+    browser_key: str,
+    next_path: str = "",
+    is_test: bool = False,
+    login_hint: str = "",
+) -> tuple[str, RecordedAttempt]:
     compiled = settings_of(system)
     if compiled.personify_config is not None:
         return _start_personify_login(compiled, browser_key, next_path, is_test)
@@ -216,7 +252,7 @@ def start_sso_login(
     if not secret_readable(compiled.client_secret_encrypted):
         raise SettingsUnreadable("client secret not decryptable with PORTAL_ENCRYPTION_KEYS")
     attempt = begin_login(compiled.sso_config, login_hint=login_hint)
-    record_login_attempt(
+    recorded = record_login_attempt(
         system,
         state=attempt.state,
         nonce=attempt.nonce,
@@ -225,12 +261,12 @@ def start_sso_login(
         next_path=next_path,
         is_test=is_test,
     )
-    return attempt.url
+    return attempt.url, recorded
 
 
 def _start_personify_login(
     system: SystemSettings, browser_key: str, next_path: str, is_test: bool
-) -> str:
+) -> tuple[str, RecordedAttempt]:
     """Record a Personify attempt (state only: no nonce, no PKCE) and return the SSO Login URL.
 
     The state rides in the return URL, so the callback claims the attempt exactly as an
@@ -239,7 +275,7 @@ def _start_personify_login(
     config = build_personify_config(system)
     state = secrets.token_urlsafe(32)
     url = begin_personify_login(config, personify_return_url(system, state))
-    record_login_attempt(
+    recorded = record_login_attempt(
         system,
         state=state,
         nonce="",
@@ -248,7 +284,7 @@ def _start_personify_login(
         next_path=next_path,
         is_test=is_test,
     )
-    return url
+    return url, recorded
 
 
 def finish_attempt(
@@ -323,7 +359,7 @@ def _claim_attempt(
 ) -> tuple[SystemSettings, ClaimedAttempt]:
     """Claim the callback's attempt for ``system``, or for its successor under the same slug.
 
-    ``system`` may come from an outdated snapshot (`get_callback_system`): a system deleted
+    ``system`` may come from an outdated snapshot (`peek_login_system`): a system deleted
     and created again under the same name has a new id, which a refused claim reveals. The
     refused claim wrote nothing, so the claim is tried again with the current system.
     """

@@ -18,11 +18,13 @@ from portal.extensions import db
 from portal.models import (
     AuthSystem,
     GroupMappingSettings,
+    LoginAttempt,
     MemberGroup,
     ProfileParamRow,
     SettingsVersion,
     User,
 )
+from portal.services import login_attempts
 from portal.services.settings_snapshot import read_version
 from portal.sso.fields import LOGIN_LOCAL_AND_REMOTE
 from tests.support.providers import add_member, reconfigure
@@ -78,6 +80,41 @@ def test_a_system_disabled_elsewhere_cannot_be_started_here_any_more(
     resp = client.get(f"/sso/{system.slug}/login")
     assert resp.status_code == 404
     assert "not enabled" in resp.get_data(as_text=True)
+    # The start here began on its outdated snapshot: the attempt it wrote is gone again.
+    assert attempts_of(system) == 1
+
+
+def attempts_of(system) -> int:
+    db.session.remove()
+    return db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(LoginAttempt)
+        .where(LoginAttempt.auth_system_id == system.id)
+    )
+
+
+def test_a_start_on_settings_changed_elsewhere_leaves_one_attempt_and_the_new_url(
+    app, client, system, other_instance
+):
+    """The start reads no version of its own: the attempt's INSERT does. A start begun on an
+    outdated snapshot is started again on the current one; its first attempt is deleted, and the
+    browser only ever sees the login URL of the current settings."""
+    start_url(client, system.slug)
+    with other_instance.app_context():
+        saved = db.session.get(AuthSystem, system.id)
+        saved.login_url = saved.login_url.replace("/authorize?", "/v2/auth?")
+        db.session.commit()
+    url = start_url(client, system.slug)
+    assert url.startswith("https://idp.example.com/v2/auth?")
+    assert attempts_of(system) == 2
+    # The attempt that stayed is the one the browser was sent with: its callback claims it.
+    state = parse_qs(urlsplit(url).query)["state"][0]
+    claimed = db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(LoginAttempt)
+        .where(LoginAttempt.state_hash == login_attempts._digest(state))
+    )
+    assert claimed == 1
 
 
 def test_every_kind_of_settings_change_moves_the_version(app, system, create_auth_system):
