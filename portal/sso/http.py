@@ -13,10 +13,12 @@ worker longer than ``HttpSettings.total_timeout``.
 from __future__ import annotations
 
 import contextvars
+import email.parser
 import functools
 import http.client
 import io
 import logging
+import re
 import select
 import socket
 import ssl
@@ -168,6 +170,90 @@ class _DeadlineResponse(http.client.HTTPResponse):
     def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
         super().__init__(sock, *args, **kwargs)
         self.fp = io.BufferedReader(_DeadlineReader(sock, self.read_timeout, self.fp))
+
+    def begin(self) -> None:
+        """http.client's ``HTTPResponse.begin`` (3.11), the headers read by `_parse_headers`."""
+        if self.headers is not None:
+            return
+        while True:  # read until a response that is not 100 Continue
+            version, status, reason = self._read_status()  # type: ignore[attr-defined]
+            if status != http.client.CONTINUE:
+                break
+            _read_header_lines(self.fp)
+        self.code = self.status = status
+        self.reason = reason.strip()
+        if version in ("HTTP/1.0", "HTTP/0.9"):
+            self.version = 10
+        elif version.startswith("HTTP/1."):
+            self.version = 11
+        else:
+            raise http.client.UnknownProtocol(version)
+        self.headers = self.msg = _parse_headers(self.fp)
+        encoding = self.headers.get("transfer-encoding")
+        self.chunked = bool(encoding and encoding.lower() == "chunked")  # type: ignore[assignment]
+        if self.chunked:
+            self.chunk_left = None
+        self.will_close = self._check_close()  # type: ignore[attr-defined]
+        self.length = None
+        length = self.headers.get("content-length")
+        if length and not self.chunked:
+            try:
+                self.length = int(length)
+            except ValueError:
+                self.length = None
+            else:
+                if self.length < 0:
+                    self.length = None
+        if (
+            status in (http.client.NO_CONTENT, http.client.NOT_MODIFIED)
+            or 100 <= status < 200
+            or self._method == "HEAD"  # type: ignore[attr-defined]
+        ):
+            self.length = 0
+        if not self.will_close and not self.chunked and self.length is None:
+            self.will_close = True
+
+
+#: http.client's limits on a response's header lines.
+_MAX_HEADER_LINE = 65536
+_MAX_HEADERS = 100
+#: A header line of the plain shape: a token, then the colon (RFC 9110 section 5.1).
+_PLAIN_HEADER_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:")
+
+
+def _read_header_lines(fp: Any) -> list[bytes]:
+    """Read a response's header lines, up to and including the blank line, as http.client does
+    (the same limits: a line of at most 64 KiB, at most 100 lines)."""
+    lines: list[bytes] = []
+    while True:
+        line = fp.readline(_MAX_HEADER_LINE + 1)
+        if len(line) > _MAX_HEADER_LINE:
+            raise http.client.LineTooLong("header line")
+        lines.append(line)
+        if len(lines) > _MAX_HEADERS:
+            raise http.client.HTTPException(f"got more than {_MAX_HEADERS} headers")
+        if line in (b"\r\n", b"\n", b""):
+            return lines
+
+
+def _parse_headers(fp: Any) -> http.client.HTTPMessage:
+    """Return a response's headers as http.client's ``parse_headers`` does, in a tenth of its time.
+
+    http.client hands the header block to the email package's parser (about 40 us for the
+    usual eight lines, twice a sign-in). Lines of the plain ``Name: value`` shape make the
+    same message directly (the name as sent, the value without the whitespace before it and the
+    line end, as the parser stores them); any other line (folded, or without a name) sends the
+    whole block through the email parser, as before.
+    """
+    lines = _read_header_lines(fp)
+    message = http.client.HTTPMessage()
+    for line in lines[:-1]:  # (the last is the blank line, or the end of the stream)
+        if not _PLAIN_HEADER_LINE.match(line):
+            text = b"".join(lines).decode("iso-8859-1")
+            return email.parser.Parser(_class=http.client.HTTPMessage).parsestr(text)
+        name, _colon, value = line.decode("iso-8859-1").partition(":")
+        message[name] = value.lstrip(" \t").rstrip("\r\n")
+    return message
 
 
 class _OneWrite:
