@@ -22,6 +22,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Dialect, Engine, Row
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import instance_state
 
 from portal.extensions import db
 
@@ -218,7 +219,9 @@ def attach_loaded(model: type[_Model], row: Row[Any] | dict[str, Any]) -> _Model
     obj = mapper.class_manager.new_instance()
     obj.__dict__.update(values)
     make_transient_to_detached(obj)
-    session.add(obj)
+    # What ``session.add`` does for a detached object, less its walk of the relationships for
+    # objects to cascade to: a new object has none loaded (about 20 us of a user's load).
+    session._update_impl(instance_state(obj))
     return obj
 
 

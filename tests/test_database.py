@@ -205,3 +205,33 @@ def test_plain_statements_share_a_cursor_that_holds_nothing_open(app, create_aut
         finally:
             watcher.dispose()
         assert state == "idle"
+
+
+def test_a_row_attached_is_the_sessions_object_as_a_query_leaves_it(
+    app, member, create_auth_system
+):
+    """`attach_loaded`: persistent and clean; its relationships load on first use; a change is
+    written at commit; a second attach of the same row returns the object already held."""
+    from sqlalchemy import inspect
+
+    from portal.auth.sessions import _USER_BY_ID
+    from portal.database import attach_loaded
+    from portal.models import Identity, User
+
+    system = create_auth_system()
+    db.session.add(Identity(user_id=member.id, auth_system_id=system.id, subject="s-1"))
+    db.session.commit()
+    member_id = member.id
+    db.session.remove()
+    with plain_connection() as connection:
+        [row] = connection.run(_USER_BY_ID, {"user_id": member_id})
+    user = attach_loaded(User, row)
+    state = inspect(user)
+    assert state.persistent and user in db.session and not db.session.dirty
+    assert user.email == "member@example.com"
+    assert [identity.subject for identity in user.identities] == ["s-1"]  # lazy load works
+    assert attach_loaded(User, row) is user
+    user.first_name = "Renamed"
+    db.session.commit()
+    db.session.remove()
+    assert db.session.get(User, member_id).first_name == "Renamed"
