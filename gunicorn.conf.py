@@ -29,8 +29,9 @@ hold many sign-ins in flight; sync workers would need a process per sign-in.
 
 When to raise threads (PORTAL_THREADS): the identity provider is slow (hundreds of ms per call)
 and the CPU is not busy. Threads wait on I/O, so more of them serve more sign-ins at once. Beyond
-what the CPU can process they only lengthen the queue inside the process (and each holds a
-database connection: keep workers x threads under the database's connection limit).
+what the CPU can process they only lengthen the queue inside the process (and each worker keeps
+a database connection open per thread, up to twice that at a peak: keep workers x threads x 2
+under the database's connection limit).
 
 When to raise workers (PORTAL_WORKERS): the CPU is the limit (the provider is fast, `top` shows
 the workers near 100 %). Python runs one thread at a time per process, so CPU-bound work scales

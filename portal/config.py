@@ -137,7 +137,8 @@ DEFAULT_SSO_INITIATE_LIMITS = "20/minute;200/hour"
 DEFAULT_MANAGER_LIMITS = "10/minute;100/hour"
 
 
-#: Database connections each process keeps open (one per gunicorn thread of gunicorn.conf.py).
+#: Database connections each process keeps open when PORTAL_THREADS is not set (one per thread
+#: of a gunicorn worker, as gunicorn.conf.py runs them).
 DB_POOL_SIZE = 16
 
 
@@ -155,18 +156,18 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "SQLALCHEMY_DATABASE_URI": _database_url(env, instance_path),
         # hide_parameters: a failed statement's error (and so a traceback in the log) names the
         # statement, never its values, which can be a state, a verifier or a token.
-        # pool_size: the connections a worker keeps open, one per thread of a gunicorn worker
-        # (gunicorn.conf.py runs 16): with SQLAlchemy's 5, a worker whose threads held more at
-        # once closed the extra ones as they came back and opened new ones a moment later (a
-        # PostgreSQL connection costs both sides a few ms of CPU). max_overflow: room beyond
-        # that (a request may hold two at once: its session's and a plain statement's), so none
+        # pool_size: the connections a worker keeps open, one per thread (PORTAL_THREADS, as
+        # gunicorn.conf.py reads it; 16 by default). With SQLAlchemy's 5, a worker whose threads
+        # held more at once closed the extra ones as they came back and opened new ones a moment
+        # later (a PostgreSQL connection costs both sides a few ms of CPU). max_overflow: as many
+        # again (a request may hold two at once: its session's and a plain statement's), so none
         # waits for one.
         # No pool_pre_ping: a server connection idle in the pool is pinged before use instead
         # (portal/database.py), not every checkout.
         "SQLALCHEMY_ENGINE_OPTIONS": {
             "hide_parameters": True,
-            "pool_size": DB_POOL_SIZE,
-            "max_overflow": 16,
+            "pool_size": _positive_int(env, "PORTAL_THREADS", DB_POOL_SIZE),
+            "max_overflow": _positive_int(env, "PORTAL_THREADS", DB_POOL_SIZE),
         },
         "PORTAL_BASE_URL": base_url,
         "PORTAL_TRUST_PROXY": _flag(env.get("PORTAL_TRUST_PROXY")),

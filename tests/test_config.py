@@ -104,3 +104,12 @@ def test_session_lifetime_defaults(tmp_path):
     assert config["PORTAL_MEMBER_IDLE_MINUTES"] == 240
     assert config["PORTAL_MEMBER_LIFETIME_HOURS"] == 168
     assert config["PERMANENT_SESSION_LIFETIME"].total_seconds() == 168 * 3600
+
+
+def test_each_worker_keeps_a_database_connection_per_thread(tmp_path):
+    """PORTAL_THREADS, which gunicorn.conf.py runs per worker, sizes the pool kept open."""
+    from portal.config import load_config
+
+    options = load_config(str(tmp_path), {"PORTAL_THREADS": "32"})["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert options["pool_size"] == 32
+    assert load_config(str(tmp_path), {})["SQLALCHEMY_ENGINE_OPTIONS"]["pool_size"] == 16
