@@ -150,6 +150,7 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
     base_url = env.get("PORTAL_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
     if production:
         _check_production(env, secret_key, keys, base_url)
+    threads = _positive_int(env, "PORTAL_THREADS", DB_POOL_SIZE)
     return {
         "PORTAL_ENV": "production" if production else "development",
         "SECRET_KEY": secret_key,
@@ -166,8 +167,8 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         # (portal/database.py), not every checkout.
         "SQLALCHEMY_ENGINE_OPTIONS": {
             "hide_parameters": True,
-            "pool_size": _positive_int(env, "PORTAL_THREADS", DB_POOL_SIZE),
-            "max_overflow": _positive_int(env, "PORTAL_THREADS", DB_POOL_SIZE),
+            "pool_size": threads,
+            "max_overflow": threads,
         },
         "PORTAL_BASE_URL": base_url,
         "PORTAL_TRUST_PROXY": _flag(env.get("PORTAL_TRUST_PROXY")),

@@ -269,16 +269,7 @@ def test_sign_out_everywhere_ends_a_second_browsers_session(app, client, member)
 
 def test_sign_out_everywhere_needs_the_csrf_token(app_config, database_url, member):
     """A cross-site form cannot sign a member out everywhere: without the token, 400."""
-    from portal import create_app
-
-    app = create_app({**app_config, "WTF_CSRF_ENABLED": True})
-    client = app.test_client()
-    login_page = client.get("/login").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', login_page).group(1)
-    client.post(
-        "/login",
-        data={"email": "member@example.com", "password": MEMBER_PASSWORD, "csrf_token": token},
-    )
+    client, _token = _signed_in_with_csrf_checked(app_config)
     before = generation(member)
     resp = client.post("/account/sign-out-everywhere")
     assert resp.status_code == 400
@@ -294,16 +285,7 @@ def test_the_first_page_after_sign_in_signs_out_with_the_token_the_sign_in_minte
     The session's CSRF token is minted with the sign-in's own cookie (a fresh session gets a
     fresh token); the first page reuses it instead of writing the cookie again.
     """
-    from portal import create_app
-
-    app = create_app({**app_config, "WTF_CSRF_ENABLED": True})
-    client = app.test_client()
-    login_page = client.get("/login").get_data(as_text=True)
-    old_token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', login_page).group(1)
-    client.post(
-        "/login",
-        data={"email": "member@example.com", "password": MEMBER_PASSWORD, "csrf_token": old_token},
-    )
+    client, old_token = _signed_in_with_csrf_checked(app_config)
     page = client.get("/account")
     wrote_cookie = "Set-Cookie" in page.headers  # (never the header itself in a failure)
     assert page.status_code == 200 and not wrote_cookie
@@ -471,16 +453,7 @@ def test_a_csrf_token_of_before_the_sign_in_is_refused_after_it(app_config, data
     An attacker who planted a session (and read its token) before the member signed in
     cannot post in the member's name afterwards.
     """
-    from portal import create_app
-
-    app = create_app({**app_config, "WTF_CSRF_ENABLED": True})
-    client = app.test_client()
-    login_page = client.get("/login").get_data(as_text=True)
-    old_token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', login_page).group(1)
-    client.post(
-        "/login",
-        data={"email": "member@example.com", "password": MEMBER_PASSWORD, "csrf_token": old_token},
-    )
+    client, old_token = _signed_in_with_csrf_checked(app_config)
     before = generation(member)
     resp = client.post("/account/sign-out-everywhere", data={"csrf_token": old_token})
     assert resp.status_code == 400
@@ -507,3 +480,19 @@ def test_the_csrf_token_templates_show_is_the_one_flask_wtf_checks(app):
         with pytest.raises(ValidationError):
             validate_csrf(token)
     assert app.jinja_env.globals["csrf_token"] is csrf_token
+
+
+def _signed_in_with_csrf_checked(app_config) -> tuple[FlaskClient, str]:
+    """Sign the member in on an app that checks CSRF tokens; return the client and the token
+    the sign-in page showed (before the sign-in)."""
+    from portal import create_app
+
+    app = create_app({**app_config, "WTF_CSRF_ENABLED": True})
+    client = app.test_client()
+    login_page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', login_page).group(1)
+    client.post(
+        "/login",
+        data={"email": "member@example.com", "password": MEMBER_PASSWORD, "csrf_token": token},
+    )
+    return client, token
