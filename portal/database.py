@@ -21,6 +21,7 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect, Engine, Row
 from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state
 
@@ -226,6 +227,38 @@ def attach_loaded(model: type[_Model], row: Row[Any] | dict[str, Any]) -> _Model
 
 
 # -- statements that stand alone, on the driver's cursor ------------------------------------
+
+
+class _CommitWithoutWaiting(sa.sql.expression.ColumnElement[Any]):
+    """A RETURNING column that lets the statement's transaction commit without waiting for
+    the server's disk (PostgreSQL: ``set_config('synchronous_commit', 'off', true)``).
+
+    For rows that only a sign-in in progress needs (a login attempt and its claim), never for
+    an account, a session or an audit event. Safe because PostgreSQL writes its log in order:
+    the sign-in's own transaction (the account and the audit event) commits durably after the
+    claim, and making it durable makes everything before it durable, the claim included. A
+    crash of the database server can only lose the attempts of sign-ins that had not finished:
+    their members start again. The setting lasts for the statement's transaction alone
+    (``true``: as SET LOCAL), and it is evaluated only for a row written (a claim that matched
+    nothing commits nothing). Nothing on SQLite, where a plain NULL is returned.
+    """
+
+    type = sa.types.NullType()
+    inherit_cache = True
+
+
+@compiles(_CommitWithoutWaiting)
+def _commit_without_waiting(_element: Any, _compiler: Any, **_kw: Any) -> str:
+    return "NULL"
+
+
+@compiles(_CommitWithoutWaiting, "postgresql")
+def _commit_without_waiting_pg(_element: Any, _compiler: Any, **_kw: Any) -> str:
+    return "set_config('synchronous_commit', 'off', true)"
+
+
+#: Add to a `PlainStatement`'s RETURNING (and columns) for a row a crash may lose (above).
+COMMIT_WITHOUT_WAITING = _CommitWithoutWaiting().label("commit_without_waiting")
 
 
 class PlainStatement:

@@ -257,3 +257,69 @@ def test_connections_held_at_once_by_every_thread_are_kept_for_the_next_burst(ap
     finally:
         sa.event.remove(db.engine, "connect", count)
     assert len(opened) <= DB_POOL_SIZE, f"{len(opened)} connections opened for three bursts"
+
+
+_WRITE_WITHOUT_WAITING = PlainStatement(
+    sa.insert(_ATTEMPTS)
+    .values(
+        state_hash=sa.bindparam("p_state"),
+        browser_hash="b" * 64,
+        auth_system_id=sa.bindparam("p_system"),
+        issuer="",
+        nonce="n",
+        code_verifier_encrypted="v",
+        next_path="",
+        is_test=False,
+        created_at=sa.bindparam("p_created"),
+    )
+    .returning(_ATTEMPTS.c.id, database.COMMIT_WITHOUT_WAITING),
+    columns=[_ATTEMPTS.c.id, database.COMMIT_WITHOUT_WAITING],
+)
+
+
+def test_only_a_sign_ins_attempt_commits_without_waiting_for_the_disk(app, create_auth_system):
+    """A login attempt and its claim may commit without waiting for the server's disk; the
+    account, its binding and the audit event never do, not even on the connection that has
+    just run such a write (the setting lasts for that one statement's transaction)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from portal.services import account_resolution, audit, login_attempts
+
+    lazy = "set_config('synchronous_commit', 'off', true)"
+    pg = postgresql.dialect()
+    assert lazy in login_attempts._INSERT_ATTEMPT.sql(pg)
+    assert lazy in login_attempts._CLAIM_ATTEMPT.sql(pg)
+    durable = (
+        account_resolution._INSERT_USER,
+        account_resolution._INSERT_IDENTITY,
+        account_resolution._TOUCH_USER,
+        account_resolution._TOUCH_IDENTITY,
+        audit._INSERT_EVENT,
+    )
+    assert not [s for s in durable if "synchronous_commit" in s.sql(pg)]
+    assert "synchronous_commit" not in login_attempts._CLAIM_ATTEMPT.sql(sqlite.dialect())
+
+    system_id = create_auth_system().id
+    db.session.remove()
+    db.engine.dispose()  # one pooled connection from here on
+    with plain_connection() as connection:
+        (row,) = connection.run(
+            _WRITE_WITHOUT_WAITING,
+            {"p_state": "w" * 64, "p_system": system_id, "p_created": datetime.now(UTC)},
+        )
+        connection.commit()
+    assert row["commit_without_waiting"] is None or row["commit_without_waiting"] == "off"
+    # Committed: another connection sees the attempt.
+    watcher = sa.create_engine(db.engine.url, poolclass=sa.pool.NullPool)
+    try:
+        with watcher.connect() as other:
+            seen = other.execute(
+                sa.select(_ATTEMPTS.c.id).where(_ATTEMPTS.c.state_hash == "w" * 64)
+            ).scalar_one()
+    finally:
+        watcher.dispose()
+    assert seen == row["id"]
+    if db.engine.dialect.name == "postgresql":
+        # The same pooled connection, next transaction (the account's): durable again.
+        with db.engine.connect() as conn:
+            assert conn.execute(sa.text("SHOW synchronous_commit")).scalar_one() == "on"

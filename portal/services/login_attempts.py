@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from flask import session
 
 from portal.database import (
+    COMMIT_WITHOUT_WAITING,
     PlainStatement,
     commit_keeping_loaded,
     plain_connection,
@@ -137,8 +138,8 @@ _CURRENT_SETTINGS_VERSION = (
 _INSERT_ATTEMPT = PlainStatement(
     sa.insert(_ATTEMPTS)
     .values({name: sa.bindparam(f"p_{name}") for name in _INSERTED_COLUMNS})
-    .returning(_ATTEMPTS.c.id, _CURRENT_SETTINGS_VERSION),
-    columns=[_ATTEMPTS.c.id, _CURRENT_SETTINGS_VERSION],
+    .returning(_ATTEMPTS.c.id, _CURRENT_SETTINGS_VERSION, COMMIT_WITHOUT_WAITING),
+    columns=[_ATTEMPTS.c.id, _CURRENT_SETTINGS_VERSION, COMMIT_WITHOUT_WAITING],
 )
 _DELETE_OPEN_ATTEMPT = PlainStatement(
     sa.delete(_ATTEMPTS).where(
@@ -260,7 +261,9 @@ def claim_login_attempt(
             connection.commit()
     if not rows:
         raise _why_unclaimed(system, state, browser_key, is_test=is_test)
-    claimed = ClaimedAttempt(**rows[0])
+    row = rows[0]
+    del row[COMMIT_WITHOUT_WAITING.key]
+    claimed = ClaimedAttempt(**row)
     _forget_open_attempt(claimed.id)
     return claimed
 
@@ -297,8 +300,8 @@ _CLAIM_ATTEMPT = PlainStatement(
         _ATTEMPTS.c.created_at >= sa.bindparam("p_not_before"),
     )
     .values(used_at=sa.bindparam("p_now"))
-    .returning(*_CLAIMED_COLUMNS, _CURRENT_SETTINGS_VERSION),
-    columns=[*_CLAIMED_COLUMNS, _CURRENT_SETTINGS_VERSION],
+    .returning(*_CLAIMED_COLUMNS, _CURRENT_SETTINGS_VERSION, COMMIT_WITHOUT_WAITING),
+    columns=[*_CLAIMED_COLUMNS, _CURRENT_SETTINGS_VERSION, COMMIT_WITHOUT_WAITING],
 )
 
 
