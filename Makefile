@@ -78,7 +78,7 @@ serve: install
 
 ## Login storm, Portal beside the hand-written baseline (benchmarks/README.md): on SQLite, then on
 ## PostgreSQL when BENCH_DATABASE_URL answers (a scratch database is created there and dropped).
-N ?= 600
+N ?= 2000
 C ?= 32
 ROUNDS ?= 3
 BENCH_ARGS ?=

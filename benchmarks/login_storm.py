@@ -17,10 +17,12 @@ Everything runs on 127.0.0.1 and is started here:
   system with ``flask --app portal sso import``.
 
 Both apps run under gunicorn gthread with the same workers x threads and the same command-line
-settings (no access log). Runs alternate baseline/Portal each round. Every sign-in starts with
-an empty cookie jar and follows redirects by hand; it counts only when it ends on a 200 page
-from the app containing "You are signed in as". App CPU is utime+stime of the gunicorn master
-and workers (from /proc) across the measured storm, divided by the successful sign-ins.
+settings (no access log); Portal also reads its ``gunicorn.conf.py`` (as deployed: the garbage
+collector's tuning once the app is loaded), the baseline no config file. Runs alternate
+baseline/Portal each round. Every sign-in starts with an empty cookie jar and follows redirects
+by hand; it counts only when it ends on a 200 page from the app containing "You are signed in
+as". App CPU is utime+stime of the gunicorn master and workers (from /proc) across the measured
+storm, divided by the successful sign-ins.
 
 Prints a table of medians over the rounds, Portal's ratios to the baseline, whether the goal of
 issue 8 is met, and one JSON line last. Exits 0 whatever the figures (a measuring tool, not a
@@ -594,14 +596,16 @@ def _has_control_socket() -> bool:
     return any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS)
 
 
-def gunicorn_argv(opts: Options, port: int, target: str) -> list[str]:
-    """The same server settings for both apps (an empty config: no gunicorn.conf.py applies)."""
+def gunicorn_argv(opts: Options, port: int, target: str, config: str = os.devnull) -> list[str]:
+    """The same server settings for both apps, given on the command line (they win over a
+    config file's). Portal reads its own ``gunicorn.conf.py`` as it is deployed (``make serve``,
+    a gunicorn started in the checkout); the baseline reads none: hand-written code has none."""
     return [
         sys.executable,
         "-m",
         "gunicorn",
         "-c",
-        os.devnull,
+        config,
         "-k",
         "gthread",
         "-w",
@@ -672,6 +676,7 @@ def run_once(app: str, rnd: int, opts: Options, procs: Processes, work: Path) ->
                 "/login",
                 "/healthz",
             )
+            config = os.devnull
         else:
             if opts.database_url:
                 scratch = ScratchPostgres(opts.database_url)
@@ -705,9 +710,10 @@ def run_once(app: str, rnd: int, opts: Options, procs: Processes, work: Path) ->
                 if done.returncode:
                     raise RuntimeError(f"flask {' '.join(cmd[:2])} failed:\n{done.stderr[-2000:]}")
             cwd, target, health = ROOT, "wsgi:app", "/login"
+            config = str(ROOT / "gunicorn.conf.py")
             start = f"/sso/{PORTAL_SLUG}/login"
         server = procs.start(
-            gunicorn_argv(opts, app_port, target),
+            gunicorn_argv(opts, app_port, target, config),
             env=env,
             cwd=cwd,
             log=rdir / "app.log",
