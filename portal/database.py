@@ -490,6 +490,35 @@ def run_in_session(statement: PlainStatement, values: Mapping[str, Any]) -> list
     )
 
 
+def session_has_begun() -> bool:
+    """Tell whether the session's transaction holds a connection (has sent its BEGIN).
+
+    A session "begins" as soon as it is used (an object attached, a query built), long before
+    it takes a connection; only a transaction holding one has read or written anything a
+    statement standing alone could miss. (``_connections`` is SQLAlchemy's own record of
+    them; were it ever gone, every transaction counts as begun.)
+    """
+    transaction = db.session().get_transaction()
+    if transaction is None:
+        return False
+    return bool(getattr(transaction, "_connections", True))
+
+
+def read_alone(statement: PlainStatement, values: Mapping[str, Any]) -> list[Any]:
+    """Run a read that needs no transaction around it; return its rows.
+
+    On PostgreSQL, while the session holds no transaction yet, it runs alone on an autocommit
+    connection (`plain_connection`): no BEGIN before it, and the session's transaction, if
+    one follows, begins at its first write. Each statement reads the latest committed rows
+    there (READ COMMITTED), so it sees what it would have seen inside the transaction. On
+    SQLite, or in a transaction already begun, it runs in the session (`run_in_session`).
+    """
+    if db.engine.dialect.name == "sqlite" or session_has_begun():
+        return run_in_session(statement, values)
+    with plain_connection() as connection:
+        return connection.run(statement, values)
+
+
 @contextmanager
 def plain_connection() -> Iterator[PlainConnection]:
     """Lend a pooled connection for `PlainStatement` runs, outside any session.

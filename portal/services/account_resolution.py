@@ -18,16 +18,20 @@ from portal.database import (
     commit_keeping_loaded,
     insert_statement,
     insert_values,
+    plain_connection,
+    read_alone,
     run_in_session,
+    session_has_begun,
 )
 from portal.errors import AccountDisabled
 from portal.extensions import db
-from portal.models import AuthSystem, GroupMembership, Identity, Team, User
+from portal.models import AuditEvent, AuthSystem, GroupMembership, Identity, Team, User
 from portal.models.base import utcnow
 from portal.services import audit
 from portal.services.accounts import identifier_key
 from portal.services.group_mapping import (
     membership_values,
+    new_account_needs_sync,
     new_account_refusal,
     sign_in_refusal,
     sync_member_groups,
@@ -162,30 +166,15 @@ def _find_match(field: str, value: str) -> User | None:
     return db.session.scalar(sa.select(User).where(User.username_key == identifier_key(value)))
 
 
-#: The hot path's statements are built once and run on the driver's cursor, in the
-#: session's transaction (`run_in_session`): a Core statement through the session costs
-#: about five times the driver's own work.
-_HOLDERS_OF_EMAIL_OR_USERNAME = PlainStatement(
-    sa.select(User.__table__.c.id).where(
-        sa.or_(
-            User.__table__.c.email == sa.bindparam("email"),
-            User.__table__.c.username_key == sa.bindparam("username"),
-        )
-    ),
-    columns=[User.__table__.c.id],
-)
-
-
-def _find_matches(values: Mapping[str, Any]) -> dict[str, User]:
-    """Return the accounts holding this person's email address or username (one query)."""
+def _holder_keys(values: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """Return the stored forms of this person's email address and username (None if absent)."""
     email = identifier_key(values["email"]) if values.get("email") else None
     username = identifier_key(values["username"]) if values.get("username") else None
-    if not email and not username:
-        return {}
-    # A plain read first: nobody holds either value on a first sign-in (the usual case). A
-    # missing value is NULL, which equals nothing.
-    held = run_in_session(_HOLDERS_OF_EMAIL_OR_USERNAME, {"email": email, "username": username})
-    ids = [row["id"] for row in held]
+    return email, username
+
+
+def _matches_among(ids: list[int], email: str | None, username: str | None) -> dict[str, User]:
+    """Return, by field, the accounts among ``ids`` holding this email address or username."""
     if not ids:
         return {}
     found: dict[str, User] = {}
@@ -199,28 +188,81 @@ def _find_matches(values: Mapping[str, Any]) -> dict[str, User]:
 
 _identities, _users = Identity.__table__, User.__table__
 _memberships = GroupMembership.__table__
-#: A binding with its account and the account's group memberships, in one Core statement
-#: (an ORM query with joined loads costs three times as much): one row per membership.
-_IDENTITY_WITH_USER_AND_GROUPS = PlainStatement(
-    sa.select(_identities, _users, _memberships)
-    .select_from(
-        _identities.join(_users, _users.c.id == _identities.c.user_id).outerjoin(
-            _memberships, _memberships.c.user_id == _users.c.id
+_holder_id = _users.c.id.label("holder_id")
+
+
+def _binding_select(*extra: Any) -> sa.Select[Any]:
+    """The binding of ``subject`` at ``system_id`` with its account and the account's group
+    memberships (one row per membership), and ``extra`` columns."""
+    return (
+        sa.select(_identities, _users, _memberships, *extra)
+        .select_from(
+            _identities.join(_users, _users.c.id == _identities.c.user_id).outerjoin(
+                _memberships, _memberships.c.user_id == _users.c.id
+            )
+        )
+        .where(
+            _identities.c.auth_system_id == sa.bindparam("system_id"),
+            _identities.c.subject == sa.bindparam("subject"),
         )
     )
-    .where(
-        _identities.c.auth_system_id == sa.bindparam("system_id"),
-        _identities.c.subject == sa.bindparam("subject"),
-    ),
-    columns=[*_identities.c, *_users.c, *_memberships.c],
-    by_column=True,
+
+
+def _binding_or_holders() -> PlainStatement:
+    """The binding with its account and the account's groups, and the accounts holding the
+    person's email address or username, in one Core statement (the hot path's statements are
+    built once and run on the driver's cursor, in the session's transaction or alone: a Core
+    statement through the session costs about five times the driver's own work; an ORM
+    query with joined loads three times as much).
+
+    Rows of the binding (one per membership) carry ``holder_id`` NULL; each holder's row
+    carries only ``holder_id``. A missing email or username is NULL, which equals nothing.
+    A first sign-in (the usual case) finds neither and costs one round trip.
+    """
+    binding = _binding_select(sa.null().label("holder_id"))
+    padding = [sa.null() for _ in (*_identities.c, *_users.c, *_memberships.c)]
+    holders = sa.select(*padding, _users.c.id).where(
+        sa.or_(
+            _users.c.email == sa.bindparam("email"),
+            _users.c.username_key == sa.bindparam("username"),
+        )
+    )
+    return PlainStatement(
+        sa.union_all(binding, holders),
+        columns=[*_identities.c, *_users.c, *_memberships.c, _holder_id],
+        by_column=True,
+    )
+
+
+_BINDING_OR_HOLDERS = _binding_or_holders()
+#: The binding alone (looked for again once an account holding its values was found).
+_IDENTITY_WITH_USER_AND_GROUPS = PlainStatement(
+    _binding_select(), columns=[*_identities.c, *_users.c, *_memberships.c], by_column=True
 )
 
 
 def _find_identity(system_id: int, subject: str) -> Identity | None:
     """Return the binding of ``subject`` at the system, with its user and the user's groups."""
     params = {"system_id": system_id, "subject": subject}
-    rows = run_in_session(_IDENTITY_WITH_USER_AND_GROUPS, params)
+    return _attach_binding(run_in_session(_IDENTITY_WITH_USER_AND_GROUPS, params))
+
+
+def _find_identity_or_holders(
+    system_id: int, subject: str, email: str | None, username: str | None
+) -> tuple[Identity | None, list[int]]:
+    """Return the binding of ``subject`` (as `_find_identity`), or else the ids of the accounts
+    holding ``email`` or ``username``: one statement."""
+    params = {"system_id": system_id, "subject": subject, "email": email, "username": username}
+    rows = read_alone(_BINDING_OR_HOLDERS, params)
+    binding = [row for row in rows if row[_holder_id] is None]
+    if binding:
+        return _attach_binding(binding), []
+    return None, sorted({row[_holder_id] for row in rows})
+
+
+def _attach_binding(rows: list[dict[Any, Any]]) -> Identity | None:
+    """Return the binding in ``rows`` (one per membership), with its user and groups, as a
+    joined load leaves them in the session."""
     if not rows:
         return None
     identity = attach_loaded(Identity, rows[0])
@@ -327,12 +369,12 @@ def plan_account(
     """
     system = settings_of(system)
     values = provider_values(system, result)
-    identity = _find_identity(system.id, result.subject)
+    # The binding, or else which local accounts share a unique field with this person.
+    email, username = _holder_keys(values)
+    identity, holder_ids = _find_identity_or_holders(system.id, result.subject, email, username)
     if identity is not None:
         return AccountPlan("sign_in", identity.user, identity, None, values)
-
-    # Which local accounts share a unique field with this person?
-    matches = _find_matches(values)
+    matches = _matches_among(holder_ids, email, username)
     username_holder = matches.get("username")
     if username_holder is not None and username_holder.username_source == SOURCE_MEMBER:
         # Typed here by a member: proves nothing, blocks nothing. The provider's value wins
@@ -404,17 +446,13 @@ def _pending_link(system: SystemSettings, result: SSOResult, plan: AccountPlan) 
     )
 
 
-def _create_user(
-    system: SystemSettings, plan: AccountPlan, fields: Mapping[str, Any], now: datetime
-) -> User:
-    """Insert the account of a person seen for the first time (the plan found no holder).
+def _new_user_row(plan: AccountPlan, fields: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """Return the columns of the account of a person seen for the first time.
 
-    One INSERT .. RETURNING gives the session its object, with the membership columns of the
-    group sync and the sign-in time already in the row: nothing is left to update.
+    The membership columns of the group sync and the sign-in time are in the row already:
+    nothing is left to update.
     """
     values = plan.values
-    if plan.displaced is not None:
-        _displace_username(plan.displaced)
     row: dict[str, Any] = {"first_name": "", "last_name": ""}
     for key in ACCOUNT_FIELDS:
         if values.get(key):
@@ -425,6 +463,19 @@ def _create_user(
     # Fields the provider did not supply are asked once, on *Complete your profile*.
     row["pending_fields"] = [key for key in ACCOUNT_FIELDS if not values.get(key)] or None
     row.update(membership_values(fields, now), last_login_at=now)
+    return row
+
+
+def _create_user(
+    system: SystemSettings, plan: AccountPlan, fields: Mapping[str, Any], now: datetime
+) -> User:
+    """Insert the account of a person seen for the first time (the plan found no holder).
+
+    One INSERT .. RETURNING gives the session its object.
+    """
+    if plan.displaced is not None:
+        _displace_username(plan.displaced)
+    row = _new_user_row(plan, fields, now)
     (inserted,) = run_in_session(_INSERT_USER, insert_values(_users, row))
     user = attach_loaded(User, inserted)
     if system.onboarding_team_id is not None:
@@ -435,34 +486,187 @@ def _create_user(
     return user
 
 
+def _binding_row(
+    system: SystemSettings, subject: str, locked: list[str], now: datetime, user_id: int | None
+) -> dict[str, Any]:
+    return {
+        "user_id": user_id,
+        "auth_system_id": system.id,
+        "subject": subject,
+        "locked_fields": locked,
+        "created_at": now,
+        "last_login_at": now,
+    }
+
+
+_events = AuditEvent.__table__
+
+
+def _create_at_once_statement() -> PlainStatement:
+    """A new account, its binding and its sign-in's audit event as one statement.
+
+    ``WITH new_user AS (INSERT .. RETURNING *), .. SELECT * FROM new_user``: PostgreSQL runs
+    every INSERT of the WITH once, to completion, and the statement is atomic on its own, so
+    on an autocommit connection it needs no BEGIN or COMMIT (five round trips become one).
+    Parameters: the account's as `insert_values` names them (``p_``), the binding's with
+    ``i_`` and the event's with ``e_``, neither with the account's id (the statement's own).
+    """
+    user = (
+        sa.insert(_users)
+        .values({c.key: sa.bindparam(f"p_{c.key}") for c in _users.c if not c.primary_key})
+        .returning(*_users.c)
+        .cte("new_user")
+    )
+    new_id = sa.select(user.c.id).scalar_subquery()
+    binding = (
+        sa.insert(_identities)
+        .values(
+            {
+                c.key: new_id if c.key == "user_id" else sa.bindparam(f"i_{c.key}")
+                for c in _identities.c
+                if not c.primary_key
+            }
+        )
+        .cte("new_binding")
+    )
+    event = (
+        sa.insert(_events)
+        .values(
+            {
+                name: new_id if name == "actor_id" else sa.bindparam(f"e_{name}")
+                for name in audit.EVENT_COLUMNS
+            }
+        )
+        .cte("sign_in_event")
+    )
+    return PlainStatement(sa.select(user).add_cte(binding, event), columns=list(user.c))
+
+
+_CREATE_AT_ONCE = _create_at_once_statement()
+
+
+def _creates_at_once(system: SystemSettings, plan: AccountPlan, fields: Mapping[str, Any]) -> bool:
+    """Tell whether this first sign-in writes only the account, its binding and its event.
+
+    On a server database, with nothing begun in the session, no username to take from
+    another account, no onboarding team, no group or role to give, and an email address
+    to name the account in the audit log: then `_create_at_once` writes it all in one
+    statement. Everything else takes the session's transaction (`_create_user`).
+    """
+    return (
+        db.engine.dialect.name != "sqlite"
+        and not session_has_begun()
+        and plan.displaced is None
+        and system.onboarding_team_id is None
+        and bool(plan.values.get("email"))
+        and not new_account_needs_sync(system, fields)
+    )
+
+
+def _create_at_once(
+    system: SystemSettings,
+    plan: AccountPlan,
+    result: SSOResult,
+    fields: Mapping[str, Any],
+    locked: list[str],
+    now: datetime,
+    reference: str | None,
+) -> User:
+    """Write the account, its binding and the sign-in's audit event in one autocommit
+    statement (`_CREATE_AT_ONCE`); return the account, in the session as a query leaves it.
+
+    A unique constraint another sign-in won raises IntegrityError and writes nothing.
+    """
+    row = _new_user_row(plan, fields, now)
+    params = insert_values(_users, row)
+    binding = insert_values(_identities, _binding_row(system, result.subject, locked, now, None))
+    params.update({f"i_{k[2:]}": v for k, v in binding.items() if k != "p_user_id"})
+    event = audit.event_row(
+        audit.SIGN_IN, actor_label=row["email"], system=system, reference=reference
+    )
+    params.update({f"e_{k}": v for k, v in event.items() if k != "actor_id"})
+    with plain_connection() as connection:
+        (inserted,) = connection.run(_CREATE_AT_ONCE, params)
+    return attach_loaded(User, inserted)
+
+
 #: A new account as a plain row, every column back (an ORM INSERT .. RETURNING of the
 #: entity costs five times as much).
 _INSERT_USER = insert_statement(_users)
-#: What every returning sign-in writes, built once: the binding's and the account's sign-in
-#: time, the provider-owned fields and the membership columns of the group sync.
-_TOUCH_IDENTITY = PlainStatement(
-    sa.update(_identities)
-    .where(_identities.c.id == sa.bindparam("row_id"))
-    .values(
-        locked_fields=sa.bindparam("locked_fields", type_=_identities.c.locked_fields.type),
-        last_login_at=sa.bindparam("last_login_at", type_=_identities.c.last_login_at.type),
-    )
+#: The account's columns every returning sign-in writes: its sign-in time and the membership
+#: columns of the group sync.
+_TOUCHED_USER_COLUMNS = (
+    "last_login_at",
+    "membership_synced_at",
+    "membership_status",
+    "membership_type",
 )
-_TOUCH_USER = PlainStatement(
-    sa.update(_users)
-    .where(_users.c.id == sa.bindparam("row_id"))
-    .values(
-        {
-            name: sa.bindparam(name, type_=_users.c[name].type)
-            for name in (
-                "last_login_at",
-                "membership_synced_at",
-                "membership_status",
-                "membership_type",
-            )
-        }
+
+
+def _touch_identity(prefix: str = "") -> sa.Update:
+    """UPDATE of the binding's sign-in time and provider-owned fields (``{prefix}row_id`` ..)."""
+    return (
+        sa.update(_identities)
+        .where(_identities.c.id == sa.bindparam(f"{prefix}row_id"))
+        .values(
+            {
+                name: sa.bindparam(f"{prefix}{name}", type_=_identities.c[name].type)
+                for name in ("locked_fields", "last_login_at")
+            }
+        )
     )
+
+
+def _touch_user(prefix: str = "") -> sa.Update:
+    """UPDATE of the account's `_TOUCHED_USER_COLUMNS` (``{prefix}row_id`` ..)."""
+    return (
+        sa.update(_users)
+        .where(_users.c.id == sa.bindparam(f"{prefix}row_id"))
+        .values(
+            {
+                name: sa.bindparam(f"{prefix}{name}", type_=_users.c[name].type)
+                for name in _TOUCHED_USER_COLUMNS
+            }
+        )
+    )
+
+
+#: What every returning sign-in writes, built once, in the session's transaction.
+_TOUCH_IDENTITY = PlainStatement(_touch_identity())
+_TOUCH_USER = PlainStatement(_touch_user())
+#: The same two UPDATEs and the sign-in's audit event as one statement, for an autocommit
+#: connection: ``WITH touched_binding AS (UPDATE ..), touched_account AS (UPDATE ..) INSERT
+#: INTO audit_events ..`` (PostgreSQL runs every statement of the WITH once, to completion;
+#: the whole is atomic on its own). Parameters: ``i_``, ``u_`` and ``e_`` prefixed.
+_TOUCH_AT_ONCE = PlainStatement(
+    sa.insert(_events)
+    .values({name: sa.bindparam(f"e_{name}") for name in audit.EVENT_COLUMNS})
+    .add_cte(_touch_identity("i_").cte("touched_binding"), _touch_user("u_").cte("touched_account"))
 )
+
+
+def _touched_values(
+    identity: Identity, user: User, fields: Mapping[str, Any], locked: list[str], now: datetime
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return what a returning sign-in writes: the binding's columns and the account's."""
+    binding = {"row_id": identity.id, "locked_fields": locked, "last_login_at": now}
+    columns = {
+        "membership_status": user.membership_status,
+        "membership_type": user.membership_type,
+        **membership_values(fields, now),
+        "last_login_at": now,
+    }
+    return binding, {"row_id": user.id, **columns}
+
+
+def _mark_touched(identity: Identity, user: User, binding: dict[str, Any], account: dict[str, Any]):
+    """Tell the session the objects hold the values written (nothing is left for its flush)."""
+    for key, value in binding.items():
+        if key != "row_id":
+            set_committed_value(identity, key, value)
+    for key, value in account.items():
+        if key != "row_id":
+            set_committed_value(user, key, value)
 
 
 def _touch_binding(
@@ -470,23 +674,51 @@ def _touch_binding(
 ) -> None:
     """Write a returning sign-in's times and membership columns as two plain UPDATEs.
 
-    The session is told the objects hold these values (nothing is left for its flush); any
-    other change `_apply_fields` made is flushed as usual.
+    Any other change `_apply_fields` made is flushed as usual.
     """
-    run_in_session(
-        _TOUCH_IDENTITY, {"row_id": identity.id, "locked_fields": locked, "last_login_at": now}
+    binding, account = _touched_values(identity, user, fields, locked, now)
+    run_in_session(_TOUCH_IDENTITY, binding)
+    run_in_session(_TOUCH_USER, account)
+    _mark_touched(identity, user, binding, account)
+
+
+def _touches_at_once(user: User) -> bool:
+    """Tell whether a returning sign-in writes only its two UPDATEs and its audit event.
+
+    On a server database, with nothing begun or pending in the session (no provider value
+    that moved, no group or role that changed), for an active account: then `_touch_at_once`
+    writes them as one statement outside any transaction.
+    """
+    session = db.session()
+    return (
+        db.engine.dialect.name != "sqlite"
+        and user.is_active
+        and not session_has_begun()
+        and not (session.new or session.deleted)
+        # A provider-owned field set again to the value it holds marks its object dirty
+        # without a change to write.
+        and not any(session.is_modified(obj) for obj in session.dirty)
     )
-    columns = {
-        "membership_status": user.membership_status,
-        "membership_type": user.membership_type,
-        **membership_values(fields, now),
-        "last_login_at": now,
-    }
-    run_in_session(_TOUCH_USER, {"row_id": user.id, **columns})
-    for key, value in (("locked_fields", locked), ("last_login_at", now)):
-        set_committed_value(identity, key, value)
-    for key, value in columns.items():
-        set_committed_value(user, key, value)
+
+
+def _touch_at_once(
+    system: SystemSettings,
+    identity: Identity,
+    user: User,
+    fields: Mapping[str, Any],
+    locked: list[str],
+    now: datetime,
+    reference: str | None,
+) -> None:
+    """Write the returning sign-in's two UPDATEs and its audit event in one autocommit
+    statement (`_TOUCH_AT_ONCE`)."""
+    binding, account = _touched_values(identity, user, fields, locked, now)
+    params = {f"i_{k}": v for k, v in binding.items()} | {f"u_{k}": v for k, v in account.items()}
+    event = audit.event_row(audit.SIGN_IN, actor=user, system=system, reference=reference)
+    params |= {f"e_{k}": v for k, v in event.items()}
+    with plain_connection() as connection:
+        connection.run(_TOUCH_AT_ONCE, params)
+    _mark_touched(identity, user, binding, account)
 
 
 #: A new binding, written as a plain row (its user is in the database already).
@@ -494,8 +726,13 @@ _INSERT_IDENTITY = insert_statement(_identities)
 
 
 def _resolve_once(
-    system: SystemSettings, result: SSOResult, confirmed_user_id: int | None = None
-) -> tuple[User, bool]:
+    system: SystemSettings,
+    result: SSOResult,
+    confirmed_user_id: int | None = None,
+    reference: str | None = None,
+) -> tuple[User, bool, bool]:
+    """Carry out the plan; return the user, whether it was created, and whether the
+    sign-in's audit event is written already."""
     plan = plan_account(system, result, confirmed_user_id=confirmed_user_id)
     if plan.action == "confirm":
         raise LinkConfirmationRequired(_pending_link(system, result, plan))
@@ -511,11 +748,18 @@ def _resolve_once(
             raise AccountDisabled()
         user = plan.identity.user
         _apply_fields(user, values, locked, fill_only=True)
-        _touch_binding(plan.identity, user, fields, locked, now)
+        # The group sync first: whatever it changes is written in the session's transaction
+        # (it leaves the membership columns to the UPDATE of the account).
         sync_member_groups(user, system, fields, membership_written=True)
-        return user, False
+        if _touches_at_once(user):
+            _touch_at_once(system, plan.identity, user, fields, locked, now, reference)
+            return user, False, True
+        _touch_binding(plan.identity, user, fields, locked, now)
+        return user, False, False
 
     created = plan.user is None
+    if created and _creates_at_once(system, plan, fields):
+        return _create_at_once(system, plan, result, fields, locked, now, reference), True, True
     if plan.user is None:
         user = _create_user(system, plan, fields, now)
     else:
@@ -533,23 +777,13 @@ def _resolve_once(
         user.last_login_at = now
     run_in_session(
         _INSERT_IDENTITY,
-        insert_values(
-            _identities,
-            {
-                "user_id": user.id,
-                "auth_system_id": system.id,
-                "subject": result.subject,
-                "locked_fields": locked,
-                "created_at": now,
-                "last_login_at": now,
-            },
-        ),
+        insert_values(_identities, _binding_row(system, result.subject, locked, now, user.id)),
     )
     if not created:
         # The account's list of bindings, if loaded, lacks the row just written: reload it.
         db.session.expire(user, ["identities"])
     sync_member_groups(user, system, fields, new_account=created)
-    return user, created
+    return user, created, False
 
 
 def resolve_account(
@@ -574,12 +808,13 @@ def resolve_account(
     check_membership_allowed(system, result)
     for attempt in range(RESOLVE_ATTEMPTS):
         try:
-            user, created = _resolve_once(system, result, confirmed_user_id)
+            user, created, audited = _resolve_once(system, result, confirmed_user_id, reference)
             if not user.is_active:
                 log.warning("Sign-in refused: account %s is disabled", user.id)
                 raise AccountDisabled()
             db.session.flush()
-            audit.insert_event(audit.SIGN_IN, actor=user, system=system, reference=reference)
+            if not audited:
+                audit.insert_event(audit.SIGN_IN, actor=user, system=system, reference=reference)
             commit_keeping_loaded()
             return user, created
         except IntegrityError:

@@ -143,7 +143,7 @@ def record_event(
 
 
 #: The sign-in's own event, written as a plain row (nothing else in the session refers to it).
-_EVENT_COLUMNS = (
+EVENT_COLUMNS = (
     "created_at",
     "kind",
     "actor_id",
@@ -156,9 +156,39 @@ _EVENT_COLUMNS = (
 #: One INSERT on the driver's cursor, in the caller's transaction (`run_in_session`).
 _INSERT_EVENT = PlainStatement(
     AuditEvent.__table__.insert().values(
-        {name: sa.bindparam(f"p_{name}") for name in _EVENT_COLUMNS}
+        {name: sa.bindparam(f"p_{name}") for name in EVENT_COLUMNS}
     )
 )
+
+
+def event_row(
+    kind: str,
+    *,
+    actor: User | None = None,
+    actor_label: str | None = None,
+    system: AuthSystem | None = None,
+    reference: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return a hot-path audit event's `EVENT_COLUMNS` (the row `insert_event` writes).
+
+    ``actor_label`` stands for an actor whose row is written in the same statement (no id
+    yet: the caller supplies ``actor_id``).
+    """
+    if kind not in KIND_LABELS or kind in CONFIG_KINDS:
+        raise ValueError(f"Audit event kind {kind!r} is unknown or is a configuration change.")
+    if actor_label is None:
+        actor_label = _actor_label(actor) if actor is not None else ""
+    return {
+        "created_at": utcnow(),
+        "kind": kind,
+        "actor_id": actor.id if actor is not None else None,
+        "actor_label": actor_label[:255],
+        "auth_system_id": system.id if system is not None else None,
+        "auth_system_name": (system.name or "")[:120] if system is not None else "",
+        "reference": reference,
+        "details": dict(details or {}),
+    }
 
 
 def insert_event(
@@ -175,21 +205,8 @@ def insert_event(
     committed or rolled back with the caller's change. Never for configuration kinds (those
     start the opportunistic purge through `record_event`).
     """
-    if kind not in KIND_LABELS or kind in CONFIG_KINDS:
-        raise ValueError(f"Audit event kind {kind!r} is unknown or is a configuration change.")
-    run_in_session(
-        _INSERT_EVENT,
-        {
-            "p_created_at": utcnow(),
-            "p_kind": kind,
-            "p_actor_id": actor.id if actor is not None else None,
-            "p_actor_label": _actor_label(actor) if actor is not None else "",
-            "p_auth_system_id": system.id if system is not None else None,
-            "p_auth_system_name": (system.name or "")[:120] if system is not None else "",
-            "p_reference": reference,
-            "p_details": dict(details or {}),
-        },
-    )
+    row = event_row(kind, actor=actor, system=system, reference=reference, details=details)
+    run_in_session(_INSERT_EVENT, {f"p_{name}": value for name, value in row.items()})
 
 
 def record_failed_sign_in(

@@ -466,6 +466,15 @@ def membership_values(fields: Mapping[str, Any], now: datetime) -> dict[str, Any
 _INSERT_MEMBERSHIPS = GroupMembership.__table__.insert()
 
 
+def new_account_needs_sync(system: AuthSystem | SystemSettings, fields: Mapping[str, Any]) -> bool:
+    """Tell whether `sync_member_groups` would write anything for a new account.
+
+    A new account holds no group and no role a system gave: only a group rule, or a manager
+    rule, that matches this profile gives it something.
+    """
+    return bool(resolve_member_groups(system, fields)) or provider_grants_manager(system, fields)
+
+
 def sync_member_groups(
     user: User,
     system: AuthSystem | SystemSettings,

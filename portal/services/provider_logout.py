@@ -25,7 +25,7 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from portal.config import http_settings
-from portal.database import commit_keeping_loaded
+from portal.database import PlainStatement, commit_keeping_loaded, plain_connection
 from portal.extensions import db
 from portal.models import (
     AuthSystem,
@@ -144,21 +144,28 @@ def record_provider_session(user: User, system_id: int, sid: str) -> None:
     """Remember that ``user`` signed in through a system under the provider session ``sid``."""
     if not sid or len(sid) > 255:
         return
-    # One plain INSERT, committed without expiring the signed-in user the page still reads.
+    # One plain INSERT standing alone (on PostgreSQL without BEGIN and COMMIT), outside the
+    # session: the signed-in user the page still reads is not expired.
     moment = now()
-    db.session.connection().execute(
-        _INSERT_PROVIDER_SESSION,
-        {"auth_system_id": system_id, "sid": sid, "user_id": user.id, "signed_in_at": moment},
-    )
+    with plain_connection() as connection:
+        connection.run(
+            _INSERT_PROVIDER_SESSION,
+            {"auth_system_id": system_id, "sid": sid, "user_id": user.id, "signed_in_at": moment},
+        )
+        connection.commit()
     global _sessions_purged_at
     if moment - _sessions_purged_at >= PURGE_INTERVAL:
         # Rows older than any session name nobody: dropped at most once an hour per process.
         _sessions_purged_at = moment
         _purge_provider_sessions(moment)
-    commit_keeping_loaded()
+        commit_keeping_loaded()
 
 
-_INSERT_PROVIDER_SESSION = ProviderSession.__table__.insert()
+_INSERT_PROVIDER_SESSION = PlainStatement(
+    ProviderSession.__table__.insert().values(
+        {name: sa.bindparam(name) for name in ("auth_system_id", "sid", "user_id", "signed_in_at")}
+    )
+)
 #: Old ``provider_sessions`` rows are purged at most this often per process (seconds).
 PURGE_INTERVAL = 3600.0
 _sessions_purged_at = 0.0

@@ -12,6 +12,7 @@ from portal.extensions import db
 from portal.models import AuthSystem, Identity, User
 from portal.services import account_resolution
 from portal.services.account_resolution import resolve_account
+from portal.services.settings_snapshot import settings_of
 from portal.sso.engine import SSOResult
 from portal.sso.errors import AccountConflict, EmailNotVerified
 from tests.support.rows import users_and_identities
@@ -144,8 +145,13 @@ def test_refresh_that_collides_with_another_account_is_a_conflict(system, create
     assert db.session.get(User, user.id).email == "jane@example.org"
 
 
-def test_simultaneous_first_logins_create_one_account(app, system, monkeypatch):
-    """Two first logins of the same person at once: one user, one identity, both signed in."""
+@pytest.mark.parametrize("begun", [True, False], ids=["in-a-transaction", "nothing-begun"])
+def test_simultaneous_first_logins_create_one_account(app, system, monkeypatch, begun):
+    """Two first logins of the same person at once: one user, one identity, both signed in.
+
+    As the callback runs it (nothing begun in the session: on PostgreSQL the account, its
+    binding and its audit event are one statement) and after a read in the session.
+    """
     system_id = system.id
     barrier = threading.Barrier(2, timeout=10)
     local = threading.local()
@@ -166,7 +172,10 @@ def test_simultaneous_first_logins_create_one_account(app, system, monkeypatch):
     def sign_in() -> None:
         with app.app_context():
             try:
-                user, created = resolve_account(db.session.get(AuthSystem, system_id), result())
+                snapshot = settings_of(db.session.get(AuthSystem, system_id))
+                if not begun:
+                    db.session.commit()
+                user, created = resolve_account(snapshot, result())
                 outcomes.append((user.id, created))
             except Exception as exc:  # noqa: BLE001
                 outcomes.append(exc)

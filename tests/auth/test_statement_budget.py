@@ -19,7 +19,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from portal.extensions import db
-from portal.models import GroupMembership, MemberGroup, User
+from portal.models import AuditEvent, GroupMembership, Identity, MemberGroup, User
+from portal.services import audit
 from portal.services.group_mapping import add_rule
 from tests.support.providers import Provider, add_member
 
@@ -172,3 +173,95 @@ def test_the_page_after_a_sign_in_leaves_the_session_cookie_alone(app, productio
     log = counted_sign_in(app, production_like, "newcomer")
 
     assert not log.landing_wrote_cookie
+
+
+def _callback_counting_transactions(app: Flask, provider: Provider, username: str):
+    """Sign ``username`` in; return the statement log and the transactions the engine began."""
+    began: list[str] = []
+
+    def record(conn) -> None:
+        began.append("BEGIN")
+
+    sa.event.listen(db.engine, "begin", record)
+    try:
+        log = counted_sign_in(app, provider, username)
+    finally:
+        sa.event.remove(db.engine, "begin", record)
+    return log, began
+
+
+def _sign_in_events(user: User) -> list[AuditEvent]:
+    return list(
+        db.session.scalars(
+            sa.select(AuditEvent)
+            .where(AuditEvent.kind == audit.SIGN_IN, AuditEvent.actor_id == user.id)
+            .order_by(AuditEvent.id)
+        )
+    )
+
+
+def test_a_first_sign_in_with_nothing_to_grant_reads_once_and_writes_once(app, oidc):
+    """A new member of a system without group rules: the account, its binding and the sign-in's
+    audit event are all written, after one read. On PostgreSQL they are one statement outside
+    any transaction (no BEGIN, no COMMIT); on SQLite, three INSERTs in one transaction."""
+    for name in ("warmup", "newcomer"):
+        add_member(oidc.idp, name)
+    counted_sign_in(app, oidc, "warmup")
+
+    log, transactions = _callback_counting_transactions(app, oidc, "newcomer")
+
+    db.session.expire_all()
+    user = db.session.scalar(sa.select(User).where(User.email == "newcomer@example.org"))
+    assert user is not None and user.is_active, "the new member has no account"
+    binding = db.session.scalar(sa.select(Identity).where(Identity.user_id == user.id))
+    assert binding is not None and binding.auth_system_id == oidc.system.id
+    events = _sign_in_events(user)
+    assert [(e.actor_label, e.auth_system_id) for e in events] == [
+        ("newcomer@example.org", oidc.system.id)
+    ]
+    assert events[0].reference, "the sign-in's audit event names no reference"
+    callback = log.phases["callback"]
+    reads = [sql for sql in callback if sql.startswith("SELECT") and "identities" in sql]
+    assert len(reads) == 1, "the binding and its holders took several reads:\n" + log.report()
+    if db.engine.dialect.name == "postgresql":
+        writes = [sql for sql in callback if sql.startswith("WITH new_user AS")]
+        assert len(writes) == 1, log.report()
+        assert transactions == [], f"the callback began {len(transactions)} transaction(s)"
+    else:
+        inserts = [sql.split()[2] for sql in callback if sql.startswith("INSERT")]
+        # (then the provider's session id, which back-channel logout names)
+        assert inserts[:3] == ["users", "identities", "audit_events"], log.report()
+
+
+def test_a_returning_sign_in_with_nothing_changed_writes_once(app, oidc):
+    """A linked member signing in again with an unchanged profile: the binding's and the
+    account's sign-in times move and the sign-in is audited. On PostgreSQL the two UPDATEs and
+    the event are one statement outside any transaction."""
+    for name in ("warmup", "regular"):
+        add_member(oidc.idp, name)
+    counted_sign_in(app, oidc, "warmup")
+    counted_sign_in(app, oidc, "regular")
+    user = db.session.scalar(sa.select(User).where(User.email == "regular@example.org"))
+    first_seen = db.session.scalar(sa.select(Identity).where(Identity.user_id == user.id))
+    before = (first_seen.last_login_at, user.last_login_at, user.membership_synced_at)
+
+    log, transactions = _callback_counting_transactions(app, oidc, "regular")
+
+    db.session.expire_all()
+    user = db.session.get(User, user.id)
+    binding = db.session.get(Identity, first_seen.id)
+    after = (binding.last_login_at, user.last_login_at, user.membership_synced_at)
+    assert all(a > b for a, b in zip(after, before, strict=True)), (before, after)
+    assert len(_sign_in_events(user)) == 2, "the second sign-in was not audited"
+    callback = log.phases["callback"]
+    if db.engine.dialect.name == "postgresql":
+        writes = [sql for sql in callback if sql.startswith("WITH touched_binding AS")]
+        assert len(writes) == 1, log.report()
+        assert transactions == [], f"the callback began {len(transactions)} transaction(s)"
+    else:
+        writes = [" ".join(sql.split()[:3]) for sql in callback if not sql.startswith("SELECT")]
+        assert writes[1:4] == [
+            "UPDATE identities SET",
+            "UPDATE users SET",
+            "INSERT INTO audit_events",
+        ], log.report()
