@@ -313,6 +313,10 @@ def _apply_fields(user: User, values: Mapping[str, Any], locked: list[str], *, f
         if not value:
             continue
         current = getattr(user, key)
+        if value == current and (key != "username" or user.username_source == SOURCE_PROVIDER):
+            # Nothing to write: setting it again would mark the account changed, and flushing
+            # that takes a connection for nothing.
+            continue
         if key in locked or not fill_only or not current:
             if key == "email" and value != user.email:
                 other = _find_match("email", value)

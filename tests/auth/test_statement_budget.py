@@ -236,7 +236,10 @@ def test_a_first_sign_in_with_nothing_to_grant_reads_once_and_writes_once(app, o
 def test_a_returning_sign_in_with_nothing_changed_writes_once(app, oidc):
     """A linked member signing in again with an unchanged profile: the binding's and the
     account's sign-in times move and the sign-in is audited. On PostgreSQL the two UPDATEs and
-    the event are one statement outside any transaction."""
+    the event are one statement outside any transaction, also when the provider owns the email
+    address (a must-supply field, refreshed at every sign-in)."""
+    oidc.system.param("email").must_supply = True
+    db.session.commit()
     for name in ("warmup", "regular"):
         add_member(oidc.idp, name)
     counted_sign_in(app, oidc, "warmup")
