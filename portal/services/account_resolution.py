@@ -552,13 +552,13 @@ _CREATE_AT_ONCE = _create_at_once_statement()
 def _creates_at_once(system: SystemSettings, plan: AccountPlan, fields: Mapping[str, Any]) -> bool:
     """Tell whether this first sign-in writes only the account, its binding and its event.
 
-    On a server database, with nothing begun in the session, no username to take from
+    On PostgreSQL (INSERTs in a WITH), with nothing begun in the session, no username to take from
     another account, no onboarding team, no group or role to give, and an email address
     to name the account in the audit log: then `_create_at_once` writes it all in one
     statement. Everything else takes the session's transaction (`_create_user`).
     """
     return (
-        db.engine.dialect.name != "sqlite"
+        db.engine.dialect.name == "postgresql"
         and not session_has_begun()
         and plan.displaced is None
         and system.onboarding_team_id is None
@@ -689,13 +689,13 @@ def _touch_binding(
 def _touches_at_once(user: User) -> bool:
     """Tell whether a returning sign-in writes only its two UPDATEs and its audit event.
 
-    On a server database, with nothing begun or pending in the session (no provider value
+    On PostgreSQL, with nothing begun or pending in the session (no provider value
     that moved, no group or role that changed), for an active account: then `_touch_at_once`
     writes them as one statement outside any transaction.
     """
     session = db.session()
     return (
-        db.engine.dialect.name != "sqlite"
+        db.engine.dialect.name == "postgresql"
         and user.is_active
         and not session_has_begun()
         and not (session.new or session.deleted)
