@@ -607,37 +607,24 @@ _TOUCHED_USER_COLUMNS = (
 )
 
 
-def _touch_identity(prefix: str = "") -> sa.Update:
-    """UPDATE of the binding's sign-in time and provider-owned fields (``{prefix}row_id`` ..)."""
+def _touch(table: sa.Table, names: tuple[str, ...], prefix: str = "") -> sa.Update:
+    """UPDATE of ``names`` of one row of ``table``, by ``{prefix}row_id``, each from its
+    ``{prefix}<name>`` parameter."""
     return (
-        sa.update(_identities)
-        .where(_identities.c.id == sa.bindparam(f"{prefix}row_id"))
-        .values(
-            {
-                name: sa.bindparam(f"{prefix}{name}", type_=_identities.c[name].type)
-                for name in ("locked_fields", "last_login_at")
-            }
-        )
+        sa.update(table)
+        .where(table.c.id == sa.bindparam(f"{prefix}row_id"))
+        .values({name: sa.bindparam(f"{prefix}{name}", type_=table.c[name].type) for name in names})
     )
 
 
-def _touch_user(prefix: str = "") -> sa.Update:
-    """UPDATE of the account's `_TOUCHED_USER_COLUMNS` (``{prefix}row_id`` ..)."""
-    return (
-        sa.update(_users)
-        .where(_users.c.id == sa.bindparam(f"{prefix}row_id"))
-        .values(
-            {
-                name: sa.bindparam(f"{prefix}{name}", type_=_users.c[name].type)
-                for name in _TOUCHED_USER_COLUMNS
-            }
-        )
-    )
+#: The binding's columns every returning sign-in writes: its sign-in time and the fields the
+#: provider owns.
+_TOUCHED_BINDING_COLUMNS = ("locked_fields", "last_login_at")
 
 
 #: What every returning sign-in writes, built once, in the session's transaction.
-_TOUCH_IDENTITY = PlainStatement(_touch_identity())
-_TOUCH_USER = PlainStatement(_touch_user())
+_TOUCH_IDENTITY = PlainStatement(_touch(_identities, _TOUCHED_BINDING_COLUMNS))
+_TOUCH_USER = PlainStatement(_touch(_users, _TOUCHED_USER_COLUMNS))
 #: The same two UPDATEs and the sign-in's audit event as one statement, for an autocommit
 #: connection: ``WITH touched_binding AS (UPDATE ..), touched_account AS (UPDATE ..) INSERT
 #: INTO audit_events ..`` (PostgreSQL runs every statement of the WITH once, to completion;
@@ -645,7 +632,10 @@ _TOUCH_USER = PlainStatement(_touch_user())
 _TOUCH_AT_ONCE = PlainStatement(
     sa.insert(_events)
     .values({name: sa.bindparam(f"e_{name}") for name in audit.EVENT_COLUMNS})
-    .add_cte(_touch_identity("i_").cte("touched_binding"), _touch_user("u_").cte("touched_account"))
+    .add_cte(
+        _touch(_identities, _TOUCHED_BINDING_COLUMNS, "i_").cte("touched_binding"),
+        _touch(_users, _TOUCHED_USER_COLUMNS, "u_").cte("touched_account"),
+    )
 )
 
 
