@@ -202,8 +202,9 @@ class ProfileParamRow(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # Indexed by the unique constraint above, which it leads.
     auth_system_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("auth_systems.id", ondelete="CASCADE"), index=True
+        sa.ForeignKey("auth_systems.id", ondelete="CASCADE")
     )
     #: Key from ``portal.sso.profile_fields.PROFILE_FIELDS`` (``user_id``, ``email`` ...).
     field: Mapped[str] = mapped_column(sa.String(40))
@@ -226,8 +227,9 @@ class ProfileRequestRow(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # Indexed by the unique constraint above, which it leads.
     auth_system_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("auth_systems.id", ondelete="CASCADE"), index=True
+        sa.ForeignKey("auth_systems.id", ondelete="CASCADE")
     )
     #: 1 to 4: the order of the chain; request N may read the answers of 1 to N-1.
     position: Mapped[int] = mapped_column(sa.Integer)

@@ -24,9 +24,13 @@ class Identity(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # No index of their own: each column leads one of the unique constraints above, whose
+    # index serves a lookup (or a cascade) by it alone. A second index would be written at
+    # every sign-in for nothing, and PostgreSQL could plan the binding lookup on it (every
+    # binding of the system, filtered by subject), a plan it keeps while the table grows.
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
     auth_system_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("auth_systems.id", ondelete="CASCADE"), index=True
+        sa.ForeignKey("auth_systems.id", ondelete="CASCADE")
     )
     #: The provider's stable User ID for this person.
     subject: Mapped[str] = mapped_column(sa.String(255))
@@ -52,8 +56,12 @@ class LoginAttempt(db.Model):
     state_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     #: SHA-256 of a random key kept in this browser's session: binds the attempt to it.
     browser_hash: Mapped[str] = mapped_column(sa.String(64), index=True)
+    # Not indexed: every attempt of a community names the same few systems, so the index would
+    # select nothing, yet PostgreSQL could plan the claim on it (every attempt of the system,
+    # filtered by state) and keep that plan while the table grows. Deleting a system finds its
+    # attempts without it (attempts are purged hourly).
     auth_system_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("auth_systems.id", ondelete="CASCADE"), index=True
+        sa.ForeignKey("auth_systems.id", ondelete="CASCADE")
     )
     #: Issuer expected in the callback's ``iss`` (RFC 9207), copied at start.
     issuer: Mapped[str] = mapped_column(sa.Text, default="")

@@ -221,14 +221,15 @@ def _binding_or_holders() -> PlainStatement:
     """
     binding = _binding_select(sa.null().label("holder_id"))
     padding = [sa.null() for _ in (*_identities.c, *_users.c, *_memberships.c)]
-    holders = sa.select(*padding, _users.c.id).where(
-        sa.or_(
-            _users.c.email == sa.bindparam("email"),
-            _users.c.username_key == sa.bindparam("username"),
-        )
+    # One SELECT per unique key, not one with an OR: PostgreSQL plans an OR of two keys on a
+    # new community's small table as a scan of every account, and keeps that plan prepared.
+    # (An account holding both appears twice; its id is counted once.)
+    by_email, by_username = (
+        sa.select(*padding, _users.c.id).where(column == sa.bindparam(name))
+        for column, name in ((_users.c.email, "email"), (_users.c.username_key, "username"))
     )
     return PlainStatement(
-        sa.union_all(binding, holders),
+        sa.union_all(binding, by_email, by_username),
         columns=[*_identities.c, *_users.c, *_memberships.c, _holder_id],
         by_column=True,
     )
