@@ -57,12 +57,12 @@ def test_no_index_repeats_the_leading_columns_of_another(app):
 
 def _sign_in_lookups() -> dict[str, tuple[PlainStatement, str, set[tuple[str, ...]]]]:
     """The lookups of a sign-in: statement, table, and the keys it may search that table by
-    (each names one row, or the few of one browser)."""
+    (each names one row)."""
     return {
         "the callback's claim of its attempt": (
             _CLAIM_ATTEMPT,
             "login_attempts",
-            {("state_hash",), ("browser_hash",)},
+            {("state_hash",)},
         ),
         "the binding lookup": (
             _BINDING_OR_HOLDERS,

@@ -3,11 +3,12 @@
 Four indexes repeat the leading column of a unique constraint's index on the same table
 (``identities.user_id`` and ``identities.auth_system_id``, ``profile_params.auth_system_id``,
 ``profile_requests.auth_system_id``): that index already serves every lookup and cascade by
-the column alone. ``login_attempts.auth_system_id`` selects nothing (every attempt names one
-of a community's few systems). Each was updated by every sign-in's INSERTs, and on
-PostgreSQL the generic plan of a prepared statement could choose one of them while the table
-was small (the binding lookup reading every binding of the system, the claim every attempt)
-and keep it while the table grew. No query loses an index it needs.
+the column alone. ``login_attempts.auth_system_id`` and ``login_attempts.browser_hash`` serve
+no statement: each one naming them names the attempt too, by its state or its id. Each was
+written by every sign-in's INSERTs, and on PostgreSQL the generic plan of a prepared
+statement could choose one of them while the table was small (the binding lookup reading
+every binding of the system, the claim every attempt of the system) and keep it while the
+table grew. No query loses an index it needs.
 
 Revision ID: 0013
 Revises: 0012
@@ -28,6 +29,7 @@ DROPPED = (
     ("identities", "user_id"),
     ("identities", "auth_system_id"),
     ("login_attempts", "auth_system_id"),
+    ("login_attempts", "browser_hash"),
     ("profile_params", "auth_system_id"),
     ("profile_requests", "auth_system_id"),
 )

@@ -55,11 +55,12 @@ class LoginAttempt(db.Model):
     #: SHA-256 of the ``state`` sent to the provider (the state itself is not stored).
     state_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     #: SHA-256 of a random key kept in this browser's session: binds the attempt to it.
-    browser_hash: Mapped[str] = mapped_column(sa.String(64), index=True)
-    # Not indexed: every attempt of a community names the same few systems, so the index would
-    # select nothing, yet PostgreSQL could plan the claim on it (every attempt of the system,
-    # filtered by state) and keep that plan while the table grows. Deleting a system finds its
-    # attempts without it (attempts are purged hourly).
+    # Neither this nor the system is indexed: every statement naming them names the attempt
+    # too (its state or its id), and the start's INSERT would write both indexes for nothing.
+    # PostgreSQL could also plan the claim on either and keep that plan while the table grows
+    # (on the system's: every attempt of the system, filtered by state). Deleting a system
+    # finds its attempts without one (attempts are purged after a day).
+    browser_hash: Mapped[str] = mapped_column(sa.String(64))
     auth_system_id: Mapped[int] = mapped_column(
         sa.ForeignKey("auth_systems.id", ondelete="CASCADE")
     )
