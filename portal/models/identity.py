@@ -54,12 +54,12 @@ class LoginAttempt(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     #: SHA-256 of the ``state`` sent to the provider (the state itself is not stored).
     state_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    # Neither the browser's key nor the system is indexed: every statement naming them names
+    # the attempt too (its state or its id), and the start's INSERT would write both indexes
+    # for nothing. PostgreSQL could also plan the claim on either and keep that plan while the
+    # table grows (on the system's: every attempt of the system, filtered by state). Deleting
+    # a system finds its attempts without one (attempts are purged after a day).
     #: SHA-256 of a random key kept in this browser's session: binds the attempt to it.
-    # Neither this nor the system is indexed: every statement naming them names the attempt
-    # too (its state or its id), and the start's INSERT would write both indexes for nothing.
-    # PostgreSQL could also plan the claim on either and keep that plan while the table grows
-    # (on the system's: every attempt of the system, filtered by state). Deleting a system
-    # finds its attempts without one (attempts are purged after a day).
     browser_hash: Mapped[str] = mapped_column(sa.String(64))
     auth_system_id: Mapped[int] = mapped_column(
         sa.ForeignKey("auth_systems.id", ondelete="CASCADE")
