@@ -656,12 +656,10 @@ def _touched_values(
 
 def _mark_touched(identity: Identity, user: User, binding: dict[str, Any], account: dict[str, Any]):
     """Tell the session the objects hold the values written (nothing is left for its flush)."""
-    for key, value in binding.items():
-        if key != "row_id":
-            set_committed_value(identity, key, value)
-    for key, value in account.items():
-        if key != "row_id":
-            set_committed_value(user, key, value)
+    for obj, written in ((identity, binding), (user, account)):
+        for key, value in written.items():
+            if key != "row_id":
+                set_committed_value(obj, key, value)
 
 
 def _touch_binding(
