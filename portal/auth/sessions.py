@@ -269,12 +269,19 @@ def _duration(seconds: int) -> str:
     return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
+def _csrf_token_in_templates() -> dict[str, Any]:
+    return {"csrf_token": csrf_token}
+
+
 def init_app(app: Flask) -> None:
     """Load users by id and generation, and end idle or expired sessions before each request."""
     login_manager.user_loader(load_user)
     app.session_interface = CookieSessions()
-    # Templates' ``csrf_token()`` (Flask-WTF's CSRFProtect set its own, equivalent, first).
+    # Templates' ``csrf_token()`` (Flask-WTF's CSRFProtect set its own, equivalent, first):
+    # as a global, and in the template context, where Flask-WTF's context processor would
+    # otherwise shadow the global (a later processor's value wins).
     app.jinja_env.globals["csrf_token"] = csrf_token
+    app.context_processor(_csrf_token_in_templates)
     from portal.auth.recheck import recheck_membership_when_due
 
     # Registered before the blueprints, so they run before their own request checks.

@@ -482,6 +482,31 @@ def test_the_csrf_token_templates_show_is_the_one_flask_wtf_checks(app):
     assert app.jinja_env.globals["csrf_token"] is csrf_token
 
 
+def test_a_page_signs_its_csrf_token_without_deriving_a_key(app, monkeypatch):
+    """The token a page shows comes from Portal's ``csrf_token()``, whose signing key is derived
+    once per secret key; Flask-WTF's ``generate_csrf`` builds a serializer and derives its key
+    for every page. Flask-WTF's template context (``csrf_token``) must not shadow Portal's."""
+    from flask import g, render_template_string
+    from itsdangerous import Signer
+
+    derived = []
+    original = Signer.derive_key
+
+    def counting(self, secret_key=None):
+        derived.append(self.salt)
+        return original(self, secret_key)
+
+    monkeypatch.setattr(Signer, "derive_key", counting)
+    with app.test_request_context("/"):
+        render_template_string("{{ csrf_token() }}")  # the key of this secret, derived once
+    with app.test_request_context("/"):
+        g.pop("csrf_token", None)  # a new page: g holds no token yet
+        derived.clear()
+        token = render_template_string("{{ csrf_token() }}")
+        assert token == sessions.csrf_token()
+    assert derived == []
+
+
 def _signed_in_with_csrf_checked(app_config) -> tuple[FlaskClient, str]:
     """Sign the member in on an app that checks CSRF tokens; return the client and the token
     the sign-in page showed (before the sign-in)."""
