@@ -55,6 +55,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlsplit
 
+import request_times  # benchmarks/request_times.py (this script's folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = Path(__file__).resolve().parent
 SIGNED_IN = "You are signed in as"
@@ -92,6 +94,8 @@ class RunResult:
     p99_ms: float = 0.0
     cpu_ms_per_signin: float = 0.0
     failures: dict[str, int] = field(default_factory=dict)
+    #: With ``--request-times``: wall and CPU ms per request kind (`request_times.summarize`).
+    request_times: dict[str, float] = field(default_factory=dict)
 
 
 def summarize(
@@ -129,6 +133,8 @@ def medians(results: list[RunResult], app: str) -> dict[str, float]:
     for m in METRICS:
         values = [getattr(r, m) for r in runs]
         out[m] = sum(values) if m == "failed" else round(statistics.median(values), 2)
+    for key in runs[0].request_times if runs else ():
+        out[key] = round(statistics.median(r.request_times.get(key, 0.0) for r in runs), 2)
     out["rounds"] = len(runs)
     return out
 
@@ -436,8 +442,9 @@ async def sign_in(session_factory, start_url: str, app_origin: str) -> str | Non
 
 async def storm(
     start_url: str, n: int, c: int, warmup: int, timeout_s: float, cpu_root: int
-) -> tuple[list[float], dict[str, int], float, float]:
-    """Warm up, then run n sign-ins c at a time; (latencies, failures, seconds, app CPU s)."""
+) -> tuple[list[float], dict[str, int], float, float, tuple[float, float]]:
+    """Warm up, then run n sign-ins c at a time; (latencies, failures, seconds, app CPU s,
+    and the measured storm's start and end on ``time.monotonic()``)."""
     import aiohttp
 
     app_origin = "{0.scheme}://{0.netloc}".format(urlsplit(start_url))
@@ -473,14 +480,15 @@ async def storm(
     latencies: list[float] = []
     failures: dict[str, int] = {}
     cpu0 = tree_cpu_seconds(cpu_root)
-    t0 = time.perf_counter()
+    t0, began = time.perf_counter(), time.monotonic()
     await run(n, time.monotonic() + timeout_s, latencies, failures)
     seconds = time.perf_counter() - t0
+    window = (began, time.monotonic())
     cpu = tree_cpu_seconds(cpu_root) - cpu0
     not_started = n - len(latencies) - sum(failures.values())
     if not_started > 0:
         failures["not started before the deadline"] = not_started
-    return latencies, failures, seconds, cpu
+    return latencies, failures, seconds, cpu, window
 
 
 # ------------------------------------------------------------------ databases and apps
@@ -587,6 +595,7 @@ class Options:
     max_life_s: float
     apps: tuple[str, ...]
     keep: bool
+    request_times: bool = False
 
 
 def _has_control_socket() -> bool:
@@ -599,7 +608,11 @@ def _has_control_socket() -> bool:
 def gunicorn_argv(opts: Options, port: int, target: str, config: str = os.devnull) -> list[str]:
     """The same server settings for both apps, given on the command line (they win over a
     config file's). Portal reads its own ``gunicorn.conf.py`` as it is deployed (``make serve``,
-    a gunicorn started in the checkout); the baseline reads none: hand-written code has none."""
+    a gunicorn started in the checkout); the baseline reads none: hand-written code has none.
+    With ``--request-times`` either app is served through `request_times`."""
+    if opts.request_times:
+        app = "baseline" if target.startswith("baseline_app") else "portal"
+        target = f"request_times:{app}()"
     return [
         sys.executable,
         "-m",
@@ -623,6 +636,7 @@ def gunicorn_argv(opts: Options, port: int, target: str, config: str = os.devnul
         "-b",
         f"127.0.0.1:{port}",
         *(["--no-control-socket"] if _has_control_socket() else []),
+        *(["--pythonpath", str(BENCH_DIR)] if opts.request_times else []),
         target,
     ]
 
@@ -652,6 +666,10 @@ def run_once(app: str, rnd: int, opts: Options, procs: Processes, work: Path) ->
     )
     wait_http(f"{idp_url}/healthz", 20, idp)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PORTAL_", "DATABASE_URL"))}
+    times = rdir / "request-times"
+    if opts.request_times:
+        times.mkdir()
+        env["BENCH_REQUEST_TIMES_DIR"] = str(times)
     scratch = None
     try:
         if app == "baseline":
@@ -721,7 +739,7 @@ def run_once(app: str, rnd: int, opts: Options, procs: Processes, work: Path) ->
         )
         try:
             wait_http(f"http://127.0.0.1:{app_port}{health}", 60, server)
-            latencies, failures, seconds, cpu = asyncio.run(
+            latencies, failures, seconds, cpu, window = asyncio.run(
                 storm(
                     f"http://127.0.0.1:{app_port}{start}",
                     opts.n,
@@ -737,7 +755,10 @@ def run_once(app: str, rnd: int, opts: Options, procs: Processes, work: Path) ->
         procs.stop(idp)
         if scratch:
             scratch.drop()
-    return summarize(app, rnd, latencies, failures, seconds, cpu)
+    result = summarize(app, rnd, latencies, failures, seconds, cpu)
+    if opts.request_times:
+        result.request_times = request_times.summarize(times, window)
+    return result
 
 
 # ------------------------------------------------------------------ report
@@ -764,6 +785,20 @@ def table(opts: Options, meds: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def request_times_line(times: dict[str, float]) -> str:
+    """One line of `request_times.summarize`'s figures: wall (CPU) ms per request kind."""
+    parts = [
+        f"{kind} {times[kind + '_wall_ms']:.1f} ({times[kind + '_cpu_ms']:.2f})"
+        for kind in request_times.KINDS
+        if kind + "_wall_ms" in times
+    ]
+    return (
+        f"thread held per sign-in {times['thread_ms']:.1f} ms: "
+        + ", ".join(parts)
+        + (" ms wall (CPU)")
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -781,6 +816,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--timeout-s", type=float, default=180, help="no sign-in starts after this")
     p.add_argument("--max-life-s", type=float, default=600, help="servers are killed after this")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    p.add_argument(
+        "--request-times",
+        action="store_true",
+        help="also time each request inside the apps (benchmarks/request_times.py)",
+    )
     p.add_argument("--serve-idp", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -812,6 +852,7 @@ def main(argv: list[str] | None = None) -> int:
         max_life_s=args.max_life_s,
         apps=apps,
         keep=args.keep,
+        request_times=args.request_times,
     )
     if opts.database_url and not reachable(opts.database_url):
         print(
@@ -844,6 +885,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"  CPU {r.cpu_ms_per_signin:5.1f} ms  failed {r.failed}{why}",
                     flush=True,
                 )
+                if r.request_times:
+                    print(f"    {request_times_line(r.request_times)}", flush=True)
     except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
         print(f"login storm could not run: {exc}", file=sys.stderr)
         print(f"logs kept in {work}", file=sys.stderr)
@@ -856,6 +899,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"medians of {opts.rounds} round(s), {opts.n} sign-ins each at concurrency {opts.c}:")
     print(table(opts, meds))
+    for app in apps:
+        if "thread_ms" in meds[app]:
+            print(f"{app:<8} {request_times_line(meds[app])}")
     verdict = None
     if "baseline" in meds and "portal" in meds:
         verdict = compare(meds["baseline"], meds["portal"])
