@@ -792,11 +792,8 @@ def request_times_line(times: dict[str, float]) -> str:
         for kind in request_times.KINDS
         if kind + "_wall_ms" in times
     ]
-    return (
-        f"thread held per sign-in {times['thread_ms']:.1f} ms: "
-        + ", ".join(parts)
-        + (" ms wall (CPU)")
-    )
+    held = f"thread held per sign-in {times['thread_ms']:.1f} ms"
+    return f"{held}: {', '.join(parts)} ms wall (CPU)"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
